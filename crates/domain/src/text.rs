@@ -1,0 +1,77 @@
+//! Free text from users: trimmed, normalised to Unicode NFC (Vietnamese is often typed
+//! in decomposed form), free of control characters and bounded in length.
+
+use unicode_normalization::UnicodeNormalization;
+
+use crate::DomainError;
+
+/// Longest name of a unit, a model, a runner or a sponsor, in characters.
+pub const MAX_NAME: usize = 300;
+/// Longest descriptive text of a model (rationale, objectives, ...).
+pub const MAX_TEXT: usize = 5_000;
+/// Longest reason (for an amendment, a return, a reopening, a retirement).
+pub const MAX_REASON: usize = 1_000;
+/// Longest report summary.
+pub const MAX_SUMMARY: usize = 20_000;
+/// Longest decision number or request identifier.
+pub const MAX_CODE: usize = 100;
+
+/// Normalises `value` and checks it: at most `max` characters, no control characters
+/// other than newline and tab, and not empty when `required`.
+pub fn clean(field: &str, value: &str, max: usize, required: bool) -> Result<String, DomainError> {
+    let text: String = value.trim().nfc().collect();
+    if required && text.is_empty() {
+        return Err(DomainError::invalid(field, "is required"));
+    }
+    let len = text.chars().count();
+    if len > max {
+        return Err(DomainError::invalid(
+            field,
+            format!("is {len} characters long; at most {max} are allowed"),
+        ));
+    }
+    if let Some(c) = text
+        .chars()
+        .find(|c| c.is_control() && *c != '\n' && *c != '\t')
+    {
+        return Err(DomainError::invalid(
+            field,
+            format!("contains the control character U+{:04X}", c as u32),
+        ));
+    }
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decomposed_vietnamese_is_stored_composed() {
+        // "Dân vận khéo" typed with combining marks (NFD).
+        let nfd = "Da\u{302}n va\u{323}\u{302}n khe\u{301}o";
+        let cleaned = clean("name", nfd, MAX_NAME, true).unwrap();
+        assert_eq!(cleaned, "Dân vận khéo");
+        assert_eq!(cleaned.chars().count(), 12);
+    }
+
+    #[test]
+    fn blank_required_text_is_refused_naming_the_field() {
+        let err = clean("details.name", "   ", MAX_NAME, true).unwrap_err();
+        assert_eq!(err.violations()[0].field, "details.name");
+    }
+
+    #[test]
+    fn length_is_counted_in_characters_after_normalisation() {
+        let ok = "ắ".repeat(10); // 10 characters, 30 bytes
+        assert!(clean("f", &ok, 10, true).is_ok());
+        let err = clean("f", &"ắ".repeat(11), 10, true).unwrap_err();
+        assert!(err.to_string().contains("11 characters"), "{err}");
+    }
+
+    #[test]
+    fn control_characters_are_refused_but_newlines_kept() {
+        assert!(clean("f", "a\u{0}b", 10, false).is_err());
+        assert_eq!(clean("f", "a\nb", 10, false).unwrap(), "a\nb");
+    }
+}
