@@ -23,6 +23,7 @@ mod writer;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use dvk_proto::events::v1::Envelope;
 use prost::Message;
@@ -172,8 +173,36 @@ impl LogConfig {
         Self {
             path: path.as_ref().to_owned(),
             source: source.into(),
-            cache_capacity: 256 << 20,
+            cache_capacity: 1 << 30,
             max_group: 4096,
+        }
+    }
+}
+
+/// How long `open` waits for a directory that another handle is still releasing.
+const LOCK_WAIT: Duration = Duration::from_secs(5);
+
+fn open_db(config: &LogConfig) -> Result<sled::Db, LogError> {
+    // No background flusher: every write is flushed by the writer thread before it is
+    // acknowledged.
+    let sled_config = sled::Config::new()
+        .path(&config.path)
+        .cache_capacity(config.cache_capacity)
+        .flush_every_ms(None);
+    let started = Instant::now();
+    loop {
+        match sled_config.open() {
+            Ok(db) => return Ok(db),
+            // sled releases its directory lock when its last internal I/O thread lets
+            // go of the file, which can trail a dropped handle by a few milliseconds.
+            // Another live process holding the lock still fails after LOCK_WAIT.
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && started.elapsed() < LOCK_WAIT =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => return Err(e.into()),
         }
     }
 }
@@ -225,14 +254,7 @@ impl EventLog {
                 "the log needs a source name".into(),
             ));
         }
-        // No background flusher: every write is flushed by the writer thread before it is
-        // acknowledged, and a flusher thread would outlive a dropped handle and keep
-        // the directory locked for a moment.
-        let db = sled::Config::new()
-            .path(&config.path)
-            .cache_capacity(config.cache_capacity)
-            .flush_every_ms(None)
-            .open()?;
+        let db = open_db(&config)?;
         let log = db.open_tree("log")?;
         let snapshots = db.open_tree("snapshots")?;
         let head = match log

@@ -1,9 +1,12 @@
-//! The single writer thread: group commit. It takes every queued append, decides each
+//! Group commit in two threads. The writer takes every queued append, decides each
 //! against the stream versions and request ids (including those decided earlier in the
-//! same group), writes the group as one atomic sled batch, flushes once, then answers.
+//! same group) and applies the group as one atomic sled batch. The flusher takes every
+//! applied group waiting for it, flushes sled once (fsync), publishes the new durable
+//! head, and only then answers. While one flush runs the writer already applies the
+//! next group, so flushing and deciding overlap instead of taking turns.
 
 use std::collections::HashMap;
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::SystemTime;
 
@@ -15,12 +18,11 @@ use crate::{AppendRequest, ExpectedVersion, LogError, Receipt, Shared, keys, rec
 /// Longest stream id and request id accepted, in bytes.
 const MAX_ID: usize = 512;
 
+type MetaEntries = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+
 pub(crate) enum Job {
     Append(AppendRequest, oneshot::Sender<Result<Receipt, LogError>>),
-    Meta(
-        Vec<(Vec<u8>, Option<Vec<u8>>)>,
-        oneshot::Sender<Result<(), LogError>>,
-    ),
+    Meta(MetaEntries, oneshot::Sender<Result<(), LogError>>),
 }
 
 enum Reply {
@@ -31,30 +33,107 @@ enum Reply {
     Meta(oneshot::Sender<Result<(), LogError>>),
 }
 
+impl Reply {
+    fn send(self) {
+        match self {
+            Reply::Append(tx, result) => drop(tx.send(result)),
+            Reply::Meta(tx) => drop(tx.send(Ok(()))),
+        }
+    }
+
+    fn fail(self, why: &str) {
+        match self {
+            Reply::Append(tx, _) => drop(tx.send(Err(LogError::Failed(why.to_owned())))),
+            Reply::Meta(tx) => drop(tx.send(Err(LogError::Failed(why.to_owned())))),
+        }
+    }
+}
+
+/// A group applied to sled, waiting for its flush.
+struct Applied {
+    head: u64,
+    replies: Vec<Reply>,
+}
+
+/// Set once a write or a flush failed: sled's state is then unknown, so every later
+/// write is refused until the log is reopened (and recovered by sled).
+type Failure = Arc<Mutex<Option<String>>>;
+
 pub(crate) fn spawn(
     shared: Arc<Shared>,
     jobs: mpsc::Receiver<Job>,
     head: u64,
     max_group: usize,
 ) -> std::io::Result<JoinHandle<()>> {
+    let failure: Failure = Arc::default();
+    let (applied_tx, applied_rx) = mpsc::channel();
+    let flusher = {
+        let shared = shared.clone();
+        let failure = failure.clone();
+        std::thread::Builder::new()
+            .name(format!("eventlog-flush-{}", shared.source))
+            .spawn(move || flush_loop(&shared, &applied_rx, &failure))?
+    };
     std::thread::Builder::new()
         .name(format!("eventlog-writer-{}", shared.source))
         .spawn(move || {
             Writer {
                 shared,
                 head,
-                failed: None,
+                failure,
             }
-            .run(jobs, max_group)
+            .run(&jobs, &applied_tx, max_group);
+            drop(applied_tx);
+            let _ = flusher.join();
         })
+}
+
+fn flush_loop(shared: &Shared, applied: &mpsc::Receiver<Applied>, failure: &Failure) {
+    while let Ok(first) = applied.recv() {
+        let mut groups = vec![first];
+        groups.extend(applied.try_iter());
+        let failed = failure.lock().expect("lock").clone();
+        let outcome = match failed {
+            Some(why) => Err(why),
+            None => shared.db.flush().map(drop).map_err(|e| e.to_string()),
+        };
+        match outcome {
+            Ok(()) => {
+                let head = groups.iter().map(|g| g.head).max().unwrap_or(0);
+                shared.durable.send_if_modified(|h| {
+                    let moved = head > *h;
+                    *h = (*h).max(head);
+                    moved
+                });
+                groups
+                    .into_iter()
+                    .flat_map(|g| g.replies)
+                    .for_each(Reply::send);
+            }
+            Err(why) => {
+                fail(failure, &shared.source, &why);
+                groups
+                    .into_iter()
+                    .flat_map(|g| g.replies)
+                    .for_each(|r| r.fail(&why));
+            }
+        }
+    }
+}
+
+fn fail(failure: &Failure, source: &str, why: &str) {
+    let mut f = failure.lock().expect("lock");
+    if f.is_none() {
+        tracing::error!(error = %why, source, "event log write failed; refusing further writes");
+        *f = Some(why.to_owned());
+    }
 }
 
 struct Writer {
     shared: Arc<Shared>,
-    /// The last position written (durable once the current group is flushed).
+    /// The last position applied (durable once its group is flushed).
     head: u64,
-    /// Set when a write or flush failed: sled's state is then unknown, so stop.
-    failed: Option<String>,
+    failure: Failure,
 }
 
 /// What the group decided so far, seen by later appends of the same group.
@@ -65,28 +144,42 @@ struct Pending {
 }
 
 impl Writer {
-    fn run(mut self, jobs: mpsc::Receiver<Job>, max_group: usize) {
+    fn run(
+        mut self,
+        jobs: &mpsc::Receiver<Job>,
+        applied: &mpsc::Sender<Applied>,
+        max_group: usize,
+    ) {
         while let Ok(first) = jobs.recv() {
             let mut group = vec![first];
-            while group.len() < max_group {
-                match jobs.try_recv() {
-                    Ok(job) => group.push(job),
-                    Err(_) => break,
-                }
+            group.extend(jobs.try_iter().take(max_group - 1));
+            let replies = self.apply(group);
+            if replies.is_empty() {
+                continue;
             }
-            self.commit(group);
+            if applied
+                .send(Applied {
+                    head: self.head,
+                    replies,
+                })
+                .is_err()
+            {
+                break;
+            }
         }
     }
 
-    fn commit(&mut self, group: Vec<Job>) {
-        if let Some(why) = &self.failed {
+    /// Decides and applies one group; the replies wait for the flush.
+    fn apply(&mut self, group: Vec<Job>) -> Vec<Reply> {
+        let failed = self.failure.lock().expect("lock").clone();
+        if let Some(why) = failed {
             for job in group {
                 match job {
                     Job::Append(_, tx) => drop(tx.send(Err(LogError::Failed(why.clone())))),
                     Job::Meta(_, tx) => drop(tx.send(Err(LogError::Failed(why.clone())))),
                 }
             }
-            return;
+            return Vec::new();
         }
         let start_head = self.head;
         let mut batch = sled::Batch::default();
@@ -100,50 +193,22 @@ impl Writer {
                     replies.push(Reply::Append(tx, result));
                 }
                 Job::Meta(entries, tx) => {
-                    for (k, v) in entries {
-                        match v {
-                            Some(v) => batch.insert(keys::meta(&k), v),
-                            None => batch.remove(keys::meta(&k)),
-                        }
-                        writes += 1;
-                    }
+                    writes += entries.len();
+                    put_meta(&mut batch, entries);
                     replies.push(Reply::Meta(tx));
                 }
             }
         }
-        let outcome = if writes == 0 {
-            Ok(())
-        } else {
-            self.shared
-                .log
-                .apply_batch(batch)
-                .and_then(|()| self.shared.db.flush().map(drop))
-        };
-        match outcome {
-            Ok(()) => {
-                if self.head != start_head {
-                    self.shared.durable.send_replace(self.head);
-                }
-                for r in replies {
-                    match r {
-                        Reply::Append(tx, result) => drop(tx.send(result)),
-                        Reply::Meta(tx) => drop(tx.send(Ok(()))),
-                    }
-                }
-            }
-            Err(e) => {
-                let why = e.to_string();
-                tracing::error!(error = %why, source = %self.shared.source, "event log write failed; refusing further writes");
-                self.failed = Some(why.clone());
-                self.head = start_head;
-                for r in replies {
-                    match r {
-                        Reply::Append(tx, _) => drop(tx.send(Err(LogError::Failed(why.clone())))),
-                        Reply::Meta(tx) => drop(tx.send(Err(LogError::Failed(why.clone())))),
-                    }
-                }
-            }
+        if writes > 0
+            && let Err(e) = self.shared.log.apply_batch(batch)
+        {
+            let why = e.to_string();
+            fail(&self.failure, &self.shared.source, &why);
+            self.head = start_head;
+            replies.into_iter().for_each(|r| r.fail(&why));
+            return Vec::new();
         }
+        replies
     }
 
     fn stream_version(&self, pending: &Pending, stream: &str) -> Result<u64, LogError> {
@@ -257,12 +322,7 @@ impl Writer {
             *writes += 2;
         }
         batch.insert(keys::stream(&req.stream_id), &version.to_be_bytes()[..]);
-        for (k, v) in req.meta {
-            match v {
-                Some(v) => batch.insert(keys::meta(&k), v),
-                None => batch.remove(keys::meta(&k)),
-            }
-        }
+        put_meta(batch, req.meta);
         let receipt = Receipt {
             stream_id: req.stream_id.clone(),
             first_version: current + 1,
@@ -283,5 +343,14 @@ impl Writer {
         pending.versions.insert(req.stream_id, version);
         self.head = position;
         Ok(receipt)
+    }
+}
+
+fn put_meta(batch: &mut sled::Batch, entries: MetaEntries) {
+    for (k, v) in entries {
+        match v {
+            Some(v) => batch.insert(keys::meta(&k), v),
+            None => batch.remove(keys::meta(&k)),
+        }
     }
 }
