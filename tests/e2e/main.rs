@@ -1,0 +1,3 @@
+//! End-to-end scenarios: each module starts real processes on real disks.
+
+mod crash;

@@ -1,0 +1,95 @@
+//! `cargo xtask`: the project's tasks, so that a fresh machine needs nothing but cargo.
+//!
+//! - `cargo xtask test`: formatting, lints (warnings are errors) and every test.
+//! - `cargo xtask bench`: the benchmarks whose figures go into BENCHMARKS.md.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(about = "DVK Ledger project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Check formatting, run clippy with warnings as errors, and run every test.
+    Test {
+        /// Skip the format and lint checks (tests only).
+        #[arg(long)]
+        no_lint: bool,
+        /// Extra arguments passed to `cargo test` (after `--workspace`).
+        #[arg(trailing_var_arg = true)]
+        cargo_args: Vec<String>,
+    },
+    /// What CI runs: the same as `test`.
+    Ci,
+    /// Run the benchmarks (`cargo bench -p dvk-eventlog`); arguments select parts.
+    Bench {
+        #[arg(trailing_var_arg = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.task {
+        Task::Test { no_lint, cargo_args } => test(!no_lint, &cargo_args),
+        Task::Ci => test(true, &[]),
+        Task::Bench { args } => bench(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_owned()
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+fn run(step: &str, mut cmd: Command) -> anyhow::Result<()> {
+    eprintln!("xtask: {step}: {cmd:?}");
+    let started = Instant::now();
+    let status = cmd.status().with_context(|| format!("cannot start {step}"))?;
+    eprintln!("xtask: {step}: {status} in {:.0?}", started.elapsed());
+    if !status.success() {
+        bail!("{step} failed ({status})");
+    }
+    Ok(())
+}
+
+fn test(lint: bool, extra: &[String]) -> anyhow::Result<()> {
+    if lint {
+        let mut fmt = cargo();
+        fmt.args(["fmt", "--all", "--", "--check"]);
+        run("format check", fmt)?;
+        let mut clippy = cargo();
+        clippy.args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]);
+        run("clippy", clippy)?;
+    }
+    let mut t = cargo();
+    t.args(["test", "--workspace", "--locked"]).args(extra);
+    run("tests", t)
+}
+
+fn bench(args: &[String]) -> anyhow::Result<()> {
+    let mut b = cargo();
+    b.args(["bench", "-p", "dvk-eventlog", "--bench", "eventlog", "--"]).args(args);
+    run("benchmarks", b)
+}
