@@ -33,12 +33,16 @@ fn child(dir: &str, round: &str) {
             let stdout = std::io::stdout();
             for i in 0u64.. {
                 let stream = format!("r{round}-w{w}");
-                let env = Envelope { correlation_id: format!("{round}/{w}/{i}"), ..Envelope::default() };
+                let env = Envelope {
+                    correlation_id: format!("{round}/{w}/{i}"),
+                    ..Envelope::default()
+                };
                 let req = AppendRequest::new(stream.clone(), ExpectedVersion::Exact(i), vec![env])
                     .with_request_id(format!("{round}/{w}/{i}"), vec![1]);
                 let r = log.append_blocking(req).expect("append");
                 let mut out = stdout.lock();
-                writeln!(out, "ack {stream} {} {}", r.last_version, r.last_position).expect("stdout");
+                writeln!(out, "ack {stream} {} {}", r.last_version, r.last_position)
+                    .expect("stdout");
                 out.flush().expect("flush");
             }
         }));
@@ -50,7 +54,10 @@ fn child(dir: &str, round: &str) {
 
 /// A pseudo-random number from the clock: kill moments differ from run to run.
 fn jitter(max: u64) -> u64 {
-    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().subsec_nanos();
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
     u64::from(nanos) % max
 }
 
@@ -86,10 +93,16 @@ fn acknowledged_appends_survive_sigkill() {
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut this_round = 0;
         while this_round < target {
-            let line = rx.recv_timeout(deadline - Instant::now()).expect("the writer keeps acknowledging");
+            let line = rx
+                .recv_timeout(deadline - Instant::now())
+                .expect("the writer keeps acknowledging");
             if let Some(rest) = line.strip_prefix("ack ") {
                 let f: Vec<&str> = rest.split(' ').collect();
-                acked.push(Ack { stream: f[0].into(), version: f[1].parse().unwrap(), position: f[2].parse().unwrap() });
+                acked.push(Ack {
+                    stream: f[0].into(),
+                    version: f[1].parse().unwrap(),
+                    position: f[2].parse().unwrap(),
+                });
                 this_round += 1;
             }
         }
@@ -99,7 +112,11 @@ fn acknowledged_appends_survive_sigkill() {
         while let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
             if let Some(rest) = line.strip_prefix("ack ") {
                 let f: Vec<&str> = rest.split(' ').collect();
-                acked.push(Ack { stream: f[0].into(), version: f[1].parse().unwrap(), position: f[2].parse().unwrap() });
+                acked.push(Ack {
+                    stream: f[0].into(),
+                    version: f[1].parse().unwrap(),
+                    position: f[2].parse().unwrap(),
+                });
             }
         }
     }
@@ -129,16 +146,27 @@ fn acknowledged_appends_survive_sigkill() {
     positions.sort_unstable();
     positions.dedup();
     let duplicated = acked.len() - positions.len();
-    eprintln!("kills: {rounds}, acknowledged: {}, stored: {count}, lost: {lost}, duplicated: {duplicated}", acked.len());
+    eprintln!(
+        "kills: {rounds}, acknowledged: {}, stored: {count}, lost: {lost}, duplicated: {duplicated}",
+        acked.len()
+    );
     assert_eq!(lost, 0);
     assert_eq!(duplicated, 0);
     // Every stream's versions run 1..=n with no gap, even across crashes.
     for round in 0..rounds {
         for w in 0..8 {
             let stream = format!("r{round}-w{w}");
-            let versions: Vec<u64> =
-                log.read_stream(&stream, 1).unwrap().iter().map(|r| r.envelope().unwrap().stream_version).collect();
-            assert_eq!(versions, (1..=versions.len() as u64).collect::<Vec<_>>(), "{stream}");
+            let versions: Vec<u64> = log
+                .read_stream(&stream, 1)
+                .unwrap()
+                .iter()
+                .map(|r| r.envelope().unwrap().stream_version)
+                .collect();
+            assert_eq!(
+                versions,
+                (1..=versions.len() as u64).collect::<Vec<_>>(),
+                "{stream}"
+            );
         }
     }
 }

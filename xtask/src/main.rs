@@ -40,7 +40,10 @@ enum Task {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.task {
-        Task::Test { no_lint, cargo_args } => test(!no_lint, &cargo_args),
+        Task::Test {
+            no_lint,
+            cargo_args,
+        } => test(!no_lint, &cargo_args),
         Task::Ci => test(true, &[]),
         Task::Bench { args } => bench(&args),
     };
@@ -54,7 +57,10 @@ fn main() -> ExitCode {
 }
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_owned()
 }
 
 fn cargo() -> Command {
@@ -66,7 +72,9 @@ fn cargo() -> Command {
 fn run(step: &str, mut cmd: Command) -> anyhow::Result<()> {
     eprintln!("xtask: {step}: {cmd:?}");
     let started = Instant::now();
-    let status = cmd.status().with_context(|| format!("cannot start {step}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {step}"))?;
     eprintln!("xtask: {step}: {status} in {:.0?}", started.elapsed());
     if !status.success() {
         bail!("{step} failed ({status})");
@@ -80,7 +88,15 @@ fn test(lint: bool, extra: &[String]) -> anyhow::Result<()> {
         fmt.args(["fmt", "--all", "--", "--check"]);
         run("format check", fmt)?;
         let mut clippy = cargo();
-        clippy.args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]);
+        clippy.args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ]);
         run("clippy", clippy)?;
     }
     let mut t = cargo();
@@ -90,6 +106,7 @@ fn test(lint: bool, extra: &[String]) -> anyhow::Result<()> {
 
 fn bench(args: &[String]) -> anyhow::Result<()> {
     let mut b = cargo();
-    b.args(["bench", "-p", "dvk-eventlog", "--bench", "eventlog", "--"]).args(args);
+    b.args(["bench", "-p", "dvk-eventlog", "--bench", "eventlog", "--"])
+        .args(args);
     run("benchmarks", b)
 }
