@@ -3,13 +3,11 @@
 //! any metadata (cursors, consumed offsets) written with them.
 //!
 //! - `E` position(u64 BE)                          → record (see `record.rs`)
-//! - `S` stream                                    → stream version (u64 BE)
 //! - `V` len(u16 BE) stream version(u64 BE)        → position (u64 BE)
 //! - `R` request id                                → receipt (see `Receipt::encode`)
 //! - `M` key                                       → caller-defined metadata
 
 pub(crate) const EVENT: u8 = b'E';
-pub(crate) const STREAM: u8 = b'S';
 pub(crate) const VERSION: u8 = b'V';
 pub(crate) const REQUEST: u8 = b'R';
 pub(crate) const META: u8 = b'M';
@@ -24,13 +22,6 @@ pub(crate) fn event(position: u64) -> [u8; 9] {
 pub(crate) fn position_of_event_key(key: &[u8]) -> Option<u64> {
     (key.len() == 9 && key[0] == EVENT)
         .then(|| u64::from_be_bytes(key[1..9].try_into().expect("8 bytes")))
-}
-
-pub(crate) fn stream(stream: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(1 + stream.len());
-    k.push(STREAM);
-    k.extend_from_slice(stream.as_bytes());
-    k
 }
 
 /// The prefix of every version key of `stream`.
@@ -64,4 +55,22 @@ pub(crate) fn meta(key: &[u8]) -> Vec<u8> {
 
 pub(crate) fn u64_value(v: &[u8]) -> Option<u64> {
     v.try_into().ok().map(u64::from_be_bytes)
+}
+
+/// A stream's version: the version of its last indexed event (0 if none). The index
+/// keys sort by version, so the last key under the stream's prefix is the head.
+pub(crate) fn stream_version(log: &sled::Tree, stream: &str) -> Result<u64, crate::LogError> {
+    let prefix = version_prefix(stream);
+    match log.scan_prefix(&prefix).next_back() {
+        None => Ok(0),
+        Some(entry) => {
+            let (k, _) = entry?;
+            k.get(prefix.len()..)
+                .and_then(u64_value)
+                .ok_or_else(|| crate::LogError::Corrupt {
+                    position: 0,
+                    reason: format!("stream index of {stream} holds a malformed key"),
+                })
+        }
+    }
 }

@@ -16,6 +16,7 @@
 
 mod error;
 mod keys;
+mod read;
 mod record;
 mod subscription;
 mod writer;
@@ -30,6 +31,7 @@ use prost::Message;
 use tokio::sync::{oneshot, watch};
 
 pub use error::LogError;
+pub use read::Records;
 pub use subscription::Subscription;
 
 /// What the writer expects the stream's version to be.
@@ -117,8 +119,10 @@ pub struct Receipt {
 #[derive(Debug, Clone)]
 pub struct Record {
     position: u64,
-    value: sled::IVec,
+    /// The chunk the event is stored in (shared, not copied).
+    chunk: sled::IVec,
     offset: usize,
+    len: usize,
 }
 
 impl Record {
@@ -129,22 +133,13 @@ impl Record {
 
     /// The encoded `Envelope`: the same bytes that go to Kafka.
     pub fn payload(&self) -> &[u8] {
-        &self.value[self.offset..]
+        &self.chunk[self.offset..self.offset + self.len]
     }
 
     pub fn envelope(&self) -> Result<Envelope, LogError> {
         Envelope::decode(self.payload()).map_err(|e| LogError::Corrupt {
             position: self.position,
             reason: format!("undecodable envelope: {e}"),
-        })
-    }
-
-    fn from_stored(position: u64, value: sled::IVec) -> Result<Self, LogError> {
-        let offset = record::verify(position, &value)?;
-        Ok(Self {
-            position,
-            value,
-            offset,
         })
     }
 }
@@ -264,10 +259,8 @@ impl EventLog {
             None => 0,
             Some(entry) => {
                 let (k, v) = entry?;
-                let position =
-                    keys::position_of_event_key(&k).expect("event range holds event keys");
-                record::verify(position, &v)?;
-                position
+                let first = keys::position_of_event_key(&k).expect("event range holds event keys");
+                record::last_position(first, &v)?
             }
         };
         let (durable, _) = watch::channel(head);
@@ -345,12 +338,7 @@ impl EventLog {
 
     /// The current version of a stream (0 if it has no events).
     pub fn stream_version(&self, stream_id: &str) -> Result<u64, LogError> {
-        Ok(self
-            .shared()
-            .log
-            .get(keys::stream(stream_id))?
-            .and_then(|v| keys::u64_value(&v))
-            .unwrap_or(0))
+        keys::stream_version(&self.shared().log, stream_id)
     }
 
     /// The event at `position`, if it is durable.
@@ -358,55 +346,18 @@ impl EventLog {
         if position == 0 || position > self.head() {
             return Ok(None);
         }
-        match self.shared().log.get(keys::event(position))? {
-            Some(v) => Ok(Some(Record::from_stored(position, v)?)),
-            None => Err(LogError::Corrupt {
-                position,
-                reason: "missing below the durable head".into(),
-            }),
-        }
+        self.read_range(position, position).next().transpose()
     }
 
     /// Every durable event from `from` (inclusive) to the head, in order.
-    pub fn read_all(&self, from: u64) -> impl Iterator<Item = Result<Record, LogError>> + use<> {
+    pub fn read_all(&self, from: u64) -> Records {
         self.read_range(from, self.head())
     }
 
-    /// The durable events with positions in `from..=to`, in order.
-    pub fn read_range(
-        &self,
-        from: u64,
-        to: u64,
-    ) -> impl Iterator<Item = Result<Record, LogError>> + use<> {
-        let to = to.min(self.head());
-        let from = from.max(1);
-        let mut expect = from;
-        let iter =
-            (from <= to).then(|| self.shared().log.range(keys::event(from)..=keys::event(to)));
-        let mut iter = iter.into_iter().flatten();
-        let mut done = false;
-        std::iter::from_fn(move || {
-            if done || expect > to {
-                return None;
-            }
-            let item = match iter.next() {
-                None => Err(LogError::Corrupt {
-                    position: expect,
-                    reason: "missing below the durable head".into(),
-                }),
-                Some(Err(e)) => Err(LogError::from(e)),
-                Some(Ok((k, v))) => match keys::position_of_event_key(&k) {
-                    Some(p) if p == expect => Record::from_stored(p, v),
-                    _ => Err(LogError::Corrupt {
-                        position: expect,
-                        reason: "missing below the durable head".into(),
-                    }),
-                },
-            };
-            expect += 1;
-            done = item.is_err();
-            Some(item)
-        })
+    /// The durable events with positions in `from..=to`, in order. A missing or
+    /// corrupt record ends the iteration with an error naming its position.
+    pub fn read_range(&self, from: u64, to: u64) -> Records {
+        Records::new(self.shared().log.clone(), from.max(1), to.min(self.head()))
     }
 
     /// The events of one stream with versions ≥ `from_version` (1 for all), in order.

@@ -222,11 +222,7 @@ fn a_flipped_byte_is_an_error_naming_the_position() {
     let log = open(dir.path());
     append(&log, "s", ExpectedVersion::Any, 3).unwrap();
     // Damage the stored record at position 2 behind the log's back.
-    let tree = &log.shared().log;
-    let mut bytes = tree.get(keys::event(2)).unwrap().unwrap().to_vec();
-    let last = bytes.len() - 1;
-    bytes[last] ^= 0x40;
-    tree.insert(keys::event(2), bytes).unwrap();
+    flip_last_byte_of(&log, 2);
 
     let results: Vec<_> = log.read_all(1).collect();
     assert!(results[0].is_ok());
@@ -251,13 +247,75 @@ fn a_flipped_byte_is_an_error_naming_the_position() {
 fn a_missing_record_below_the_head_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path());
-    append(&log, "s", ExpectedVersion::Any, 3).unwrap();
-    log.shared().log.remove(keys::event(2)).unwrap();
+    for _ in 0..3 {
+        append(&log, "s", ExpectedVersion::Any, 1).unwrap();
+    }
+    // One append each: three chunks. Remove the middle one.
+    assert!(log.shared().log.remove(keys::event(2)).unwrap().is_some());
     let results: Vec<_> = log.read_all(1).collect();
     assert!(
         matches!(results[1], Err(LogError::Corrupt { position: 2, .. })),
         "{results:?}"
     );
+    assert!(matches!(
+        log.get(2),
+        Err(LogError::Corrupt { position: 2, .. })
+    ));
+    assert_eq!(log.get(3).unwrap().unwrap().position(), 3);
+}
+
+#[test]
+fn reads_start_anywhere_inside_a_chunk() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    append(&log, "a", ExpectedVersion::Any, 500).unwrap();
+    append(&log, "b", ExpectedVersion::Any, 3).unwrap();
+    let chunks = log.shared().log.scan_prefix([keys::EVENT]).count();
+    assert!(
+        chunks > 2,
+        "500 events of ~40 bytes span several chunks, got {chunks}"
+    );
+    for from in [1, 2, 77, 250, 499, 500, 501, 503] {
+        let got: Vec<u64> = log.read_all(from).map(|r| r.unwrap().position()).collect();
+        assert_eq!(got, (from..=503).collect::<Vec<_>>(), "from {from}");
+    }
+    assert_eq!(
+        log.read_range(100, 102)
+            .map(|r| r.unwrap().position())
+            .collect::<Vec<_>>(),
+        [100, 101, 102]
+    );
+    assert!(log.read_all(504).next().is_none());
+    assert_eq!(
+        log.get(503).unwrap().unwrap().envelope().unwrap().stream_id,
+        "b"
+    );
+    assert!(log.get(504).unwrap().is_none());
+    assert!(log.get(0).unwrap().is_none());
+}
+
+/// Flips the last byte of the record at `position`, wherever its chunk is.
+fn flip_last_byte_of(log: &EventLog, position: u64) {
+    let tree = &log.shared().log;
+    let (key, chunk) = tree
+        .range(..=keys::event(position))
+        .next_back()
+        .unwrap()
+        .unwrap();
+    let first = keys::position_of_event_key(&key).unwrap();
+    let mut at = record::chunk_start(first, &chunk).unwrap();
+    let mut p = first;
+    loop {
+        let (offset, len) = record::parse_record(&chunk, at, p).unwrap();
+        if p == position {
+            let mut bytes = chunk.to_vec();
+            bytes[offset + len - 1] ^= 0x40;
+            tree.insert(key, bytes).unwrap();
+            return;
+        }
+        at = offset + len;
+        p += 1;
+    }
 }
 
 #[test]

@@ -141,6 +141,8 @@ struct Writer {
 struct Pending {
     versions: HashMap<String, u64>,
     requests: HashMap<String, (Receipt, Vec<u8>)>,
+    /// The chunk the group's next events go into.
+    chunk: Option<record::ChunkBuilder>,
 }
 
 impl Writer {
@@ -199,6 +201,9 @@ impl Writer {
                 }
             }
         }
+        if let Some(last) = pending.chunk.take() {
+            batch.insert(&keys::event(last.first)[..], last.bytes);
+        }
         if writes > 0
             && let Err(e) = self.shared.log.apply_batch(batch)
         {
@@ -212,15 +217,10 @@ impl Writer {
     }
 
     fn stream_version(&self, pending: &Pending, stream: &str) -> Result<u64, LogError> {
-        if let Some(v) = pending.versions.get(stream) {
-            return Ok(*v);
+        match pending.versions.get(stream) {
+            Some(v) => Ok(*v),
+            None => keys::stream_version(&self.shared.log, stream),
         }
-        Ok(self
-            .shared
-            .log
-            .get(keys::stream(stream))?
-            .and_then(|v| keys::u64_value(&v))
-            .unwrap_or(0))
     }
 
     fn decide(
@@ -310,18 +310,26 @@ impl Writer {
             {
                 env.request_id = idem.request_id.clone();
             }
-            let payload = env.encode_to_vec();
-            batch.insert(
-                &keys::event(position)[..],
-                record::encode(position, &payload),
+            let chunk = pending
+                .chunk
+                .get_or_insert_with(|| record::ChunkBuilder::new(position));
+            debug_assert_eq!(
+                chunk.first + chunk.count,
+                position,
+                "chunks hold consecutive positions"
             );
+            chunk.push_encoded(|buf| env.encode(buf).expect("a Vec grows as needed"));
+            if chunk.is_full()
+                && let Some(full) = pending.chunk.take()
+            {
+                batch.insert(&keys::event(full.first)[..], full.bytes);
+            }
             batch.insert(
                 keys::version(&req.stream_id, version),
                 &position.to_be_bytes()[..],
             );
             *writes += 2;
         }
-        batch.insert(keys::stream(&req.stream_id), &version.to_be_bytes()[..]);
         put_meta(batch, req.meta);
         let receipt = Receipt {
             stream_id: req.stream_id.clone(),
