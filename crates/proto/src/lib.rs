@@ -37,5 +37,7 @@ pub mod aggregation {
     }
 }
 
+pub mod convert;
+
 pub use prost;
 pub use prost_types;

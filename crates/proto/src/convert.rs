@@ -1,0 +1,638 @@
+//! Conversions between wire types and domain types: requests are parsed into checked
+//! domain values (errors name the request's fields), and domain events are encoded as
+//! event payloads and decoded back for replay.
+
+use dvk_domain::model::{
+    AwardForm, Commendation, Decision, Field, ModelDetails, ModelDetailsDraft, ModelEvent, ModelId,
+    Recognition, Replication, RunnerKind, Sponsor,
+};
+use dvk_domain::unit::{MergeKind, ReorgLink, Unit, UnitKind};
+use dvk_domain::{Date, DomainError, Level, Tree, UnitCode};
+
+use crate::common::v1 as pc;
+use crate::events::v1 as pe;
+
+/// A payload that cannot be turned back into a domain event (a corrupt or foreign log).
+#[derive(Debug, thiserror::Error)]
+#[error("undecodable {what}: {why}")]
+pub struct DecodeError {
+    pub what: &'static str,
+    pub why: String,
+}
+
+fn bad(what: &'static str, why: impl ToString) -> DecodeError {
+    DecodeError {
+        what,
+        why: why.to_string(),
+    }
+}
+
+// ---- scalars ----
+
+/// A date field: `Ok(None)` when absent, an error naming `field` when invalid.
+pub fn date_in(field: &str, d: Option<&pc::Date>) -> Result<Option<Date>, DomainError> {
+    match d {
+        None => Ok(None),
+        Some(d) => Date::new(field, d.year, d.month.max(0) as u32, d.day.max(0) as u32).map(Some),
+    }
+}
+
+/// A required date field.
+pub fn date_required(field: &str, d: Option<&pc::Date>) -> Result<Date, DomainError> {
+    date_in(field, d)?.ok_or_else(|| DomainError::invalid(field, "is required"))
+}
+
+pub fn date_out(d: Date) -> pc::Date {
+    pc::Date {
+        year: d.year(),
+        month: d.month() as i32,
+        day: d.day() as i32,
+    }
+}
+
+pub fn unit_in(field: &str, u: Option<&pc::UnitCode>) -> Result<UnitCode, DomainError> {
+    match u {
+        Some(u) if !u.code.trim().is_empty() => UnitCode::parse(field, &u.code),
+        _ => Err(DomainError::invalid(field, "is required")),
+    }
+}
+
+pub fn unit_out(u: &UnitCode) -> pc::UnitCode {
+    pc::UnitCode {
+        code: u.as_str().to_owned(),
+    }
+}
+
+pub fn tree_in(field: &str, t: i32) -> Result<Tree, DomainError> {
+    match pc::Tree::try_from(t) {
+        Ok(pc::Tree::Pre2025) => Ok(Tree::Pre2025),
+        Ok(pc::Tree::Tree2025) => Ok(Tree::Y2025),
+        _ => Err(DomainError::invalid(
+            field,
+            "must be TREE_PRE2025 or TREE_2025",
+        )),
+    }
+}
+
+pub fn tree_out(t: Tree) -> pc::Tree {
+    match t {
+        Tree::Pre2025 => pc::Tree::Pre2025,
+        Tree::Y2025 => pc::Tree::Tree2025,
+    }
+}
+
+pub fn level_in(field: &str, l: i32) -> Result<Level, DomainError> {
+    match pc::Level::try_from(l) {
+        Ok(pc::Level::Nation) => Ok(Level::Nation),
+        Ok(pc::Level::Province) => Ok(Level::Province),
+        Ok(pc::Level::District) => Ok(Level::District),
+        Ok(pc::Level::Commune) => Ok(Level::Commune),
+        _ => Err(DomainError::invalid(
+            field,
+            "must be a level (LEVEL_PROVINCE, LEVEL_DISTRICT, LEVEL_COMMUNE)",
+        )),
+    }
+}
+
+pub fn level_out(l: Level) -> pc::Level {
+    match l {
+        Level::Nation => pc::Level::Nation,
+        Level::Province => pc::Level::Province,
+        Level::District => pc::Level::District,
+        Level::Commune => pc::Level::Commune,
+    }
+}
+
+pub fn kind_in(field: &str, k: i32) -> Result<UnitKind, DomainError> {
+    use pc::UnitKind as K;
+    Ok(match K::try_from(k) {
+        Ok(K::Province) => UnitKind::Province,
+        Ok(K::CentralCity) => UnitKind::CentralCity,
+        Ok(K::UrbanDistrict) => UnitKind::UrbanDistrict,
+        Ok(K::RuralDistrict) => UnitKind::RuralDistrict,
+        Ok(K::Town) => UnitKind::Town,
+        Ok(K::ProvincialCity) => UnitKind::ProvincialCity,
+        Ok(K::Commune) => UnitKind::Commune,
+        Ok(K::Ward) => UnitKind::Ward,
+        Ok(K::Township) => UnitKind::Township,
+        Ok(K::SpecialZone) => UnitKind::SpecialZone,
+        _ => return Err(DomainError::invalid(field, "is required: the unit's kind")),
+    })
+}
+
+pub fn kind_out(k: UnitKind) -> pc::UnitKind {
+    use pc::UnitKind as K;
+    match k {
+        UnitKind::Province => K::Province,
+        UnitKind::CentralCity => K::CentralCity,
+        UnitKind::UrbanDistrict => K::UrbanDistrict,
+        UnitKind::RuralDistrict => K::RuralDistrict,
+        UnitKind::Town => K::Town,
+        UnitKind::ProvincialCity => K::ProvincialCity,
+        UnitKind::Commune => K::Commune,
+        UnitKind::Ward => K::Ward,
+        UnitKind::Township => K::Township,
+        UnitKind::SpecialZone => K::SpecialZone,
+    }
+}
+
+pub fn field_in(f: i32) -> Option<Field> {
+    match pc::Field::try_from(f) {
+        Ok(pc::Field::Economy) => Some(Field::Economy),
+        Ok(pc::Field::CultureSociety) => Some(Field::CultureSociety),
+        Ok(pc::Field::DefenceSecurity) => Some(Field::DefenceSecurity),
+        Ok(pc::Field::PoliticalSystem) => Some(Field::PoliticalSystem),
+        _ => None,
+    }
+}
+
+pub fn field_out(f: Field) -> pc::Field {
+    match f {
+        Field::Economy => pc::Field::Economy,
+        Field::CultureSociety => pc::Field::CultureSociety,
+        Field::DefenceSecurity => pc::Field::DefenceSecurity,
+        Field::PoliticalSystem => pc::Field::PoliticalSystem,
+    }
+}
+
+fn runner_in(r: i32) -> Option<RunnerKind> {
+    match pe::RunnerKind::try_from(r) {
+        Ok(pe::RunnerKind::Collective) => Some(RunnerKind::Collective),
+        Ok(pe::RunnerKind::Individual) => Some(RunnerKind::Individual),
+        _ => None,
+    }
+}
+
+fn runner_out(r: RunnerKind) -> pe::RunnerKind {
+    match r {
+        RunnerKind::Collective => pe::RunnerKind::Collective,
+        RunnerKind::Individual => pe::RunnerKind::Individual,
+    }
+}
+
+const SPONSORS: [(pe::Sponsor, Sponsor); 11] = [
+    (pe::Sponsor::PartyCommittee, Sponsor::PartyCommittee),
+    (pe::Sponsor::Government, Sponsor::Government),
+    (pe::Sponsor::FatherlandFront, Sponsor::FatherlandFront),
+    (pe::Sponsor::YouthUnion, Sponsor::YouthUnion),
+    (pe::Sponsor::WomensUnion, Sponsor::WomensUnion),
+    (pe::Sponsor::FarmersUnion, Sponsor::FarmersUnion),
+    (
+        pe::Sponsor::VeteransAssociation,
+        Sponsor::VeteransAssociation,
+    ),
+    (pe::Sponsor::TradeUnion, Sponsor::TradeUnion),
+    (pe::Sponsor::Police, Sponsor::Police),
+    (pe::Sponsor::Military, Sponsor::Military),
+    (pe::Sponsor::Other, Sponsor::Other),
+];
+
+fn sponsor_in(s: i32) -> Option<Sponsor> {
+    SPONSORS
+        .iter()
+        .find(|(p, _)| *p as i32 == s)
+        .map(|(_, d)| *d)
+}
+
+fn sponsor_out(s: Sponsor) -> pe::Sponsor {
+    SPONSORS
+        .iter()
+        .find(|(_, d)| *d == s)
+        .map(|(p, _)| *p)
+        .expect("every sponsor is mapped")
+}
+
+pub fn award_in(field: &str, a: i32) -> Result<AwardForm, DomainError> {
+    match pe::AwardForm::try_from(a) {
+        Ok(pe::AwardForm::CertificateOfMerit) => Ok(AwardForm::CertificateOfMerit),
+        Ok(pe::AwardForm::DiplomaOfMerit) => Ok(AwardForm::DiplomaOfMerit),
+        _ => Err(DomainError::invalid(
+            field,
+            "must be a certificate of merit (giấy khen) or a diploma of merit (bằng khen)",
+        )),
+    }
+}
+
+fn award_out(a: AwardForm) -> pe::AwardForm {
+    match a {
+        AwardForm::CertificateOfMerit => pe::AwardForm::CertificateOfMerit,
+        AwardForm::DiplomaOfMerit => pe::AwardForm::DiplomaOfMerit,
+    }
+}
+
+pub fn merge_out(k: MergeKind) -> pe::MergeKind {
+    use pe::MergeKind as M;
+    match k {
+        MergeKind::Whole => M::Whole,
+        MergeKind::Part => M::Part,
+        MergeKind::PartArea => M::PartArea,
+        MergeKind::PartAreaWholePopulation => M::PartAreaWholePopulation,
+        MergeKind::PartPopulation => M::PartPopulation,
+        MergeKind::Unchanged => M::Unchanged,
+        MergeKind::TypeChanged => M::TypeChanged,
+        MergeKind::Renamed => M::Renamed,
+        MergeKind::DistrictToSpecialZone => M::DistrictToSpecialZone,
+        MergeKind::Unspecified => M::Unspecified,
+    }
+}
+
+pub fn merge_in(k: i32) -> MergeKind {
+    use pe::MergeKind as M;
+    match M::try_from(k).unwrap_or(M::Unspecified) {
+        M::Whole => MergeKind::Whole,
+        M::Part => MergeKind::Part,
+        M::PartArea => MergeKind::PartArea,
+        M::PartAreaWholePopulation => MergeKind::PartAreaWholePopulation,
+        M::PartPopulation => MergeKind::PartPopulation,
+        M::Unchanged => MergeKind::Unchanged,
+        M::TypeChanged => MergeKind::TypeChanged,
+        M::Renamed => MergeKind::Renamed,
+        M::DistrictToSpecialZone => MergeKind::DistrictToSpecialZone,
+        M::Unspecified => MergeKind::Unspecified,
+    }
+}
+
+// ---- units ----
+
+/// A unit record of a request (fields named `{prefix}.code`, ...), checked against `tree`.
+pub fn unit_record_in(prefix: &str, tree: Tree, r: &pe::UnitRecord) -> Result<Unit, DomainError> {
+    let f = |n: &str| format!("{prefix}.{n}");
+    let code = unit_in(&f("code"), r.code.as_ref())?;
+    let kind = kind_in(&f("kind"), r.kind)?;
+    let parent = match r.parent.as_ref() {
+        Some(p) if !p.code.trim().is_empty() => Some(UnitCode::parse(&f("parent"), &p.code)?),
+        _ => None,
+    };
+    if r.level != 0 {
+        let level = level_in(&f("level"), r.level)?;
+        if level != kind.level() {
+            return Err(DomainError::invalid(
+                f("level"),
+                format!("{level:?} does not match the kind {kind:?}"),
+            ));
+        }
+    }
+    Unit::new(tree, code, &r.name, &r.english_name, kind, parent)
+        .map_err(|e| prefix_violations(prefix, e))
+}
+
+fn prefix_violations(prefix: &str, e: DomainError) -> DomainError {
+    match e {
+        DomainError::Invalid(v) => DomainError::Invalid(
+            v.into_iter()
+                .map(|mut v| {
+                    v.field = format!("{prefix}.{}", v.field);
+                    v
+                })
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+pub fn unit_record_out(u: &Unit) -> pe::UnitRecord {
+    pe::UnitRecord {
+        code: Some(unit_out(&u.code)),
+        name: u.name.clone(),
+        english_name: u.english_name.clone(),
+        level: level_out(u.level) as i32,
+        kind: kind_out(u.kind) as i32,
+        parent: u.parent.as_ref().map(unit_out),
+    }
+}
+
+pub fn reorg_link_in(prefix: &str, l: &pe::ReorgLink) -> Result<ReorgLink, DomainError> {
+    let old = unit_in(&format!("{prefix}.old_code"), l.old_code.as_ref())?;
+    let new = unit_in(&format!("{prefix}.new_code"), l.new_code.as_ref())?;
+    let note = dvk_domain::text::clean(
+        &format!("{prefix}.note"),
+        &l.note,
+        dvk_domain::text::MAX_REASON,
+        false,
+    )?;
+    let kind = if l.kind == 0 {
+        MergeKind::from_note(&note)
+    } else {
+        merge_in(l.kind)
+    };
+    Ok(ReorgLink {
+        old,
+        new,
+        kind,
+        note,
+    })
+}
+
+pub fn reorg_link_out(l: &ReorgLink, rank: u32) -> pe::ReorgLink {
+    pe::ReorgLink {
+        old_code: Some(unit_out(&l.old)),
+        new_code: Some(unit_out(&l.new)),
+        kind: merge_out(l.kind) as i32,
+        note: l.note.clone(),
+        successor_rank: rank,
+    }
+}
+
+// ---- models ----
+
+/// The registration form of a request, before validation.
+pub fn details_draft(d: Option<&pe::ModelDetails>) -> ModelDetailsDraft {
+    let Some(d) = d else {
+        return ModelDetailsDraft::default();
+    };
+    let resources = d.resources.clone().unwrap_or_default();
+    let timeline = d.timeline.clone().unwrap_or_default();
+    ModelDetailsDraft {
+        name: d.name.clone(),
+        field: field_in(d.field),
+        runner_kind: runner_in(d.runner_kind),
+        runner_name: d.runner_name.clone(),
+        sponsor: sponsor_in(d.sponsor),
+        sponsor_name: d.sponsor_name.clone(),
+        rationale: d.rationale.clone(),
+        objectives: d.objectives.clone(),
+        method: d.method.clone(),
+        area: d.area.clone(),
+        target_group: d.target_group.clone(),
+        implementing_forces: d.implementing_forces.clone(),
+        funds_vnd: resources.funds.map_or(0, |m| m.vnd),
+        workdays: resources.workdays,
+        // Invalid dates are reported by `details_in`; here they count as absent.
+        timeline_start: date_in("", timeline.start.as_ref()).ok().flatten(),
+        timeline_end: date_in("", timeline.end.as_ref()).ok().flatten(),
+        expected_outputs: d.expected_outputs.clone(),
+    }
+}
+
+/// The registration form of a request, validated; fields are named `details.*`.
+pub fn details_in(d: Option<&pe::ModelDetails>) -> Result<ModelDetails, DomainError> {
+    if let Some(t) = d.and_then(|d| d.timeline.as_ref()) {
+        date_in("details.timeline.start", t.start.as_ref())?;
+        date_in("details.timeline.end", t.end.as_ref())?;
+    }
+    ModelDetails::new(details_draft(d), "details")
+}
+
+pub fn details_out(d: &ModelDetails) -> pe::ModelDetails {
+    pe::ModelDetails {
+        name: d.name.clone(),
+        field: field_out(d.field) as i32,
+        runner_kind: runner_out(d.runner_kind) as i32,
+        runner_name: d.runner_name.clone(),
+        sponsor: sponsor_out(d.sponsor) as i32,
+        sponsor_name: d.sponsor_name.clone(),
+        rationale: d.rationale.clone(),
+        objectives: d.objectives.clone(),
+        method: d.method.clone(),
+        area: d.area.clone(),
+        target_group: d.target_group.clone(),
+        implementing_forces: d.implementing_forces.clone(),
+        resources: Some(pe::Resources {
+            funds: Some(pc::Money { vnd: d.funds_vnd }),
+            workdays: d.workdays,
+        }),
+        timeline: Some(pe::Timeline {
+            start: Some(date_out(d.timeline_start)),
+            end: d.timeline_end.map(date_out),
+        }),
+        expected_outputs: d.expected_outputs.clone(),
+    }
+}
+
+pub fn decision_in(prefix: &str, d: Option<&pe::Decision>) -> Result<Decision, DomainError> {
+    let d = d.cloned().unwrap_or_default();
+    let date = date_in(&format!("{prefix}.date"), d.date.as_ref())?;
+    Decision::new(prefix, &d.number, date, &d.issuer)
+}
+
+pub fn decision_out(d: &Decision) -> pe::Decision {
+    pe::Decision {
+        number: d.number.clone(),
+        date: Some(date_out(d.date)),
+        issuer: d.issuer.clone(),
+    }
+}
+
+/// The payload type name of an event, as stored in `Envelope.event_type`.
+pub fn event_type(p: &pe::envelope::Payload) -> &'static str {
+    use pe::envelope::Payload as P;
+    match p {
+        P::UnitsImported(_) => "dvk.events.v1.UnitsImported",
+        P::UnitsReorganized(_) => "dvk.events.v1.UnitsReorganized",
+        P::ModelRegistered(_) => "dvk.events.v1.ModelRegistered",
+        P::ModelAmended(_) => "dvk.events.v1.ModelAmended",
+        P::ModelStarted(_) => "dvk.events.v1.ModelStarted",
+        P::ModelRecognized(_) => "dvk.events.v1.ModelRecognized",
+        P::ModelCommended(_) => "dvk.events.v1.ModelCommended",
+        P::ModelReplicated(_) => "dvk.events.v1.ModelReplicated",
+        P::ModelRetired(_) => "dvk.events.v1.ModelRetired",
+        P::ReportSubmitted(_) => "dvk.events.v1.ReportSubmitted",
+        P::ReportAmended(_) => "dvk.events.v1.ReportAmended",
+        P::ReportReturned(_) => "dvk.events.v1.ReportReturned",
+        P::ReportApproved(_) => "dvk.events.v1.ReportApproved",
+        P::ReportReopened(_) => "dvk.events.v1.ReportReopened",
+    }
+}
+
+pub fn model_event_out(e: &ModelEvent) -> pe::envelope::Payload {
+    use pe::envelope::Payload as P;
+    match e {
+        ModelEvent::Registered {
+            id,
+            unit,
+            tree,
+            registered_on,
+            details,
+        } => P::ModelRegistered(pe::ModelRegistered {
+            model_id: id.as_str().to_owned(),
+            unit: Some(unit_out(unit)),
+            tree: tree_out(*tree) as i32,
+            registered_on: Some(date_out(*registered_on)),
+            details: Some(details_out(details)),
+        }),
+        ModelEvent::Amended { details, reason } => P::ModelAmended(pe::ModelAmended {
+            details: Some(details_out(details)),
+            reason: reason.clone(),
+        }),
+        ModelEvent::Started { started_on } => P::ModelStarted(pe::ModelStarted {
+            started_on: Some(date_out(*started_on)),
+        }),
+        ModelEvent::Recognized(r) => P::ModelRecognized(pe::ModelRecognized {
+            level: level_out(r.level) as i32,
+            recognizing_unit: Some(unit_out(&r.recognizing_unit)),
+            decision: Some(decision_out(&r.decision)),
+            exemplary: r.exemplary,
+        }),
+        ModelEvent::Commended(c) => P::ModelCommended(pe::ModelCommended {
+            form: award_out(c.form) as i32,
+            level: level_out(c.level) as i32,
+            awarding_unit: Some(unit_out(&c.awarding_unit)),
+            decision: Some(decision_out(&c.decision)),
+        }),
+        ModelEvent::Replicated(r) => P::ModelReplicated(pe::ModelReplicated {
+            target_unit: Some(unit_out(&r.target_unit)),
+            replicated_on: Some(date_out(r.replicated_on)),
+            note: r.note.clone(),
+        }),
+        ModelEvent::Retired { reason, retired_on } => P::ModelRetired(pe::ModelRetired {
+            reason: reason.clone(),
+            retired_on: Some(date_out(*retired_on)),
+        }),
+    }
+}
+
+/// Decodes a stored model event. Stored events were valid when written, so any
+/// failure here means a corrupt or foreign log.
+pub fn model_event_in(p: &pe::envelope::Payload) -> Result<Option<ModelEvent>, DecodeError> {
+    use pe::envelope::Payload as P;
+    let d = |e: DomainError| bad("model event", e);
+    let details = |d: Option<&pe::ModelDetails>| {
+        ModelDetails::new(details_draft(d), "details").map_err(|e| bad("model details", e))
+    };
+    Ok(Some(match p {
+        P::ModelRegistered(r) => ModelEvent::Registered {
+            id: ModelId::parse("model_id", &r.model_id).map_err(d)?,
+            unit: unit_in("unit", r.unit.as_ref()).map_err(d)?,
+            tree: tree_in("tree", r.tree).map_err(d)?,
+            registered_on: date_required("registered_on", r.registered_on.as_ref()).map_err(d)?,
+            details: details(r.details.as_ref())?,
+        },
+        P::ModelAmended(a) => ModelEvent::Amended {
+            details: details(a.details.as_ref())?,
+            reason: a.reason.clone(),
+        },
+        P::ModelStarted(s) => ModelEvent::Started {
+            started_on: date_required("started_on", s.started_on.as_ref()).map_err(d)?,
+        },
+        P::ModelRecognized(r) => ModelEvent::Recognized(Recognition {
+            level: level_in("level", r.level).map_err(d)?,
+            recognizing_unit: unit_in("recognizing_unit", r.recognizing_unit.as_ref())
+                .map_err(d)?,
+            decision: decision_in("decision", r.decision.as_ref()).map_err(d)?,
+            exemplary: r.exemplary,
+        }),
+        P::ModelCommended(c) => ModelEvent::Commended(Commendation {
+            form: award_in("form", c.form).map_err(d)?,
+            level: level_in("level", c.level).map_err(d)?,
+            awarding_unit: unit_in("awarding_unit", c.awarding_unit.as_ref()).map_err(d)?,
+            decision: decision_in("decision", c.decision.as_ref()).map_err(d)?,
+        }),
+        P::ModelReplicated(r) => ModelEvent::Replicated(Replication {
+            target_unit: unit_in("target_unit", r.target_unit.as_ref()).map_err(d)?,
+            replicated_on: date_required("replicated_on", r.replicated_on.as_ref()).map_err(d)?,
+            note: r.note.clone(),
+        }),
+        P::ModelRetired(r) => ModelEvent::Retired {
+            reason: r.reason.clone(),
+            retired_on: date_required("retired_on", r.retired_on.as_ref()).map_err(d)?,
+        },
+        _ => return Ok(None),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn date(s: &str) -> Date {
+        Date::parse("d", s).unwrap()
+    }
+
+    fn details() -> ModelDetails {
+        ModelDetails::new(
+            ModelDetailsDraft {
+                name: "Dân vận khéo".into(),
+                field: Some(Field::DefenceSecurity),
+                runner_kind: Some(RunnerKind::Individual),
+                runner_name: "Nguyễn Văn A".into(),
+                sponsor: Some(Sponsor::Police),
+                objectives: "An ninh trật tự".into(),
+                funds_vnd: 5,
+                workdays: 6,
+                timeline_start: Some(date("2024-01-01")),
+                timeline_end: None,
+                ..Default::default()
+            },
+            "details",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn every_model_event_round_trips_through_its_payload() {
+        let decision = Decision::new(
+            "decision",
+            "12/QĐ-UBND",
+            Some(date("2024-06-01")),
+            "UBND huyện",
+        )
+        .unwrap();
+        let u = |s: &str| UnitCode::parse("u", s).unwrap();
+        let events = vec![
+            ModelEvent::Registered {
+                id: ModelId::parse("id", "m-1").unwrap(),
+                unit: u("00001"),
+                tree: Tree::Pre2025,
+                registered_on: date("2024-02-01"),
+                details: details(),
+            },
+            ModelEvent::Amended {
+                details: details(),
+                reason: "sửa".into(),
+            },
+            ModelEvent::Started {
+                started_on: date("2024-02-02"),
+            },
+            ModelEvent::Recognized(Recognition {
+                level: Level::District,
+                recognizing_unit: u("001"),
+                decision: decision.clone(),
+                exemplary: true,
+            }),
+            ModelEvent::Commended(Commendation {
+                form: AwardForm::DiplomaOfMerit,
+                level: Level::Province,
+                awarding_unit: u("01"),
+                decision,
+            }),
+            ModelEvent::Replicated(Replication {
+                target_unit: u("00004"),
+                replicated_on: date("2024-09-09"),
+                note: "".into(),
+            }),
+            ModelEvent::Retired {
+                reason: "xong".into(),
+                retired_on: date("2024-12-31"),
+            },
+        ];
+        for e in events {
+            let back = model_event_in(&model_event_out(&e)).unwrap().unwrap();
+            assert_eq!(back, e);
+        }
+    }
+
+    #[test]
+    fn request_fields_are_named_in_errors() {
+        let mut d = details_out(&details());
+        d.name = String::new();
+        d.timeline.as_mut().unwrap().start = Some(pc::Date {
+            year: 2024,
+            month: 2,
+            day: 30,
+        });
+        let err = details_in(Some(&d)).unwrap_err();
+        assert_eq!(err.violations()[0].field, "details.timeline.start");
+        d.timeline.as_mut().unwrap().start = Some(pc::Date {
+            year: 2024,
+            month: 2,
+            day: 3,
+        });
+        let err = details_in(Some(&d)).unwrap_err();
+        assert_eq!(err.violations()[0].field, "details.name");
+        assert_eq!(
+            unit_in("unit", None).unwrap_err().violations()[0].field,
+            "unit"
+        );
+        assert!(tree_in("tree", 0).is_err());
+    }
+}
