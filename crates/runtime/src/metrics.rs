@@ -1,0 +1,149 @@
+//! Prometheus metrics: per-RPC counts and latencies, log and projection positions,
+//! served as text on `GET /metrics`.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RpcLabels {
+    method: &'static str,
+    code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MethodLabels {
+    method: &'static str,
+}
+
+/// A service's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RpcLabels, Counter>,
+    latency: Family<MethodLabels, Histogram>,
+    /// Highest durable position of the service's own log.
+    pub log_head: Gauge,
+    /// Highest position applied to the service's read models.
+    pub projected: Gauge,
+    /// Events replayed at start.
+    pub replayed: Counter,
+}
+
+impl Metrics {
+    pub fn new(service: &str) -> Self {
+        let mut registry = Registry::with_prefix_and_labels(
+            "dvk",
+            [(
+                std::borrow::Cow::Borrowed("service"),
+                std::borrow::Cow::Owned(service.to_owned()),
+            )]
+            .into_iter(),
+        );
+        let requests = Family::<RpcLabels, Counter>::default();
+        let latency = Family::<MethodLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
+        });
+        let log_head = Gauge::default();
+        let projected = Gauge::default();
+        let replayed = Counter::default();
+        registry.register(
+            "rpc_requests",
+            "gRPC requests by method and status code",
+            requests.clone(),
+        );
+        registry.register(
+            "rpc_latency_seconds",
+            "gRPC request latency",
+            latency.clone(),
+        );
+        registry.register(
+            "log_head_position",
+            "Highest durable position of the service's log",
+            log_head.clone(),
+        );
+        registry.register(
+            "projected_position",
+            "Highest position applied to the read models",
+            projected.clone(),
+        );
+        registry.register(
+            "replayed_events",
+            "Events replayed from the log at start",
+            replayed.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            latency,
+            log_head,
+            projected,
+            replayed,
+        }
+    }
+
+    /// Runs one RPC, counting it under its status code and timing it.
+    pub async fn track<T>(
+        &self,
+        method: &'static str,
+        rpc: impl Future<Output = Result<T, tonic::Status>>,
+    ) -> Result<T, tonic::Status> {
+        let started = Instant::now();
+        let result = rpc.await;
+        let code = match &result {
+            Ok(_) => tonic::Code::Ok,
+            Err(s) => s.code(),
+        };
+        self.requests
+            .get_or_create(&RpcLabels {
+                method,
+                code: format!("{code:?}"),
+            })
+            .inc();
+        self.latency
+            .get_or_create(&MethodLabels { method })
+            .observe(started.elapsed().as_secs_f64());
+        result
+    }
+
+    /// The metrics in Prometheus' text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+/// Serves `GET /metrics` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let metrics = metrics.clone();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4",
+                    )],
+                    metrics.render(),
+                )
+            }
+        }),
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
