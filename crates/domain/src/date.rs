@@ -66,6 +66,22 @@ impl Date {
         Self::new(field, y as i32, m, d)
     }
 
+    /// The civil date `days` days after 1970-01-01 (negative: before), for dates the
+    /// ledger accepts; `None` outside them.
+    pub fn from_unix_days(days: i64) -> Option<Self> {
+        // Howard Hinnant's days-to-civil algorithm.
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        Self::new("date", i32::try_from(year).ok()?, month, day).ok()
+    }
+
     pub const fn year(self) -> i32 {
         self.year
     }
@@ -147,6 +163,20 @@ mod tests {
             let err = Date::parse("decision.date", s).unwrap_err();
             assert_eq!(err.violations()[0].field, "decision.date", "{s}");
         }
+    }
+
+    #[test]
+    fn unix_days_map_to_civil_dates() {
+        assert_eq!(Date::from_unix_days(0).unwrap().to_string(), "1970-01-01");
+        assert_eq!(
+            Date::from_unix_days(20_270).unwrap().to_string(),
+            "2025-07-01"
+        );
+        assert_eq!(
+            Date::from_unix_days(19_782).unwrap().to_string(),
+            "2024-02-29"
+        );
+        assert_eq!(Date::from_unix_days(-1).unwrap().to_string(), "1969-12-31");
     }
 
     proptest! {

@@ -331,6 +331,21 @@ impl EventLog {
         rx.await.map_err(|_| LogError::Closed)?
     }
 
+    /// The answer given to an earlier append with this request id, and the fingerprint
+    /// of that request, if there was one. The answer may be a moment ahead of the
+    /// durable head while its group is being flushed.
+    pub fn find_request(&self, request_id: &str) -> Result<Option<(Receipt, Vec<u8>)>, LogError> {
+        match self.shared().log.get(keys::request(request_id))? {
+            None => Ok(None),
+            Some(v) => Receipt::decode(&v)
+                .map(Some)
+                .ok_or_else(|| LogError::Corrupt {
+                    position: 0,
+                    reason: format!("stored answer of request {request_id:?} is malformed"),
+                }),
+        }
+    }
+
     /// Reads a metadata value.
     pub fn meta(&self, key: &[u8]) -> Result<Option<Vec<u8>>, LogError> {
         Ok(self.shared().log.get(keys::meta(key))?.map(|v| v.to_vec()))

@@ -1,0 +1,7 @@
+//! dvkctl's library: reading the GSO lists of administrative units, and the client
+//! calls behind each command (shared with the end-to-end tests).
+
+#![forbid(unsafe_code)]
+
+pub mod gso;
+pub mod import;

@@ -1,0 +1,1136 @@
+//! The gRPC adapter: authenticates, parses requests into domain commands, decides
+//! against the read models, appends to the log and answers once the read models
+//! include the write (so the caller's next read sees it).
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use dvk_domain::model::{
+    Commendation, Model, ModelCommand, ModelContext, ModelId, ModelStatus, Recognition, Replication,
+};
+use dvk_domain::unit::{AdminTree, Inserted, Level};
+use dvk_domain::{Aggregate, Date, DomainError, Period, Tree, UnitCode};
+use dvk_eventlog::{AppendRequest, EventLog, ExpectedVersion, LogError, Receipt};
+use dvk_proto::common::v1 as pc;
+use dvk_proto::convert;
+use dvk_proto::events::v1::{self as pe, Envelope, envelope::Payload};
+use dvk_proto::registration::v1::{self as pr, registration_service_server::RegistrationService};
+use dvk_runtime::metrics::Metrics;
+use dvk_runtime::{Authenticator, Caller, Role, status};
+use prost::Message;
+use sha2::Digest;
+use tokio::sync::{RwLock, watch};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::state::{ModelEntry, REORG_STREAM, SOURCE, State, tree_stream};
+
+/// Units per `UnitsImported` event: a full import is several events in one append.
+const UNITS_PER_EVENT: usize = 1000;
+const DEFAULT_PAGE: usize = 100;
+const MAX_PAGE: usize = 1000;
+/// Largest import accepted, in unit records.
+const MAX_IMPORT: usize = 50_000;
+
+/// Vietnam's civil date today (UTC+7, no daylight saving).
+pub fn today() -> Date {
+    let secs = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    Date::from_unix_days((secs + 7 * 3600).div_euclid(86_400))
+        .expect("the clock is within the supported years")
+}
+
+pub struct Registration {
+    pub(crate) log: EventLog,
+    pub(crate) state: Arc<RwLock<State>>,
+    pub(crate) projected: watch::Receiver<u64>,
+    pub(crate) ready: watch::Receiver<bool>,
+    pub(crate) auth: Authenticator,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Registration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registration")
+            .field("log", &self.log)
+            .finish_non_exhaustive()
+    }
+}
+
+fn position(p: u64) -> pc::Position {
+    pc::Position {
+        source: SOURCE.into(),
+        position: p,
+    }
+}
+
+fn invalid(field: &str, why: &str) -> Status {
+    status::domain(DomainError::invalid(field, why))
+}
+
+fn page_size(requested: i32) -> Result<usize, Status> {
+    match requested {
+        0 => Ok(DEFAULT_PAGE),
+        n if n < 0 => Err(invalid("page_size", "must not be negative")),
+        n => Ok((n as usize).min(MAX_PAGE)),
+    }
+}
+
+/// What a write decided: the stream, the expected version and the events.
+struct Decision {
+    stream: String,
+    expected: ExpectedVersion,
+    payloads: Vec<Payload>,
+}
+
+impl Registration {
+    async fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
+        if !*self.ready.borrow() {
+            return Err(Status::unavailable(
+                "the service is replaying its log; retry shortly",
+            ));
+        }
+        self.auth.authenticate(request.metadata())
+    }
+
+    /// Waits until the read models include `position`.
+    async fn projected(&self, position: u64) -> Result<(), Status> {
+        let mut rx = self.projected.clone();
+        rx.wait_for(|p| *p >= position)
+            .await
+            .map(drop)
+            .map_err(|_| Status::unavailable("the service is shutting down"))
+    }
+
+    /// The common write path. `fingerprint` identifies the request body; a retry with
+    /// the same `request_id` and body gets the first answer, another body is refused.
+    async fn write(
+        &self,
+        caller: &Caller,
+        method: &str,
+        request_id: &str,
+        body: &impl Message,
+        decide: impl FnOnce(&State) -> Result<Decision, Status>,
+    ) -> Result<Receipt, Status> {
+        let request_id = request_id.trim();
+        if request_id.is_empty() {
+            return Err(invalid(
+                "request_id",
+                "is required: a client-chosen id that makes retries safe",
+            ));
+        }
+        if request_id.len() > dvk_domain::text::MAX_CODE {
+            return Err(invalid("request_id", "is longer than 100 bytes"));
+        }
+        let mut hasher = sha2::Sha256::new();
+        hasher.update(method.as_bytes());
+        hasher.update([0]);
+        hasher.update(body.encode_to_vec());
+        let fingerprint = hasher.finalize().to_vec();
+        if let Some(receipt) = self.earlier_answer(request_id, &fingerprint).await? {
+            return Ok(receipt);
+        }
+        let decision = {
+            let state = self.state.read().await;
+            decide(&state)?
+        };
+        let now = prost_types::Timestamp::from(SystemTime::now());
+        let events = decision
+            .payloads
+            .into_iter()
+            .map(|p| Envelope {
+                event_type: convert::event_type(&p).into(),
+                schema_version: 1,
+                occurred_at: Some(now),
+                actor: Some(caller.actor()),
+                correlation_id: request_id.to_owned(),
+                payload: Some(p),
+                ..Envelope::default()
+            })
+            .collect();
+        let append = AppendRequest::new(decision.stream, decision.expected, events)
+            .with_request_id(request_id, fingerprint.clone());
+        let receipt = match self.log.append(append).await {
+            Ok(r) => r,
+            // A concurrent request with the same id won the race: answer as it did.
+            Err(LogError::RequestIdReused { .. }) => {
+                match self.earlier_answer(request_id, &fingerprint).await? {
+                    Some(r) => return Ok(r),
+                    None => {
+                        return Err(Status::aborted(
+                            "concurrent request with the same request_id; retry",
+                        ));
+                    }
+                }
+            }
+            Err(e) => return Err(status::log(e)),
+        };
+        self.metrics.log_head.set(receipt.last_position as i64);
+        self.projected(receipt.last_position).await?;
+        Ok(receipt)
+    }
+
+    async fn earlier_answer(
+        &self,
+        request_id: &str,
+        fingerprint: &[u8],
+    ) -> Result<Option<Receipt>, Status> {
+        match self.log.find_request(request_id).map_err(status::log)? {
+            None => Ok(None),
+            Some((receipt, stored)) if stored == fingerprint => {
+                self.projected(receipt.last_position).await?;
+                Ok(Some(receipt))
+            }
+            Some(_) => Err(Status::already_exists(format!(
+                "request_id {request_id:?} was already used for a different request"
+            ))),
+        }
+    }
+
+    /// A change to an existing model: checks scope and version, then decides.
+    async fn change_model(
+        &self,
+        caller: &Caller,
+        method: &str,
+        request_id: &str,
+        body: &impl Message,
+        model_id: &str,
+        expected_version: u64,
+        command: impl FnOnce(&State, &ModelEntry) -> Result<ModelCommand, Status>,
+    ) -> Result<Response<pr::WriteModelResponse>, Status> {
+        let id = ModelId::parse("model_id", model_id).map_err(status::domain)?;
+        if expected_version == 0 {
+            return Err(invalid(
+                "expected_version",
+                "is required: the model's current version",
+            ));
+        }
+        let receipt = self
+            .write(caller, method, request_id, body, |state| {
+                let entry = state.models.get(id.as_str()).ok_or_else(|| Status::not_found(format!("model {model_id} not found")))?;
+                let m = entry.model.state().expect("stored models are registered");
+                caller.require_scope(&state.trees, m.tree, &m.unit, method)?;
+                if entry.version != expected_version {
+                    return Err(Status::aborted(format!(
+                        "model {model_id} is at version {}, not {expected_version}: read it again and retry",
+                        entry.version
+                    )));
+                }
+                let command = command(state, entry)?;
+                let ctx = ModelContext { units: &state.trees, today: today() };
+                let events = entry.model.handle(command, ctx).map_err(status::domain)?;
+                Ok(Decision {
+                    stream: id.stream_id(),
+                    expected: ExpectedVersion::Exact(expected_version),
+                    payloads: events.iter().map(convert::model_event_out).collect(),
+                })
+            })
+            .await?;
+        Ok(Response::new(pr::WriteModelResponse {
+            model_id: id.as_str().to_owned(),
+            version: receipt.last_version,
+            position: Some(position(receipt.last_position)),
+        }))
+    }
+
+    fn model_out(id: &str, entry: &ModelEntry) -> pr::Model {
+        let m = entry.model.state().expect("stored models are registered");
+        let status = match m.status {
+            ModelStatus::Registered => pr::ModelStatus::Registered,
+            ModelStatus::Implementing => pr::ModelStatus::Implementing,
+            ModelStatus::Recognized => pr::ModelStatus::Recognized,
+            ModelStatus::Retired => pr::ModelStatus::Retired,
+        };
+        let decision = convert::decision_out;
+        pr::Model {
+            model_id: id.to_owned(),
+            unit: Some(convert::unit_out(&m.unit)),
+            tree: convert::tree_out(m.tree) as i32,
+            registered_on: Some(convert::date_out(m.registered_on)),
+            details: Some(convert::details_out(&m.details)),
+            status: status as i32,
+            recognized_level: m
+                .recognized_level()
+                .map_or(0, |l| convert::level_out(l) as i32),
+            exemplary: m.exemplary(),
+            recognitions: m
+                .recognitions
+                .iter()
+                .map(|r| pr::Recognition {
+                    level: convert::level_out(r.level) as i32,
+                    recognizing_unit: Some(convert::unit_out(&r.recognizing_unit)),
+                    decision: Some(decision(&r.decision)),
+                    exemplary: r.exemplary,
+                })
+                .collect(),
+            commendations: m
+                .commendations
+                .iter()
+                .map(|c| {
+                    let Payload::ModelCommended(p) = convert::model_event_out(
+                        &dvk_domain::model::ModelEvent::Commended(c.clone()),
+                    ) else {
+                        unreachable!("a commendation encodes as ModelCommended")
+                    };
+                    pr::Commendation {
+                        form: p.form,
+                        level: p.level,
+                        awarding_unit: p.awarding_unit,
+                        decision: p.decision,
+                    }
+                })
+                .collect(),
+            replications: m
+                .replications
+                .iter()
+                .map(|r| pr::Replication {
+                    target_unit: Some(convert::unit_out(&r.target_unit)),
+                    replicated_on: Some(convert::date_out(r.replicated_on)),
+                    note: r.note.clone(),
+                })
+                .collect(),
+            started_on: m.started_on.map(convert::date_out),
+            retired_on: m.retired.as_ref().map(|(d, _)| convert::date_out(*d)),
+            retire_reason: m
+                .retired
+                .as_ref()
+                .map(|(_, r)| r.clone())
+                .unwrap_or_default(),
+            version: entry.version,
+            update_time: entry.updated,
+        }
+    }
+
+    fn unit_out(state: &State, tree: Tree, code: &UnitCode) -> Option<pr::Unit> {
+        let t = state.trees.get(tree);
+        let unit = t.get(code)?;
+        let (successors, predecessors) = match tree {
+            Tree::Pre2025 => (
+                state
+                    .successors(code)
+                    .iter()
+                    .map(|(l, rank)| convert::reorg_link_out(l, *rank))
+                    .collect(),
+                Vec::new(),
+            ),
+            Tree::Y2025 => {
+                let links = state
+                    .trees
+                    .reorganization
+                    .predecessors(code)
+                    .iter()
+                    .flat_map(|old| {
+                        state
+                            .successors(old)
+                            .into_iter()
+                            .filter(|(l, _)| &l.new == code)
+                    })
+                    .map(|(l, rank)| convert::reorg_link_out(&l, rank))
+                    .collect();
+                (Vec::new(), links)
+            }
+        };
+        Some(pr::Unit {
+            tree: convert::tree_out(tree) as i32,
+            record: Some(convert::unit_record_out(unit)),
+            child_count: t.children(Some(code)).len() as u32,
+            successors,
+            predecessors,
+        })
+    }
+}
+
+/// Checks and orders an import: parents before children, every record valid.
+fn plan_import(
+    tree: Tree,
+    current: &AdminTree,
+    records: &[pe::UnitRecord],
+) -> Result<(Vec<pe::UnitRecord>, u64), Status> {
+    let mut units = Vec::with_capacity(records.len());
+    for (i, r) in records.iter().enumerate() {
+        let unit =
+            convert::unit_record_in(&format!("units[{i}]"), tree, r).map_err(status::domain)?;
+        units.push((i, unit));
+    }
+    units.sort_by(|a, b| (a.1.level, &a.1.code).cmp(&(b.1.level, &b.1.code)));
+    let mut scratch = current.clone();
+    let mut added = Vec::new();
+    let mut unchanged = 0u64;
+    for (i, unit) in units {
+        let record = convert::unit_record_out(&unit);
+        match scratch.insert(unit) {
+            Ok(Inserted::Added) => added.push(record),
+            Ok(Inserted::Unchanged) => unchanged += 1,
+            Err(DomainError::Invalid(v)) => {
+                let v: Vec<_> = v
+                    .into_iter()
+                    .map(|mut v| {
+                        v.field = format!("units[{i}].{}", v.field);
+                        v
+                    })
+                    .collect();
+                return Err(status::invalid(&v));
+            }
+            Err(e) => return Err(status::domain(e)),
+        }
+    }
+    Ok((added, unchanged))
+}
+
+#[tonic::async_trait]
+impl RegistrationService for Registration {
+    async fn import_units(
+        &self,
+        request: Request<Streaming<pr::ImportUnitsRequest>>,
+    ) -> Result<Response<pr::ImportUnitsResponse>, Status> {
+        self.metrics
+            .clone()
+            .track("ImportUnits", async {
+                let caller = self.caller(&request).await?;
+                caller.require_role(&[Role::Admin], "ImportUnits")?;
+                let mut stream = request.into_inner();
+                let mut first: Option<pr::ImportUnitsRequest> = None;
+                let mut records = Vec::new();
+                while let Some(msg) = stream.message().await? {
+                    records.extend(msg.units.iter().cloned());
+                    if records.len() > MAX_IMPORT {
+                        return Err(invalid(
+                            "units",
+                            &format!("an import holds at most {MAX_IMPORT} units"),
+                        ));
+                    }
+                    if first.is_none() {
+                        first = Some(pr::ImportUnitsRequest {
+                            units: Vec::new(),
+                            ..msg
+                        });
+                    }
+                }
+                let head =
+                    first.ok_or_else(|| invalid("request_id", "the stream sent no message"))?;
+                let tree = convert::tree_in("tree", head.tree).map_err(status::domain)?;
+                let received = records.len() as u64;
+                let body = pr::ImportUnitsRequest {
+                    request_id: String::new(),
+                    tree: head.tree,
+                    origin: head.origin.clone(),
+                    units: records.clone(),
+                };
+                // A no-op (everything already there) answers without writing.
+                {
+                    let state = self.state.read().await;
+                    let (added, unchanged) = plan_import(tree, state.trees.get(tree), &records)?;
+                    if added.is_empty() {
+                        return Ok(Response::new(pr::ImportUnitsResponse {
+                            units_received: received,
+                            units_added: 0,
+                            units_unchanged: unchanged,
+                            position: Some(position(state.position)),
+                        }));
+                    }
+                }
+                let mut counts = (0u64, 0u64);
+                let receipt = self
+                    .write(&caller, "ImportUnits", &head.request_id, &body, |state| {
+                        let (added, unchanged) =
+                            plan_import(tree, state.trees.get(tree), &records)?;
+                        counts = (added.len() as u64, unchanged);
+                        let stream = tree_stream(tree);
+                        let payloads = added
+                            .chunks(UNITS_PER_EVENT)
+                            .map(|c| {
+                                Payload::UnitsImported(pe::UnitsImported {
+                                    tree: head.tree,
+                                    units: c.to_vec(),
+                                    origin: head.origin.clone(),
+                                })
+                            })
+                            .collect();
+                        Ok(Decision {
+                            stream: stream.into(),
+                            expected: ExpectedVersion::Exact(state.version(stream)),
+                            payloads,
+                        })
+                    })
+                    .await?;
+                let (added, unchanged) = if receipt.deduplicated {
+                    (received, 0)
+                } else {
+                    counts
+                };
+                Ok(Response::new(pr::ImportUnitsResponse {
+                    units_received: received,
+                    units_added: added,
+                    units_unchanged: unchanged,
+                    position: Some(position(receipt.last_position)),
+                }))
+            })
+            .await
+    }
+
+    async fn reorganize_units(
+        &self,
+        request: Request<pr::ReorganizeUnitsRequest>,
+    ) -> Result<Response<pr::ReorganizeUnitsResponse>, Status> {
+        self.metrics
+            .clone()
+            .track("ReorganizeUnits", async {
+                let caller = self.caller(&request).await?;
+                caller.require_role(&[Role::Admin], "ReorganizeUnits")?;
+                let req = request.into_inner();
+                if convert::tree_in("from_tree", req.from_tree).map_err(status::domain)?
+                    != Tree::Pre2025
+                {
+                    return Err(invalid(
+                        "from_tree",
+                        "the reorganisation maps the pre-2025 tree",
+                    ));
+                }
+                if convert::tree_in("to_tree", req.to_tree).map_err(status::domain)? != Tree::Y2025
+                {
+                    return Err(invalid(
+                        "to_tree",
+                        "the reorganisation maps onto the 2025 tree",
+                    ));
+                }
+                let effective =
+                    convert::date_required("effective_date", req.effective_date.as_ref())
+                        .map_err(status::domain)?;
+                let mut links = Vec::with_capacity(req.links.len());
+                for (i, l) in req.links.iter().enumerate() {
+                    links.push(
+                        convert::reorg_link_in(&format!("links[{i}]"), l)
+                            .map_err(status::domain)?,
+                    );
+                }
+                let received = links.len() as u64;
+                let body = pr::ReorganizeUnitsRequest {
+                    request_id: String::new(),
+                    ..req.clone()
+                };
+                let mut added_count = 0u64;
+                let receipt = self
+                    .write(
+                        &caller,
+                        "ReorganizeUnits",
+                        &req.request_id,
+                        &body,
+                        |state| {
+                            let mut scratch = state.trees.reorganization.clone();
+                            let mut added = Vec::new();
+                            for (i, link) in links.into_iter().enumerate() {
+                                if state.trees.y2025.get(&link.new).is_none() {
+                                    return Err(invalid(
+                                        &format!("links[{i}].new_code"),
+                                        &format!("{} is not a unit of the 2025 tree", link.new),
+                                    ));
+                                }
+                                // Old codes missing from the pre-2025 list are kept: the GSO
+                                // mapping names units created between the list and the merger.
+                                if scratch.add(link.clone()) == Inserted::Added {
+                                    let rank = scratch.successors(&link.old).len() as u32 - 1;
+                                    added.push(convert::reorg_link_out(&link, rank));
+                                }
+                            }
+                            added_count = added.len() as u64;
+                            if added.is_empty() {
+                                return Err(Status::already_exists(
+                                    "every link of this mapping is already recorded",
+                                ));
+                            }
+                            let payloads = added
+                                .chunks(UNITS_PER_EVENT)
+                                .map(|c| {
+                                    Payload::UnitsReorganized(pe::UnitsReorganized {
+                                        from_tree: req.from_tree,
+                                        to_tree: req.to_tree,
+                                        effective_date: Some(convert::date_out(effective)),
+                                        links: c.to_vec(),
+                                        origin: req.origin.clone(),
+                                    })
+                                })
+                                .collect();
+                            Ok(Decision {
+                                stream: REORG_STREAM.into(),
+                                expected: ExpectedVersion::Exact(state.version(REORG_STREAM)),
+                                payloads,
+                            })
+                        },
+                    )
+                    .await?;
+                Ok(Response::new(pr::ReorganizeUnitsResponse {
+                    links_received: received,
+                    links_added: if receipt.deduplicated {
+                        received
+                    } else {
+                        added_count
+                    },
+                    position: Some(position(receipt.last_position)),
+                }))
+            })
+            .await
+    }
+
+    async fn get_unit(
+        &self,
+        request: Request<pr::GetUnitRequest>,
+    ) -> Result<Response<pr::Unit>, Status> {
+        self.metrics
+            .clone()
+            .track("GetUnit", async {
+                self.caller(&request).await?;
+                let req = request.into_inner();
+                let tree = convert::tree_in("tree", req.tree).map_err(status::domain)?;
+                let code = convert::unit_in("code", req.code.as_ref()).map_err(status::domain)?;
+                let state = self.state.read().await;
+                Self::unit_out(&state, tree, &code)
+                    .map(Response::new)
+                    .ok_or_else(|| {
+                        Status::not_found(format!(
+                            "{code} is not a unit of the {} tree",
+                            tree.name()
+                        ))
+                    })
+            })
+            .await
+    }
+
+    async fn list_units(
+        &self,
+        request: Request<pr::ListUnitsRequest>,
+    ) -> Result<Response<pr::ListUnitsResponse>, Status> {
+        self.metrics
+            .clone()
+            .track("ListUnits", async {
+                self.caller(&request).await?;
+                let req = request.into_inner();
+                let tree = convert::tree_in("tree", req.tree).map_err(status::domain)?;
+                let size = page_size(req.page_size)?;
+                let parent = match req.parent.as_ref() {
+                    Some(p) if !p.code.is_empty() => {
+                        Some(UnitCode::parse("parent", &p.code).map_err(status::domain)?)
+                    }
+                    _ => None,
+                };
+                let state = self.state.read().await;
+                let t = state.trees.get(tree);
+                if let Some(p) = &parent
+                    && t.get(p).is_none()
+                {
+                    return Err(Status::not_found(format!(
+                        "{p} is not a unit of the {} tree",
+                        tree.name()
+                    )));
+                }
+                let codes: Vec<UnitCode> = if req.level == 0 {
+                    t.children(parent.as_ref()).to_vec()
+                } else {
+                    let level = convert::level_in("level", req.level).map_err(status::domain)?;
+                    if !tree.has_level(level) || level == Level::Nation {
+                        return Err(invalid(
+                            "level",
+                            &format!("the {} tree has no {level:?} level", tree.name()),
+                        ));
+                    }
+                    t.descendants_at(parent.as_ref(), level)
+                        .into_iter()
+                        .map(|u| u.code.clone())
+                        .collect::<Vec<_>>()
+                };
+                let mut codes = codes;
+                codes.sort();
+                let start = if req.page_token.is_empty() {
+                    0
+                } else {
+                    let after =
+                        UnitCode::parse("page_token", &req.page_token).map_err(status::domain)?;
+                    codes.partition_point(|c| *c <= after)
+                };
+                let page: Vec<pr::Unit> = codes[start..]
+                    .iter()
+                    .take(size)
+                    .filter_map(|c| Self::unit_out(&state, tree, c))
+                    .collect();
+                let end = start + page.len();
+                let next_page_token = if end < codes.len() {
+                    codes[end - 1].as_str().to_owned()
+                } else {
+                    String::new()
+                };
+                Ok(Response::new(pr::ListUnitsResponse {
+                    units: page,
+                    next_page_token,
+                    total_size: codes.len() as u32,
+                }))
+            })
+            .await
+    }
+
+    async fn register_model(
+        &self,
+        request: Request<pr::RegisterModelRequest>,
+    ) -> Result<Response<pr::WriteModelResponse>, Status> {
+        self.metrics
+            .clone()
+            .track("RegisterModel", async {
+                let caller = self.caller(&request).await?;
+                caller.require_role(&[Role::Reporter, Role::Admin], "RegisterModel")?;
+                let req = request.into_inner();
+                let unit = convert::unit_in("unit", req.unit.as_ref());
+                let registered_on = convert::date_in("registered_on", req.registered_on.as_ref());
+                let details = convert::details_in(req.details.as_ref());
+                let mut v = dvk_domain::error::Violations::new();
+                let unit = v.check(unit);
+                let registered_on = v.check(registered_on).flatten().unwrap_or_else(today);
+                let details = v.check(details);
+                let (unit, details) = v
+                    .finish(|| (unit.expect("checked"), details.expect("checked")))
+                    .map_err(status::domain)?;
+                let id = ModelId::parse("model_id", &uuid::Uuid::now_v7().to_string())
+                    .expect("a UUID is a model id");
+                let body = pr::RegisterModelRequest {
+                    request_id: String::new(),
+                    ..req.clone()
+                };
+                let receipt = self
+                    .write(&caller, "RegisterModel", &req.request_id, &body, |state| {
+                        let tree = Tree::in_force_on(registered_on);
+                        if state.trees.get(tree).get(&unit).is_some() {
+                            caller.require_scope(&state.trees, tree, &unit, "RegisterModel")?;
+                        }
+                        let ctx = ModelContext {
+                            units: &state.trees,
+                            today: today(),
+                        };
+                        let command = ModelCommand::Register {
+                            id: id.clone(),
+                            unit: unit.clone(),
+                            registered_on,
+                            details,
+                        };
+                        let events = Model::default()
+                            .handle(command, ctx)
+                            .map_err(status::domain)?;
+                        Ok(Decision {
+                            stream: id.stream_id(),
+                            expected: ExpectedVersion::NoStream,
+                            payloads: events.iter().map(convert::model_event_out).collect(),
+                        })
+                    })
+                    .await?;
+                let model_id = receipt
+                    .stream_id
+                    .strip_prefix("model-")
+                    .unwrap_or(&receipt.stream_id)
+                    .to_owned();
+                Ok(Response::new(pr::WriteModelResponse {
+                    model_id,
+                    version: receipt.last_version,
+                    position: Some(position(receipt.last_position)),
+                }))
+            })
+            .await
+    }
+
+    async fn amend_model(
+        &self,
+        request: Request<pr::AmendModelRequest>,
+    ) -> Result<Response<pr::WriteModelResponse>, Status> {
+        self.metrics
+            .clone()
+            .track("AmendModel", async {
+                let caller = self.caller(&request).await?;
+                caller.require_role(&[Role::Reporter, Role::Admin], "AmendModel")?;
+                let req = request.into_inner();
+                let details = convert::details_in(req.details.as_ref()).map_err(status::domain)?;
+                let body = pr::AmendModelRequest {
+                    request_id: String::new(),
+                    ..req.clone()
+                };
+                self.change_model(
+                    &caller,
+                    "AmendModel",
+                    &req.request_id,
+                    &body,
+                    &req.model_id,
+                    req.expected_version,
+                    |_, _| {
+                        Ok(ModelCommand::Amend {
+                            details,
+                            reason: req.reason.clone(),
+                        })
+                    },
+                )
+                .await
+            })
+            .await
+    }
+
+    async fn start_model(
+        &self,
+        request: Request<pr::StartModelRequest>,
+    ) -> Result<Response<pr::WriteModelResponse>, Status> {
+        self.metrics
+            .clone()
+            .track("StartModel", async {
+                let caller = self.caller(&request).await?;
+                caller.require_role(&[Role::Reporter, Role::Admin], "StartModel")?;
+                let req = request.into_inner();
+                let started_on = convert::date_in("started_on", req.started_on.as_ref())
+                    .map_err(status::domain)?
+                    .unwrap_or_else(today);
+                let body = pr::StartModelRequest {
+                    request_id: String::new(),
+                    ..req.clone()
+                };
+                self.change_model(
+                    &caller,
+                    "StartModel",
+                    &req.request_id,
+                    &body,
+                    &req.model_id,
+                    req.expected_version,
+                    |_, _| Ok(ModelCommand::Start { started_on }),
+                )
+                .await
+            })
+            .await
+    }
+
+    async fn recognize_model(
+        &self,
+        request: Request<pr::RecognizeModelRequest>,
+    ) -> Result<Response<pr::WriteModelResponse>, Status> {
+        self.metrics
+            .clone()
+            .track("RecognizeModel", async {
+                let caller = self.caller(&request).await?;
+                caller.require_role(&[Role::Approver, Role::Admin], "RecognizeModel")?;
+                let req = request.into_inner();
+                let level = convert::level_in("level", req.level).map_err(status::domain)?;
+                let unit = convert::unit_in("recognizing_unit", req.recognizing_unit.as_ref())
+                    .map_err(status::domain)?;
+                let decision = convert::decision_in("decision", req.decision.as_ref())
+                    .map_err(status::domain)?;
+                let body = pr::RecognizeModelRequest {
+                    request_id: String::new(),
+                    ..req.clone()
+                };
+                self.change_model(
+                    &caller,
+                    "RecognizeModel",
+                    &req.request_id,
+                    &body,
+                    &req.model_id,
+                    req.expected_version,
+                    |state, entry| {
+                        let tree = entry.model.state().expect("registered").tree;
+                        caller.require_scope(&state.trees, tree, &unit, "RecognizeModel")?;
+                        Ok(ModelCommand::Recognize(Recognition {
+                            level,
+                            recognizing_unit: unit,
+                            decision,
+                            exemplary: req.exemplary,
+                        }))
+                    },
+                )
+                .await
+            })
+            .await
+    }
+
+    async fn commend_model(
+        &self,
+        request: Request<pr::CommendModelRequest>,
+    ) -> Result<Response<pr::WriteModelResponse>, Status> {
+        self.metrics
+            .clone()
+            .track("CommendModel", async {
+                let caller = self.caller(&request).await?;
+                caller.require_role(&[Role::Approver, Role::Admin], "CommendModel")?;
+                let req = request.into_inner();
+                let form = convert::award_in("form", req.form).map_err(status::domain)?;
+                let level = convert::level_in("level", req.level).map_err(status::domain)?;
+                let unit = convert::unit_in("awarding_unit", req.awarding_unit.as_ref())
+                    .map_err(status::domain)?;
+                let decision = convert::decision_in("decision", req.decision.as_ref())
+                    .map_err(status::domain)?;
+                let body = pr::CommendModelRequest {
+                    request_id: String::new(),
+                    ..req.clone()
+                };
+                self.change_model(
+                    &caller,
+                    "CommendModel",
+                    &req.request_id,
+                    &body,
+                    &req.model_id,
+                    req.expected_version,
+                    |state, entry| {
+                        let tree = entry.model.state().expect("registered").tree;
+                        caller.require_scope(&state.trees, tree, &unit, "CommendModel")?;
+                        Ok(ModelCommand::Commend(Commendation {
+                            form,
+                            level,
+                            awarding_unit: unit,
+                            decision,
+                        }))
+                    },
+                )
+                .await
+            })
+            .await
+    }
+
+    async fn replicate_model(
+        &self,
+        request: Request<pr::ReplicateModelRequest>,
+    ) -> Result<Response<pr::WriteModelResponse>, Status> {
+        self.metrics
+            .clone()
+            .track("ReplicateModel", async {
+                let caller = self.caller(&request).await?;
+                caller.require_role(&[Role::Reporter, Role::Admin], "ReplicateModel")?;
+                let req = request.into_inner();
+                let target = convert::unit_in("target_unit", req.target_unit.as_ref())
+                    .map_err(status::domain)?;
+                let on = convert::date_in("replicated_on", req.replicated_on.as_ref())
+                    .map_err(status::domain)?
+                    .unwrap_or_else(today);
+                let body = pr::ReplicateModelRequest {
+                    request_id: String::new(),
+                    ..req.clone()
+                };
+                self.change_model(
+                    &caller,
+                    "ReplicateModel",
+                    &req.request_id,
+                    &body,
+                    &req.model_id,
+                    req.expected_version,
+                    |_, _| {
+                        Ok(ModelCommand::Replicate(Replication {
+                            target_unit: target,
+                            replicated_on: on,
+                            note: req.note.clone(),
+                        }))
+                    },
+                )
+                .await
+            })
+            .await
+    }
+
+    async fn retire_model(
+        &self,
+        request: Request<pr::RetireModelRequest>,
+    ) -> Result<Response<pr::WriteModelResponse>, Status> {
+        self.metrics
+            .clone()
+            .track("RetireModel", async {
+                let caller = self.caller(&request).await?;
+                caller.require_role(&[Role::Reporter, Role::Admin], "RetireModel")?;
+                let req = request.into_inner();
+                let on = convert::date_in("retired_on", req.retired_on.as_ref())
+                    .map_err(status::domain)?
+                    .unwrap_or_else(today);
+                let body = pr::RetireModelRequest {
+                    request_id: String::new(),
+                    ..req.clone()
+                };
+                self.change_model(
+                    &caller,
+                    "RetireModel",
+                    &req.request_id,
+                    &body,
+                    &req.model_id,
+                    req.expected_version,
+                    |_, _| {
+                        Ok(ModelCommand::Retire {
+                            reason: req.reason.clone(),
+                            retired_on: on,
+                        })
+                    },
+                )
+                .await
+            })
+            .await
+    }
+
+    async fn get_model(
+        &self,
+        request: Request<pr::GetModelRequest>,
+    ) -> Result<Response<pr::Model>, Status> {
+        self.metrics
+            .clone()
+            .track("GetModel", async {
+                let caller = self.caller(&request).await?;
+                let req = request.into_inner();
+                let id = ModelId::parse("model_id", &req.model_id).map_err(status::domain)?;
+                let state = self.state.read().await;
+                let entry = state.models.get(id.as_str()).ok_or_else(|| {
+                    Status::not_found(format!("model {} not found", req.model_id))
+                })?;
+                let m = entry.model.state().expect("registered");
+                caller.require_scope(&state.trees, m.tree, &m.unit, "GetModel")?;
+                Ok(Response::new(Self::model_out(id.as_str(), entry)))
+            })
+            .await
+    }
+
+    async fn list_models(
+        &self,
+        request: Request<pr::ListModelsRequest>,
+    ) -> Result<Response<pr::ListModelsResponse>, Status> {
+        self.metrics
+            .clone()
+            .track("ListModels", async {
+                let caller = self.caller(&request).await?;
+                let req = request.into_inner();
+                let size = page_size(req.page_size)?;
+                let unit = match req.unit.as_ref() {
+                    Some(u) if !u.code.is_empty() => {
+                        Some(UnitCode::parse("unit", &u.code).map_err(status::domain)?)
+                    }
+                    _ => None,
+                };
+                let tree = if req.tree == 0 {
+                    None
+                } else {
+                    Some(convert::tree_in("tree", req.tree).map_err(status::domain)?)
+                };
+                let field = if req.field == 0 {
+                    None
+                } else {
+                    Some(
+                        convert::field_in(req.field)
+                            .ok_or_else(|| invalid("field", "is not one of the four fields"))?,
+                    )
+                };
+                let status_filter = match pr::ModelStatus::try_from(req.status) {
+                    Ok(pr::ModelStatus::Unspecified) => None,
+                    Ok(pr::ModelStatus::Registered) => Some(ModelStatus::Registered),
+                    Ok(pr::ModelStatus::Implementing) => Some(ModelStatus::Implementing),
+                    Ok(pr::ModelStatus::Recognized) => Some(ModelStatus::Recognized),
+                    Ok(pr::ModelStatus::Retired) => Some(ModelStatus::Retired),
+                    Err(_) => return Err(invalid("status", "is not a model status")),
+                };
+                let period = match req.period.as_ref() {
+                    Some(p) if !p.code.is_empty() => {
+                        Some(Period::parse("period", &p.code).map_err(status::domain)?)
+                    }
+                    _ => None,
+                };
+                let state = self.state.read().await;
+                if let Some(u) = &unit {
+                    let t = tree.unwrap_or(Tree::Y2025);
+                    let in_some_tree = state.trees.get(t).get(u).is_some()
+                        || state.trees.get(Tree::Pre2025).get(u).is_some();
+                    if !in_some_tree {
+                        return Err(Status::not_found(format!("{u} is not a unit")));
+                    }
+                }
+                let matches = |m: &dvk_domain::model::ModelState| {
+                    tree.is_none_or(|t| m.tree == t)
+                        && field.is_none_or(|f| m.details.field == f)
+                        && status_filter.is_none_or(|s| m.status == s)
+                        && period.is_none_or(|p| p.contains_date(m.registered_on))
+                        && unit
+                            .as_ref()
+                            .is_none_or(|u| state.trees.get(m.tree).is_within(u, &m.unit))
+                        && caller.covers(&state.trees, m.tree, &m.unit)
+                };
+                let after = req.page_token.as_str();
+                let range = if after.is_empty() {
+                    state.models.range::<str, _>(..)
+                } else {
+                    state.models.range::<str, _>((
+                        std::ops::Bound::Excluded(after),
+                        std::ops::Bound::Unbounded,
+                    ))
+                };
+                let mut models = Vec::new();
+                let mut last = None;
+                let mut more = false;
+                for (id, entry) in range {
+                    let Some(m) = entry.model.state() else {
+                        continue;
+                    };
+                    if !matches(m) {
+                        continue;
+                    }
+                    if models.len() == size {
+                        more = true;
+                        break;
+                    }
+                    models.push(Self::model_out(id, entry));
+                    last = Some(id.clone());
+                }
+                let total = state
+                    .models
+                    .values()
+                    .filter_map(|e| e.model.state())
+                    .filter(|m| matches(m))
+                    .count();
+                Ok(Response::new(pr::ListModelsResponse {
+                    models,
+                    next_page_token: if more {
+                        last.unwrap_or_default()
+                    } else {
+                        String::new()
+                    },
+                    total_size: total as u32,
+                }))
+            })
+            .await
+    }
+
+    async fn get_model_history(
+        &self,
+        request: Request<pr::GetModelHistoryRequest>,
+    ) -> Result<Response<pr::GetModelHistoryResponse>, Status> {
+        self.metrics
+            .clone()
+            .track("GetModelHistory", async {
+                let caller = self.caller(&request).await?;
+                let req = request.into_inner();
+                let id = ModelId::parse("model_id", &req.model_id).map_err(status::domain)?;
+                let size = page_size(req.page_size)?;
+                {
+                    let state = self.state.read().await;
+                    let entry = state.models.get(id.as_str()).ok_or_else(|| {
+                        Status::not_found(format!("model {} not found", req.model_id))
+                    })?;
+                    let m = entry.model.state().expect("registered");
+                    caller.require_scope(&state.trees, m.tree, &m.unit, "GetModelHistory")?;
+                }
+                let from: u64 = if req.page_token.is_empty() {
+                    1
+                } else {
+                    req.page_token
+                        .parse()
+                        .map_err(|_| invalid("page_token", "is not a token from a previous page"))?
+                };
+                let records = self
+                    .log
+                    .read_stream(&id.stream_id(), from)
+                    .map_err(status::log)?;
+                let more = records.len() > size;
+                let events = records
+                    .iter()
+                    .take(size)
+                    .map(|r| r.envelope().map_err(status::log))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let next = if more {
+                    (from + size as u64).to_string()
+                } else {
+                    String::new()
+                };
+                Ok(Response::new(pr::GetModelHistoryResponse {
+                    events,
+                    next_page_token: next,
+                }))
+            })
+            .await
+    }
+}
