@@ -1,2 +1,103 @@
-//! End-to-end tests of DVK Ledger live in `e2e/`, one module per scenario; this
-//! library is empty so that the crate builds as a workspace member.
+//! Helpers of the end-to-end tests (`e2e/`): services started for real on
+//! 127.0.0.1:0 with temporary data directories, clients with real tokens.
+
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use dvk_proto::registration::v1::registration_service_client::RegistrationServiceClient;
+use dvk_runtime::auth::{Claims, mint_hs256, now_secs};
+use dvk_runtime::settings::{AuthSettings, ServerSettings};
+use tokio::sync::oneshot;
+use tonic::transport::Channel;
+
+/// The HS256 secret every test service trusts.
+pub const SECRET: &[u8] = b"dvk-test-secret-0123456789abcdef";
+
+/// The real GSO files shipped with the project.
+pub fn admin_units(file: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/domain/data/admin-units").join(file)
+}
+
+/// A token for `role` acting for `unit` ("" for the nation).
+pub fn token(role: &str, unit: &str) -> String {
+    let claims =
+        Claims { sub: format!("test-{role}-{unit}"), role: role.into(), unit: unit.into(), exp: now_secs() + 3600 };
+    mint_hs256(SECRET, &claims).expect("token")
+}
+
+/// A registration service running in this process.
+#[derive(Debug)]
+pub struct Service {
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), dvk_registration::Error>>>,
+}
+
+impl Service {
+    /// Starts the registration service on 127.0.0.1:0 over `data_dir`.
+    pub async fn registration(data_dir: &Path) -> Service {
+        if std::env::var_os("TEST_LOG").is_some() {
+            dvk_runtime::telemetry::init();
+        }
+        let secret_file = data_dir.with_extension("secret");
+        std::fs::write(&secret_file, SECRET).expect("secret file");
+        let settings = ServerSettings {
+            data_dir: data_dir.to_owned(),
+            metrics_listen: None,
+            shutdown_timeout: Duration::from_secs(5),
+            max_message_bytes: 16 << 20,
+            auth: AuthSettings { jwt_hs256_secret_file: Some(secret_file), jwt_public_key_file: None },
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(dvk_registration::run(listener, settings, async move {
+            let _ = stopped.await;
+        }));
+        let service = Service { addr, data_dir: data_dir.to_owned(), stop: Some(stop), task: Some(task) };
+        service.wait_ready().await;
+        service
+    }
+
+    async fn wait_ready(&self) {
+        for _ in 0..200 {
+            if let Ok(ch) = Channel::from_shared(format!("http://{}", self.addr)).unwrap().connect().await {
+                let mut health = tonic_health_client(ch);
+                let req = health::HealthCheckRequest { service: dvk_registration::SERVICE_NAME.into() };
+                if let Ok(r) = health.check(req).await
+                    && r.into_inner().status == health::health_check_response::ServingStatus::Serving as i32
+                {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the service did not become SERVING");
+    }
+
+    pub async fn client(&self) -> RegistrationServiceClient<Channel> {
+        let ch = Channel::from_shared(format!("http://{}", self.addr)).unwrap().connect().await.expect("connect");
+        RegistrationServiceClient::new(ch).max_encoding_message_size(16 << 20).max_decoding_message_size(16 << 20)
+    }
+
+    /// Stops the service gracefully and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.expect("service task").expect("service stopped cleanly");
+        }
+    }
+}
+
+pub use tonic_health::pb as health;
+
+/// The standard health client over a channel.
+pub fn tonic_health_client(ch: Channel) -> health::health_client::HealthClient<Channel> {
+    health::health_client::HealthClient::new(ch)
+}

@@ -33,16 +33,12 @@ fn child(dir: &str, round: &str) {
             let stdout = std::io::stdout();
             for i in 0u64.. {
                 let stream = format!("r{round}-w{w}");
-                let env = Envelope {
-                    correlation_id: format!("{round}/{w}/{i}"),
-                    ..Envelope::default()
-                };
+                let env = Envelope { correlation_id: format!("{round}/{w}/{i}"), ..Envelope::default() };
                 let req = AppendRequest::new(stream.clone(), ExpectedVersion::Exact(i), vec![env])
                     .with_request_id(format!("{round}/{w}/{i}"), vec![1]);
                 let r = log.append_blocking(req).expect("append");
                 let mut out = stdout.lock();
-                writeln!(out, "ack {stream} {} {}", r.last_version, r.last_position)
-                    .expect("stdout");
+                writeln!(out, "ack {stream} {} {}", r.last_version, r.last_position).expect("stdout");
                 out.flush().expect("flush");
             }
         }));
@@ -54,10 +50,7 @@ fn child(dir: &str, round: &str) {
 
 /// A pseudo-random number from the clock: kill moments differ from run to run.
 fn jitter(max: u64) -> u64 {
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
+    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().subsec_nanos();
     u64::from(nanos) % max
 }
 
@@ -93,9 +86,7 @@ fn acknowledged_appends_survive_sigkill() {
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut this_round = 0;
         while this_round < target {
-            let line = rx
-                .recv_timeout(deadline - Instant::now())
-                .expect("the writer keeps acknowledging");
+            let line = rx.recv_timeout(deadline - Instant::now()).expect("the writer keeps acknowledging");
             if let Some(rest) = line.strip_prefix("ack ") {
                 let f: Vec<&str> = rest.split(' ').collect();
                 acked.push(Ack {
@@ -156,17 +147,9 @@ fn acknowledged_appends_survive_sigkill() {
     for round in 0..rounds {
         for w in 0..8 {
             let stream = format!("r{round}-w{w}");
-            let versions: Vec<u64> = log
-                .read_stream(&stream, 1)
-                .unwrap()
-                .iter()
-                .map(|r| r.envelope().unwrap().stream_version)
-                .collect();
-            assert_eq!(
-                versions,
-                (1..=versions.len() as u64).collect::<Vec<_>>(),
-                "{stream}"
-            );
+            let versions: Vec<u64> =
+                log.read_stream(&stream, 1).unwrap().iter().map(|r| r.envelope().unwrap().stream_version).collect();
+            assert_eq!(versions, (1..=versions.len() as u64).collect::<Vec<_>>(), "{stream}");
         }
     }
 }

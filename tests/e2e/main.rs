@@ -1,3 +1,5 @@
-//! End-to-end scenarios: each module starts real processes on real disks.
+//! End-to-end scenarios: each module starts real processes or services on real
+//! ports and real disks.
 
 mod crash;
+mod registration;

@@ -40,10 +40,7 @@ enum Task {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.task {
-        Task::Test {
-            no_lint,
-            cargo_args,
-        } => test(!no_lint, &cargo_args),
+        Task::Test { no_lint, cargo_args } => test(!no_lint, &cargo_args),
         Task::Ci => test(true, &[]),
         Task::Bench { args } => bench(&args),
     };
@@ -57,10 +54,7 @@ fn main() -> ExitCode {
 }
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives in the workspace")
-        .to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_owned()
 }
 
 fn cargo() -> Command {
@@ -72,9 +66,7 @@ fn cargo() -> Command {
 fn run(step: &str, mut cmd: Command) -> anyhow::Result<()> {
     eprintln!("xtask: {step}: {cmd:?}");
     let started = Instant::now();
-    let status = cmd
-        .status()
-        .with_context(|| format!("cannot start {step}"))?;
+    let status = cmd.status().with_context(|| format!("cannot start {step}"))?;
     eprintln!("xtask: {step}: {status} in {:.0?}", started.elapsed());
     if !status.success() {
         bail!("{step} failed ({status})");
@@ -88,15 +80,7 @@ fn test(lint: bool, extra: &[String]) -> anyhow::Result<()> {
         fmt.args(["fmt", "--all", "--", "--check"]);
         run("format check", fmt)?;
         let mut clippy = cargo();
-        clippy.args([
-            "clippy",
-            "--workspace",
-            "--all-targets",
-            "--locked",
-            "--",
-            "-D",
-            "warnings",
-        ]);
+        clippy.args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]);
         run("clippy", clippy)?;
     }
     let mut t = cargo();
@@ -106,7 +90,6 @@ fn test(lint: bool, extra: &[String]) -> anyhow::Result<()> {
 
 fn bench(args: &[String]) -> anyhow::Result<()> {
     let mut b = cargo();
-    b.args(["bench", "-p", "dvk-eventlog", "--bench", "eventlog", "--"])
-        .args(args);
+    b.args(["bench", "-p", "dvk-eventlog", "--bench", "eventlog", "--"]).args(args);
     run("benchmarks", b)
 }

@@ -27,9 +27,7 @@ pub struct RowError {
 pub enum GsoError {
     #[error(transparent)]
     Row(#[from] RowError),
-    #[error(
-        "not a GSO unit list: the header is neither the commune list's nor the 2025 conversion table's"
-    )]
+    #[error("not a GSO unit list: the header is neither the commune list's nor the 2025 conversion table's")]
     UnknownFormat,
     #[error("cannot read the file: {0}")]
     Csv(#[from] csv::Error),
@@ -69,11 +67,7 @@ struct Builder {
 
 impl Builder {
     fn new(tree: Tree) -> Self {
-        Self {
-            tree,
-            units: Vec::new(),
-            seen: HashMap::new(),
-        }
+        Self { tree, units: Vec::new(), seen: HashMap::new() }
     }
 
     /// Adds a unit once; the same code again must carry the same name.
@@ -91,22 +85,15 @@ impl Builder {
         let name = name.trim();
         if let Some((first, first_name)) = self.seen.get(code.as_str()) {
             if *first_name != name && level != Level::Commune {
-                return Err(err(format!(
-                    "{code} is {name:?} here but {first_name:?} on line {first}"
-                )));
+                return Err(err(format!("{code} is {name:?} here but {first_name:?} on line {first}")));
             }
             return Ok(());
         }
         let kind = UnitKind::from_name(level, name)
             .ok_or_else(|| err(format!("{name:?} does not name a {level:?} (expected Tỉnh, Thành phố, Quận, Huyện, Thị xã, Xã, Phường, Thị trấn or Đặc khu)")))?;
-        let parent = parent
-            .map(|p| UnitCode::parse("parent", p))
-            .transpose()
-            .map_err(|e| err(e.to_string()))?;
-        let unit = Unit::new(self.tree, code.clone(), name, english, kind, parent)
-            .map_err(|e| err(e.to_string()))?;
-        self.seen
-            .insert(code.as_str().to_owned(), (line, name.to_owned()));
+        let parent = parent.map(|p| UnitCode::parse("parent", p)).transpose().map_err(|e| err(e.to_string()))?;
+        let unit = Unit::new(self.tree, code.clone(), name, english, kind, parent).map_err(|e| err(e.to_string()))?;
+        self.seen.insert(code.as_str().to_owned(), (line, name.to_owned()));
         self.units.push((line, convert::unit_record_out(&unit)));
         Ok(())
     }
@@ -114,10 +101,7 @@ impl Builder {
 
 /// Reads either GSO file.
 pub fn read(input: impl Read) -> Result<GsoFile, GsoError> {
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(input);
+    let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(input);
     let mut records = reader.records();
     let Some(first) = records.next() else {
         return Err(GsoError::UnknownFormat);
@@ -134,40 +118,20 @@ pub fn read(input: impl Read) -> Result<GsoFile, GsoError> {
                 continue;
             }
             if r.len() < 7 {
-                return Err(RowError {
-                    line: l,
-                    message: format!("{} columns; the commune list has 8", r.len()),
-                }
-                .into());
+                return Err(
+                    RowError { line: l, message: format!("{} columns; the commune list has 8", r.len()) }.into()
+                );
             }
             b.add(l, &cell(&r, 1), &cell(&r, 0), "", Level::Province, None)?;
-            b.add(
-                l,
-                &cell(&r, 3),
-                &cell(&r, 2),
-                "",
-                Level::District,
-                Some(&cell(&r, 1)),
-            )?;
+            b.add(l, &cell(&r, 3), &cell(&r, 2), "", Level::District, Some(&cell(&r, 1)))?;
             let commune = cell(&r, 5);
             if commune.is_empty() {
                 // Island districts without communes are listed with Cấp = Huyện.
                 continue;
             }
-            b.add(
-                l,
-                &commune,
-                &cell(&r, 4),
-                &cell(&r, 7),
-                Level::Commune,
-                Some(&cell(&r, 3)),
-            )?;
+            b.add(l, &commune, &cell(&r, 4), &cell(&r, 7), Level::Commune, Some(&cell(&r, 3)))?;
         }
-        return Ok(GsoFile {
-            tree: Some(Tree::Pre2025),
-            units: b.units,
-            ..GsoFile::default()
-        });
+        return Ok(GsoFile { tree: Some(Tree::Pre2025), units: b.units, ..GsoFile::default() });
     }
     if cell(&first, 0).starts_with("Đơn vị hành chính từ ngày 01/7/2025") {
         let mut b = Builder::new(Tree::Y2025);
@@ -182,17 +146,10 @@ pub fn read(input: impl Read) -> Result<GsoFile, GsoError> {
             }
             let err = |message: String| RowError { line: l, message };
             let province = cell(&r, 0);
-            let (province_name, province_code) = name_and_code(&province)
-                .ok_or_else(|| err(format!("{province:?} is not \"Province (code)\"")))?;
+            let (province_name, province_code) =
+                name_and_code(&province).ok_or_else(|| err(format!("{province:?} is not \"Province (code)\"")))?;
             b.add(l, province_code, province_name, "", Level::Province, None)?;
-            b.add(
-                l,
-                &new_code,
-                &cell(&r, 1),
-                "",
-                Level::Commune,
-                Some(province_code),
-            )?;
+            b.add(l, &new_code, &cell(&r, 1), "", Level::Commune, Some(province_code))?;
             let note = cell(&r, 5);
             let kind = MergeKind::from_note(&note);
             let district = cell(&r, 6);
@@ -201,20 +158,11 @@ pub fn read(input: impl Read) -> Result<GsoFile, GsoError> {
                 _ if kind == MergeKind::DistrictToSpecialZone => match name_and_code(&district) {
                     Some((_, district)) => district.to_owned(),
                     None => {
-                        return Err(err(
-                            "a district made a special zone names no district code".into()
-                        )
-                        .into());
+                        return Err(err("a district made a special zone names no district code".into()).into());
                     }
                 },
                 _ => {
-                    skipped.push((
-                        l,
-                        format!(
-                            "{:?} has no old unit code (not an administrative unit)",
-                            cell(&r, 3)
-                        ),
-                    ));
+                    skipped.push((l, format!("{:?} has no old unit code (not an administrative unit)", cell(&r, 3))));
                     continue;
                 }
             };
@@ -230,20 +178,13 @@ pub fn read(input: impl Read) -> Result<GsoFile, GsoError> {
                 },
             ));
         }
-        return Ok(GsoFile {
-            tree: Some(Tree::Y2025),
-            units: b.units,
-            links,
-            skipped,
-        });
+        return Ok(GsoFile { tree: Some(Tree::Y2025), units: b.units, links, skipped });
     }
     Err(GsoError::UnknownFormat)
 }
 
 fn pe_unit(code: &str) -> dvk_proto::common::v1::UnitCode {
-    dvk_proto::common::v1::UnitCode {
-        code: code.to_owned(),
-    }
+    dvk_proto::common::v1::UnitCode { code: code.to_owned() }
 }
 
 #[cfg(test)]
@@ -258,11 +199,7 @@ mod tests {
                    Thành phố Hải Phòng,31,Huyện Bạch Long Vĩ,318,,,Huyện,\n";
         let f = read(csv.as_bytes()).unwrap();
         assert_eq!(f.tree, Some(Tree::Pre2025));
-        let codes: Vec<_> = f
-            .units
-            .iter()
-            .map(|(_, u)| u.code.as_ref().unwrap().code.as_str())
-            .collect();
+        let codes: Vec<_> = f.units.iter().map(|(_, u)| u.code.as_ref().unwrap().code.as_str()).collect();
         assert_eq!(codes, ["01", "001", "00001", "00006", "31", "318"]);
         assert_eq!(f.units[3].1.english_name, "Vinh Phuc Commune");
         assert_eq!(f.units[3].0, 3, "line numbers count the header");
@@ -292,21 +229,13 @@ mod tests {
                    Tỉnh Ninh Bình (37),Xã Kim Đông,14698,Khu vực bãi bồi ven biển,,Nhập toàn bộ,Huyện Kim Sơn (376),Tỉnh Ninh Bình (37),\n";
         let f = read(csv.as_bytes()).unwrap();
         assert_eq!(f.tree, Some(Tree::Y2025));
-        let codes: Vec<_> = f
-            .units
-            .iter()
-            .map(|(_, u)| u.code.as_ref().unwrap().code.as_str())
-            .collect();
+        let codes: Vec<_> = f.units.iter().map(|(_, u)| u.code.as_ref().unwrap().code.as_str()).collect();
         assert_eq!(codes, ["01", "00004", "31", "11948", "37", "14698"]);
         let links: Vec<_> = f
             .links
             .iter()
             .map(|(_, l)| {
-                (
-                    l.old_code.as_ref().unwrap().code.as_str(),
-                    l.new_code.as_ref().unwrap().code.as_str(),
-                    l.kind,
-                )
+                (l.old_code.as_ref().unwrap().code.as_str(), l.new_code.as_ref().unwrap().code.as_str(), l.kind)
             })
             .collect();
         assert_eq!(
@@ -318,9 +247,6 @@ mod tests {
             ]
         );
         assert_eq!(f.skipped.len(), 1);
-        assert_eq!(
-            f.skipped[0].0, 8,
-            "the quoted newline makes row 5 span two lines"
-        );
+        assert_eq!(f.skipped[0].0, 8, "the quoted newline makes row 5 span two lines");
     }
 }

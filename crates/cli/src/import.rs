@@ -38,9 +38,9 @@ pub enum ImportError {
 /// Adds `authorization: Bearer <token>` to a request.
 pub fn authorized<T>(message: T, token: &str) -> Result<tonic::Request<T>, tonic::Status> {
     let mut r = tonic::Request::new(message);
-    let value = format!("Bearer {token}").parse().map_err(|_| {
-        tonic::Status::invalid_argument("the token holds characters a header cannot carry")
-    })?;
+    let value = format!("Bearer {token}")
+        .parse()
+        .map_err(|_| tonic::Status::invalid_argument("the token holds characters a header cannot carry"))?;
     r.metadata_mut().insert("authorization", value);
     Ok(r)
 }
@@ -61,17 +61,11 @@ fn locate(file: &GsoFile, status: tonic::Status) -> ImportError {
     if status.code() == tonic::Code::InvalidArgument
         && let Some(br) = status.get_details_bad_request()
         && let Some(v) = br.field_violations.first()
-        && let Some(index) = v
-            .field
-            .strip_prefix("units[")
-            .and_then(|r| r.split(']').next())
-            .and_then(|i| i.parse().ok())
+        && let Some(index) =
+            v.field.strip_prefix("units[").and_then(|r| r.split(']').next()).and_then(|i| i.parse().ok())
         && let Some(line) = file.unit_line(index)
     {
-        return ImportError::Row {
-            line,
-            message: format!("{}: {}", v.field, v.description),
-        };
+        return ImportError::Row { line, message: format!("{}: {}", v.field, v.description) };
     }
     ImportError::Status(status)
 }
@@ -94,9 +88,7 @@ pub async fn import(
     }
     let records: Vec<_> = file.units.iter().map(|(_, u)| u.clone()).collect();
     let encoded: Vec<Vec<u8>> = records.iter().map(encode).collect();
-    let parts: Vec<&[u8]> = std::iter::once(tree.name().as_bytes())
-        .chain(encoded.iter().map(Vec::as_slice))
-        .collect();
+    let parts: Vec<&[u8]> = std::iter::once(tree.name().as_bytes()).chain(encoded.iter().map(Vec::as_slice)).collect();
     let request_id = content_id("import", &parts);
     let tree_wire = convert::tree_out(tree) as i32;
     let origin = origin.to_owned();
@@ -104,31 +96,18 @@ pub async fn import(
         .chunks(CHUNK)
         .enumerate()
         .map(|(i, c)| ImportUnitsRequest {
-            request_id: if i == 0 {
-                request_id.clone()
-            } else {
-                String::new()
-            },
+            request_id: if i == 0 { request_id.clone() } else { String::new() },
             tree: tree_wire,
-            origin: if i == 0 {
-                origin.clone()
-            } else {
-                String::new()
-            },
+            origin: if i == 0 { origin.clone() } else { String::new() },
             units: c.to_vec(),
         })
         .collect();
     let mut sent = 0u64;
-    let stream = tokio_stream::iter(chunks.into_iter().map(move |c| {
+    let stream = tokio_stream::iter(chunks.into_iter().inspect(move |c| {
         sent += c.units.len() as u64;
         progress(sent);
-        c
     }));
-    let units = client
-        .import_units(authorized(stream, token)?)
-        .await
-        .map_err(|s| locate(file, s))?
-        .into_inner();
+    let units = client.import_units(authorized(stream, token)?).await.map_err(|s| locate(file, s))?.into_inner();
     let links = if file.links.is_empty() {
         None
     } else {
@@ -145,16 +124,6 @@ pub async fn import(
         };
         match client.reorganize_units(authorized(req, token)?).await {
             Ok(r) => Some(r.into_inner()),
-            Err(s)
-                if s.code() == tonic::Code::AlreadyExists
-                    && s.message().contains("already recorded") =>
-            {
-                Some(ReorganizeUnitsResponse {
-                    links_received: file.links.len() as u64,
-                    links_added: 0,
-                    position: None,
-                })
-            }
             Err(s) => {
                 if s.code() == tonic::Code::InvalidArgument
                     && let Some(br) = s.get_details_bad_request()
@@ -166,10 +135,7 @@ pub async fn import(
                         .and_then(|i| i.parse::<usize>().ok())
                     && let Some((line, _)) = file.links.get(i)
                 {
-                    return Err(ImportError::Row {
-                        line: *line,
-                        message: format!("{}: {}", v.field, v.description),
-                    });
+                    return Err(ImportError::Row { line: *line, message: format!("{}: {}", v.field, v.description) });
                 }
                 return Err(s.into());
             }

@@ -18,12 +18,7 @@ const EXIT_DENIED: u8 = 4;
 #[command(name = "dvkctl", version, about = "DVK Ledger command line")]
 struct Cli {
     /// The registration service.
-    #[arg(
-        long,
-        global = true,
-        env = "DVK_REGISTRATION_URL",
-        default_value = "http://127.0.0.1:50051"
-    )]
+    #[arg(long, global = true, env = "DVK_REGISTRATION_URL", default_value = "http://127.0.0.1:50051")]
     registration: String,
     /// Bearer token (see `dvkctl token`).
     #[arg(long, global = true, env = "DVK_TOKEN", hide_env_values = true)]
@@ -99,70 +94,37 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<(), (u8, String)> {
     match cli.command {
-        Command::Token {
-            secret_file,
-            role,
-            unit,
-            subject,
-            hours,
-        } => {
+        Command::Token { secret_file, role, unit, subject, hours } => {
             if dvk_runtime::Role::parse(&role).is_none() {
-                return Err((
-                    EXIT_USAGE,
-                    format!("--role {role:?}: use reporter, approver, analyst or admin"),
-                ));
+                return Err((EXIT_USAGE, format!("--role {role:?}: use reporter, approver, analyst or admin")));
             }
             if !unit.is_empty() {
-                dvk_domain::UnitCode::parse("--unit", &unit)
-                    .map_err(|e| (EXIT_USAGE, e.to_string()))?;
+                dvk_domain::UnitCode::parse("--unit", &unit).map_err(|e| (EXIT_USAGE, e.to_string()))?;
             }
-            let secret = std::fs::read(&secret_file)
-                .map_err(|e| (1, format!("cannot read {}: {e}", secret_file.display())))?;
-            let claims = Claims {
-                sub: subject,
-                role,
-                unit,
-                exp: now_secs() + hours * 3600,
-            };
+            let secret =
+                std::fs::read(&secret_file).map_err(|e| (1, format!("cannot read {}: {e}", secret_file.display())))?;
+            let claims = Claims { sub: subject, role, unit, exp: now_secs() + hours * 3600 };
             let token = mint_hs256(secret.trim_ascii(), &claims).map_err(|e| (1, e.to_string()))?;
             println!("{token}");
             Ok(())
         }
-        Command::Units {
-            command: UnitsCommand::Import { file, quiet },
-        } => {
-            let token = cli.token.ok_or((
-                EXIT_USAGE,
-                "a token is needed: --token or DVK_TOKEN (see dvkctl token)".into(),
-            ))?;
-            let reader = std::fs::File::open(&file)
-                .map_err(|e| (EXIT_USAGE, format!("cannot open {}: {e}", file.display())))?;
+        Command::Units { command: UnitsCommand::Import { file, quiet } } => {
+            let token =
+                cli.token.ok_or((EXIT_USAGE, "a token is needed: --token or DVK_TOKEN (see dvkctl token)".into()))?;
+            let reader =
+                std::fs::File::open(&file).map_err(|e| (EXIT_USAGE, format!("cannot open {}: {e}", file.display())))?;
             let parsed = gso::read(std::io::BufReader::new(reader))
                 .map_err(|e| (EXIT_USAGE, format!("{}: {e}", file.display())))?;
             for (line, why) in &parsed.skipped {
                 eprintln!("dvkctl: {}: line {line} skipped: {why}", file.display());
             }
             let channel = tonic::transport::Endpoint::from_shared(cli.registration.clone())
-                .map_err(|e| {
-                    (
-                        EXIT_USAGE,
-                        format!("--registration {}: {e}", cli.registration),
-                    )
-                })?
+                .map_err(|e| (EXIT_USAGE, format!("--registration {}: {e}", cli.registration)))?
                 .connect_timeout(Duration::from_secs(10))
                 .connect()
                 .await
-                .map_err(|e| {
-                    (
-                        1,
-                        format!(
-                            "cannot reach the registration service at {}: {e}",
-                            cli.registration
-                        ),
-                    )
-                })?;
-            let mut client =
-                RegistrationServiceClient::new(channel).max_encoding_message_size(16 << 20);
+                .map_err(|e| (1, format!("cannot reach the registration service at {}: {e}", cli.registration)))?;
+            let mut client = RegistrationServiceClient::new(channel).max_encoding_message_size(16 << 20);
             let bar = if quiet {
                 indicatif::ProgressBar::hidden()
             } else {
@@ -175,19 +137,12 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
             );
             bar.set_message("importing");
             let progress_bar = bar.clone();
-            let origin = file
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let outcome = import::import(&mut client, &token, &parsed, &origin, move |n| {
-                progress_bar.set_position(n)
-            })
-            .await;
+            let origin = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let outcome =
+                import::import(&mut client, &token, &parsed, &origin, move |n| progress_bar.set_position(n)).await;
             bar.finish_and_clear();
             let outcome = outcome.map_err(|e| match &e {
-                import::ImportError::Status(s) => {
-                    (exit_for(s), format!("{}: {}", file.display(), s.message()))
-                }
+                import::ImportError::Status(s) => (exit_for(s), format!("{}: {}", file.display(), s.message())),
                 other => (EXIT_USAGE, format!("{}: {other}", file.display())),
             })?;
             let u = &outcome.units;
@@ -199,12 +154,7 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
                 u.units_unchanged
             );
             if let Some(l) = &outcome.links {
-                println!(
-                    "{}: {} mapping links received, {} added",
-                    file.display(),
-                    l.links_received,
-                    l.links_added
-                );
+                println!("{}: {} mapping links received, {} added", file.display(), l.links_received, l.links_added);
             }
             Ok(())
         }

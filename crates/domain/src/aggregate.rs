@@ -10,11 +10,7 @@ pub trait Aggregate: Default {
     type Context<'a>;
 
     /// Decides a command: the events to record, or why not. Never mutates.
-    fn handle(
-        &self,
-        command: Self::Command,
-        ctx: Self::Context<'_>,
-    ) -> Result<Vec<Self::Event>, DomainError>;
+    fn handle(&self, command: Self::Command, ctx: Self::Context<'_>) -> Result<Vec<Self::Event>, DomainError>;
 
     /// Folds one recorded event into the state.
     fn apply(&mut self, event: &Self::Event);

@@ -14,11 +14,7 @@ pub struct Date {
 }
 
 /// Resolution 202/2025/QH15: the two-level tree is in force from this day.
-pub const REORGANISATION_2025: Date = Date {
-    year: 2025,
-    month: 7,
-    day: 1,
-};
+pub const REORGANISATION_2025: Date = Date { year: 2025, month: 7, day: 1 };
 
 /// Dates outside these years are refused as implausible for this ledger.
 pub const MIN_YEAR: i32 = 1945;
@@ -28,35 +24,21 @@ impl Date {
     /// A checked date; `field` names the input in the error.
     pub fn new(field: &str, year: i32, month: u32, day: u32) -> Result<Self, DomainError> {
         if !(MIN_YEAR..=MAX_YEAR).contains(&year) {
-            return Err(DomainError::invalid(
-                field,
-                format!("year {year} is outside {MIN_YEAR}..={MAX_YEAR}"),
-            ));
+            return Err(DomainError::invalid(field, format!("year {year} is outside {MIN_YEAR}..={MAX_YEAR}")));
         }
         if !(1..=12).contains(&month) {
-            return Err(DomainError::invalid(
-                field,
-                format!("month {month} is not 1..=12"),
-            ));
+            return Err(DomainError::invalid(field, format!("month {month} is not 1..=12")));
         }
         let last = days_in_month(year, month as u8);
         if day < 1 || day > u32::from(last) {
-            return Err(DomainError::invalid(
-                field,
-                format!("day {day} is not 1..={last} for {year}-{month:02}"),
-            ));
+            return Err(DomainError::invalid(field, format!("day {day} is not 1..={last} for {year}-{month:02}")));
         }
-        Ok(Self {
-            year,
-            month: month as u8,
-            day: day as u8,
-        })
+        Ok(Self { year, month: month as u8, day: day as u8 })
     }
 
     /// Parses `YYYY-MM-DD`.
     pub fn parse(field: &str, s: &str) -> Result<Self, DomainError> {
-        let bad =
-            || DomainError::invalid(field, format!("{s:?} is not a date of the form YYYY-MM-DD"));
+        let bad = || DomainError::invalid(field, format!("{s:?} is not a date of the form YYYY-MM-DD"));
         let b = s.as_bytes();
         if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
             return Err(bad());
@@ -94,20 +76,12 @@ impl Date {
 
     /// First day of a month (the caller guarantees the month is valid).
     pub(crate) const fn first_of(year: i32, month: u8) -> Self {
-        Self {
-            year,
-            month,
-            day: 1,
-        }
+        Self { year, month, day: 1 }
     }
 
     /// Last day of a month (the caller guarantees the month is valid).
     pub(crate) const fn last_of(year: i32, month: u8) -> Self {
-        Self {
-            year,
-            month,
-            day: days_in_month(year, month),
-        }
+        Self { year, month, day: days_in_month(year, month) }
     }
 }
 
@@ -152,14 +126,7 @@ mod tests {
 
     #[test]
     fn malformed_dates_name_the_field() {
-        for s in [
-            "2025-7-1",
-            "01/07/2025",
-            "2025-13-01",
-            "2025-06-31",
-            "",
-            "abcd-ef-gh",
-        ] {
+        for s in ["2025-7-1", "01/07/2025", "2025-13-01", "2025-06-31", "", "abcd-ef-gh"] {
             let err = Date::parse("decision.date", s).unwrap_err();
             assert_eq!(err.violations()[0].field, "decision.date", "{s}");
         }
@@ -168,14 +135,8 @@ mod tests {
     #[test]
     fn unix_days_map_to_civil_dates() {
         assert_eq!(Date::from_unix_days(0).unwrap().to_string(), "1970-01-01");
-        assert_eq!(
-            Date::from_unix_days(20_270).unwrap().to_string(),
-            "2025-07-01"
-        );
-        assert_eq!(
-            Date::from_unix_days(19_782).unwrap().to_string(),
-            "2024-02-29"
-        );
+        assert_eq!(Date::from_unix_days(20_270).unwrap().to_string(), "2025-07-01");
+        assert_eq!(Date::from_unix_days(19_782).unwrap().to_string(), "2024-02-29");
         assert_eq!(Date::from_unix_days(-1).unwrap().to_string(), "1969-12-31");
     }
 

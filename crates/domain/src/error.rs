@@ -12,10 +12,7 @@ pub struct FieldViolation {
 
 impl FieldViolation {
     pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            description: description.into(),
-        }
+        Self { field: field.into(), description: description.into() }
     }
 }
 
@@ -44,11 +41,7 @@ pub enum DomainError {
 }
 
 fn join(violations: &[FieldViolation]) -> String {
-    violations
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
+    violations.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
 }
 
 impl DomainError {
@@ -103,10 +96,6 @@ impl Violations {
 
     /// `Ok(value)` if nothing was recorded, the collected error otherwise.
     pub fn finish<T>(self, value: impl FnOnce() -> T) -> Result<T, DomainError> {
-        if self.0.is_empty() {
-            Ok(value())
-        } else {
-            Err(DomainError::Invalid(self.0))
-        }
+        if self.0.is_empty() { Ok(value()) } else { Err(DomainError::Invalid(self.0)) }
     }
 }

@@ -23,12 +23,7 @@ pub enum Field {
 }
 
 impl Field {
-    pub const ALL: [Field; 4] = [
-        Field::Economy,
-        Field::CultureSociety,
-        Field::DefenceSecurity,
-        Field::PoliticalSystem,
-    ];
+    pub const ALL: [Field; 4] = [Field::Economy, Field::CultureSociety, Field::DefenceSecurity, Field::PoliticalSystem];
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -67,17 +62,8 @@ pub struct ModelId(String);
 
 impl ModelId {
     pub fn parse(field: &str, s: &str) -> Result<Self, DomainError> {
-        let ok = !s.is_empty()
-            && s.len() <= 64
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-        if ok {
-            Ok(Self(s.to_owned()))
-        } else {
-            Err(DomainError::invalid(
-                field,
-                format!("{s:?} is not a model id"),
-            ))
-        }
+        let ok = !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if ok { Ok(Self(s.to_owned())) } else { Err(DomainError::invalid(field, format!("{s:?} is not a model id"))) }
     }
     pub fn as_str(&self) -> &str {
         &self.0
@@ -147,8 +133,7 @@ impl ModelDetails {
         let f = |name: &str| format!("{prefix}.{name}");
         let mut v = Violations::new();
         let t = |name: &str, value: &str, max: usize, required: bool, v: &mut Violations| {
-            v.check(text::clean(&f(name), value, max, required))
-                .unwrap_or_default()
+            v.check(text::clean(&f(name), value, max, required)).unwrap_or_default()
         };
         let name = t("name", &d.name, MAX_NAME, true, &mut v);
         let runner_name = t("runner_name", &d.runner_name, MAX_NAME, true, &mut v);
@@ -158,25 +143,10 @@ impl ModelDetails {
         let method = t("method", &d.method, MAX_TEXT, false, &mut v);
         let area = t("area", &d.area, MAX_TEXT, false, &mut v);
         let target_group = t("target_group", &d.target_group, MAX_TEXT, false, &mut v);
-        let implementing_forces = t(
-            "implementing_forces",
-            &d.implementing_forces,
-            MAX_TEXT,
-            false,
-            &mut v,
-        );
-        let expected_outputs = t(
-            "expected_outputs",
-            &d.expected_outputs,
-            MAX_TEXT,
-            false,
-            &mut v,
-        );
+        let implementing_forces = t("implementing_forces", &d.implementing_forces, MAX_TEXT, false, &mut v);
+        let expected_outputs = t("expected_outputs", &d.expected_outputs, MAX_TEXT, false, &mut v);
         if d.field.is_none() {
-            v.push(
-                f("field"),
-                "is required: economy, culture-society, defence-security or political system",
-            );
+            v.push(f("field"), "is required: economy, culture-society, defence-security or political system");
         }
         if d.runner_kind.is_none() {
             v.push(f("runner_kind"), "is required: collective or individual");
@@ -188,9 +158,7 @@ impl ModelDetails {
         bounded(&mut v, f("resources.workdays"), d.workdays, MAX_COUNT);
         match (d.timeline_start, d.timeline_end) {
             (None, _) => v.push(f("timeline.start"), "is required"),
-            (Some(s), Some(e)) if e < s => {
-                v.push(f("timeline.end"), format!("{e} is before the start {s}"))
-            }
+            (Some(s), Some(e)) if e < s => v.push(f("timeline.end"), format!("{e} is before the start {s}")),
             _ => {}
         }
         if !v.is_empty() {
@@ -227,25 +195,10 @@ pub struct Decision {
 }
 
 impl Decision {
-    pub fn new(
-        prefix: &str,
-        number: &str,
-        date: Option<Date>,
-        issuer: &str,
-    ) -> Result<Self, DomainError> {
+    pub fn new(prefix: &str, number: &str, date: Option<Date>, issuer: &str) -> Result<Self, DomainError> {
         let mut v = Violations::new();
-        let number = v.check(text::clean(
-            &format!("{prefix}.number"),
-            number,
-            MAX_CODE,
-            true,
-        ));
-        let issuer = v.check(text::clean(
-            &format!("{prefix}.issuer"),
-            issuer,
-            MAX_NAME,
-            false,
-        ));
+        let number = v.check(text::clean(&format!("{prefix}.number"), number, MAX_CODE, true));
+        let issuer = v.check(text::clean(&format!("{prefix}.issuer"), issuer, MAX_NAME, false));
         if date.is_none() {
             v.push(format!("{prefix}.date"), "is required");
         }
@@ -290,51 +243,24 @@ pub enum ModelStatus {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModelCommand {
-    Register {
-        id: ModelId,
-        unit: UnitCode,
-        registered_on: Date,
-        details: ModelDetails,
-    },
-    Amend {
-        details: ModelDetails,
-        reason: String,
-    },
-    Start {
-        started_on: Date,
-    },
+    Register { id: ModelId, unit: UnitCode, registered_on: Date, details: ModelDetails },
+    Amend { details: ModelDetails, reason: String },
+    Start { started_on: Date },
     Recognize(Recognition),
     Commend(Commendation),
     Replicate(Replication),
-    Retire {
-        reason: String,
-        retired_on: Date,
-    },
+    Retire { reason: String, retired_on: Date },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModelEvent {
-    Registered {
-        id: ModelId,
-        unit: UnitCode,
-        tree: Tree,
-        registered_on: Date,
-        details: ModelDetails,
-    },
-    Amended {
-        details: ModelDetails,
-        reason: String,
-    },
-    Started {
-        started_on: Date,
-    },
+    Registered { id: ModelId, unit: UnitCode, tree: Tree, registered_on: Date, details: ModelDetails },
+    Amended { details: ModelDetails, reason: String },
+    Started { started_on: Date },
     Recognized(Recognition),
     Commended(Commendation),
     Replicated(Replication),
-    Retired {
-        reason: String,
-        retired_on: Date,
-    },
+    Retired { reason: String, retired_on: Date },
 }
 
 /// What a model decision consults besides the model: the trees and today's date.
@@ -346,9 +272,7 @@ pub struct ModelContext<'a> {
 
 impl std::fmt::Debug for ModelContext<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ModelContext")
-            .field("today", &self.today)
-            .finish_non_exhaustive()
+        f.debug_struct("ModelContext").field("today", &self.today).finish_non_exhaustive()
     }
 }
 
@@ -390,24 +314,14 @@ impl Model {
 
 fn not_after_today(field: &str, date: Date, today: Date) -> Result<(), DomainError> {
     if date > today {
-        Err(DomainError::invalid(
-            field,
-            format!("{date} is in the future (today is {today})"),
-        ))
+        Err(DomainError::invalid(field, format!("{date} is in the future (today is {today})")))
     } else {
         Ok(())
     }
 }
 
 fn not_before(field: &str, date: Date, earlier: Date, what: &str) -> Result<(), DomainError> {
-    if date < earlier {
-        Err(DomainError::invalid(
-            field,
-            format!("{date} is before {what} {earlier}"),
-        ))
-    } else {
-        Ok(())
-    }
+    if date < earlier { Err(DomainError::invalid(field, format!("{date} is before {what} {earlier}"))) } else { Ok(()) }
 }
 
 /// Checks that `unit` is a unit at `level` of `tree`, at or above the model's unit.
@@ -428,10 +342,7 @@ fn check_level_unit(
     if level > m.unit.level() {
         return Err(DomainError::invalid(
             level_field,
-            format!(
-                "a {:?} model cannot be recognised at the lower {level:?} level",
-                m.unit.level()
-            ),
+            format!("a {:?} model cannot be recognised at the lower {level:?} level", m.unit.level()),
         ));
     }
     if unit.level() != level || ctx.units.unit(m.tree, unit).is_none() {
@@ -441,10 +352,7 @@ fn check_level_unit(
         ));
     }
     if !ctx.units.is_within(m.tree, unit, &m.unit) {
-        return Err(DomainError::invalid(
-            unit_field,
-            format!("{unit} is not above or at the model's unit {}", m.unit),
-        ));
+        return Err(DomainError::invalid(unit_field, format!("{unit} is not above or at the model's unit {}", m.unit)));
     }
     Ok(())
 }
@@ -454,53 +362,26 @@ impl Aggregate for Model {
     type Event = ModelEvent;
     type Context<'a> = ModelContext<'a>;
 
-    fn handle(
-        &self,
-        command: ModelCommand,
-        ctx: ModelContext<'_>,
-    ) -> Result<Vec<ModelEvent>, DomainError> {
+    fn handle(&self, command: ModelCommand, ctx: ModelContext<'_>) -> Result<Vec<ModelEvent>, DomainError> {
         let m = match (&self.0, command) {
             (Some(m), ModelCommand::Register { .. }) => {
-                return Err(DomainError::AlreadyExists(format!(
-                    "model {} is already registered",
-                    m.id.as_str()
-                )));
+                return Err(DomainError::AlreadyExists(format!("model {} is already registered", m.id.as_str())));
             }
-            (
-                None,
-                ModelCommand::Register {
-                    id,
-                    unit,
-                    registered_on,
-                    details,
-                },
-            ) => {
+            (None, ModelCommand::Register { id, unit, registered_on, details }) => {
                 not_after_today("registered_on", registered_on, ctx.today)?;
                 let tree = Tree::in_force_on(registered_on);
                 if ctx.units.unit(tree, &unit).is_none() {
                     return Err(DomainError::invalid(
                         "unit",
-                        format!(
-                            "{unit} is not a unit of the {} tree, in force on {registered_on}",
-                            tree.name()
-                        ),
+                        format!("{unit} is not a unit of the {} tree, in force on {registered_on}", tree.name()),
                     ));
                 }
-                return Ok(vec![ModelEvent::Registered {
-                    id,
-                    unit,
-                    tree,
-                    registered_on,
-                    details,
-                }]);
+                return Ok(vec![ModelEvent::Registered { id, unit, tree, registered_on, details }]);
             }
             (None, _) => return Err(DomainError::NotFound("the model is not registered".into())),
             (Some(m), command) => {
                 if m.status == ModelStatus::Retired {
-                    return Err(DomainError::refused(format!(
-                        "model {} is retired",
-                        m.id.as_str()
-                    )));
+                    return Err(DomainError::refused(format!("model {} is retired", m.id.as_str())));
                 }
                 (m, command)
             }
@@ -517,34 +398,17 @@ impl Aggregate for Model {
             }
             ModelCommand::Start { started_on } => {
                 if m.status != ModelStatus::Registered {
-                    return Err(DomainError::refused(format!(
-                        "the model is already {:?}",
-                        m.status
-                    )));
+                    return Err(DomainError::refused(format!("the model is already {:?}", m.status)));
                 }
                 not_after_today("started_on", started_on, ctx.today)?;
-                not_before(
-                    "started_on",
-                    started_on,
-                    m.registered_on,
-                    "the registration date",
-                )?;
+                not_before("started_on", started_on, m.registered_on, "the registration date")?;
                 ModelEvent::Started { started_on }
             }
             ModelCommand::Recognize(r) => {
                 if m.status == ModelStatus::Registered {
-                    return Err(DomainError::refused(
-                        "a model is recognised only after it has started",
-                    ));
+                    return Err(DomainError::refused("a model is recognised only after it has started"));
                 }
-                check_level_unit(
-                    &ctx,
-                    m,
-                    r.level,
-                    &r.recognizing_unit,
-                    "level",
-                    "recognizing_unit",
-                )?;
+                check_level_unit(&ctx, m, r.level, &r.recognizing_unit, "level", "recognizing_unit")?;
                 if let Some(best) = m.recognized_level()
                     && !r.level.is_above(best)
                 {
@@ -553,52 +417,31 @@ impl Aggregate for Model {
                     )));
                 }
                 not_after_today("decision.date", r.decision.date, ctx.today)?;
-                not_before(
-                    "decision.date",
-                    r.decision.date,
-                    m.registered_on,
-                    "the registration date",
-                )?;
+                not_before("decision.date", r.decision.date, m.registered_on, "the registration date")?;
                 ModelEvent::Recognized(r)
             }
             ModelCommand::Commend(c) => {
                 if m.status != ModelStatus::Recognized {
-                    return Err(DomainError::refused(
-                        "only a recognised model can be commended",
-                    ));
+                    return Err(DomainError::refused("only a recognised model can be commended"));
                 }
                 check_level_unit(&ctx, m, c.level, &c.awarding_unit, "level", "awarding_unit")?;
                 not_after_today("decision.date", c.decision.date, ctx.today)?;
-                not_before(
-                    "decision.date",
-                    c.decision.date,
-                    m.registered_on,
-                    "the registration date",
-                )?;
-                if m.commendations.iter().any(|x| {
-                    x.decision.number == c.decision.number && x.awarding_unit == c.awarding_unit
-                }) {
-                    return Err(DomainError::refused(format!(
-                        "decision {} is already recorded",
-                        c.decision.number
-                    )));
+                not_before("decision.date", c.decision.date, m.registered_on, "the registration date")?;
+                if m.commendations
+                    .iter()
+                    .any(|x| x.decision.number == c.decision.number && x.awarding_unit == c.awarding_unit)
+                {
+                    return Err(DomainError::refused(format!("decision {} is already recorded", c.decision.number)));
                 }
                 ModelEvent::Commended(c)
             }
             ModelCommand::Replicate(r) => {
                 if m.status != ModelStatus::Recognized {
-                    return Err(DomainError::refused(
-                        "only a recognised model can be replicated",
-                    ));
+                    return Err(DomainError::refused("only a recognised model can be replicated"));
                 }
                 let note = text::clean("note", &r.note, MAX_REASON, false)?;
                 not_after_today("replicated_on", r.replicated_on, ctx.today)?;
-                not_before(
-                    "replicated_on",
-                    r.replicated_on,
-                    m.registered_on,
-                    "the registration date",
-                )?;
+                not_before("replicated_on", r.replicated_on, m.registered_on, "the registration date")?;
                 let tree = Tree::in_force_on(r.replicated_on);
                 if ctx.units.unit(tree, &r.target_unit).is_none() {
                     return Err(DomainError::invalid(
@@ -612,31 +455,17 @@ impl Aggregate for Model {
                     ));
                 }
                 if r.target_unit == m.unit {
-                    return Err(DomainError::invalid(
-                        "target_unit",
-                        "a model is not replicated to its own unit",
-                    ));
+                    return Err(DomainError::invalid("target_unit", "a model is not replicated to its own unit"));
                 }
-                if m.replications
-                    .iter()
-                    .any(|x| x.target_unit == r.target_unit)
-                {
-                    return Err(DomainError::refused(format!(
-                        "the model is already replicated to {}",
-                        r.target_unit
-                    )));
+                if m.replications.iter().any(|x| x.target_unit == r.target_unit) {
+                    return Err(DomainError::refused(format!("the model is already replicated to {}", r.target_unit)));
                 }
                 ModelEvent::Replicated(Replication { note, ..r })
             }
             ModelCommand::Retire { reason, retired_on } => {
                 let reason = text::clean("reason", &reason, MAX_REASON, true)?;
                 not_after_today("retired_on", retired_on, ctx.today)?;
-                not_before(
-                    "retired_on",
-                    retired_on,
-                    m.registered_on,
-                    "the registration date",
-                )?;
+                not_before("retired_on", retired_on, m.registered_on, "the registration date")?;
                 ModelEvent::Retired { reason, retired_on }
             }
         };
@@ -644,14 +473,7 @@ impl Aggregate for Model {
     }
 
     fn apply(&mut self, event: &ModelEvent) {
-        if let ModelEvent::Registered {
-            id,
-            unit,
-            tree,
-            registered_on,
-            details,
-        } = event
-        {
+        if let ModelEvent::Registered { id, unit, tree, registered_on, details } = event {
             self.0 = Some(ModelState {
                 id: id.clone(),
                 unit: unit.clone(),
@@ -728,23 +550,13 @@ mod tests {
     }
 
     fn given(events: Vec<ModelEvent>) -> Given {
-        Given {
-            trees: sample_trees(),
-            today: d("2024-11-20"),
-            events,
-        }
+        Given { trees: sample_trees(), today: d("2024-11-20"), events }
     }
 
     impl Given {
         fn when(&self, cmd: ModelCommand) -> Result<Vec<ModelEvent>, DomainError> {
             let model = Model::replay(&self.events);
-            model.handle(
-                cmd,
-                ModelContext {
-                    units: &self.trees,
-                    today: self.today,
-                },
-            )
+            model.handle(cmd, ModelContext { units: &self.trees, today: self.today })
         }
     }
 
@@ -758,9 +570,7 @@ mod tests {
         }
     }
     fn started() -> ModelEvent {
-        ModelEvent::Started {
-            started_on: d("2024-03-01"),
-        }
+        ModelEvent::Started { started_on: d("2024-03-01") }
     }
     fn decision(n: &str, date: &str) -> Decision {
         Decision::new("decision", n, Some(d(date)), "UBND").unwrap()
@@ -807,10 +617,7 @@ mod tests {
     fn a_complete_form_is_accepted_and_normalised() {
         let mut raw = draft();
         raw.name = "  Da\u{302}n va\u{323}\u{302}n khe\u{301}o  ".into();
-        assert_eq!(
-            ModelDetails::new(raw, "details").unwrap().name,
-            "Dân vận khéo"
-        );
+        assert_eq!(ModelDetails::new(raw, "details").unwrap().name, "Dân vận khéo");
     }
 
     #[test]
@@ -849,13 +656,7 @@ mod tests {
             details: details(),
         };
         let events = g.when(cmd).unwrap();
-        assert!(matches!(
-            &events[..],
-            [ModelEvent::Registered {
-                tree: Tree::Pre2025,
-                ..
-            }]
-        ));
+        assert!(matches!(&events[..], [ModelEvent::Registered { tree: Tree::Pre2025, .. }]));
     }
 
     #[test]
@@ -883,21 +684,13 @@ mod tests {
         };
         assert_invalid(g.when(cmd("2024-12-01")), "registered_on");
         let g = given(vec![registered()]);
-        assert!(matches!(
-            g.when(cmd("2024-02-15")),
-            Err(DomainError::AlreadyExists(_))
-        ));
+        assert!(matches!(g.when(cmd("2024-02-15")), Err(DomainError::AlreadyExists(_))));
     }
 
     #[test]
     fn commands_on_an_unregistered_model_are_not_found() {
         let g = given(vec![]);
-        assert!(matches!(
-            g.when(ModelCommand::Start {
-                started_on: d("2024-03-01")
-            }),
-            Err(DomainError::NotFound(_))
-        ));
+        assert!(matches!(g.when(ModelCommand::Start { started_on: d("2024-03-01") }), Err(DomainError::NotFound(_))));
     }
 
     // ---- amend ----
@@ -908,12 +701,8 @@ mod tests {
         let mut changed = draft();
         changed.workdays = 900;
         let details = ModelDetails::new(changed, "details").unwrap();
-        let events = g
-            .when(ModelCommand::Amend {
-                details: details.clone(),
-                reason: "Bổ sung ngày công".into(),
-            })
-            .unwrap();
+        let events =
+            g.when(ModelCommand::Amend { details: details.clone(), reason: "Bổ sung ngày công".into() }).unwrap();
         let mut model = Model::replay(&g.events);
         model.apply(&events[0]);
         assert_eq!(model.state().unwrap().details.workdays, 900);
@@ -922,23 +711,11 @@ mod tests {
     #[test]
     fn amend_refuses_no_change_and_a_missing_reason() {
         let g = given(vec![registered()]);
-        assert_refused(
-            g.when(ModelCommand::Amend {
-                details: details(),
-                reason: "x".into(),
-            }),
-            "changes nothing",
-        );
+        assert_refused(g.when(ModelCommand::Amend { details: details(), reason: "x".into() }), "changes nothing");
         let mut changed = draft();
         changed.workdays = 1;
         let details = ModelDetails::new(changed, "details").unwrap();
-        assert_invalid(
-            g.when(ModelCommand::Amend {
-                details,
-                reason: "".into(),
-            }),
-            "reason",
-        );
+        assert_invalid(g.when(ModelCommand::Amend { details, reason: "".into() }), "reason");
     }
 
     // ---- start ----
@@ -946,11 +723,7 @@ mod tests {
     #[test]
     fn start_moves_a_registered_model_to_implementing() {
         let g = given(vec![registered()]);
-        let events = g
-            .when(ModelCommand::Start {
-                started_on: d("2024-03-01"),
-            })
-            .unwrap();
+        let events = g.when(ModelCommand::Start { started_on: d("2024-03-01") }).unwrap();
         let mut m = Model::replay(&g.events);
         m.apply(&events[0]);
         assert_eq!(m.state().unwrap().status, ModelStatus::Implementing);
@@ -959,19 +732,9 @@ mod tests {
     #[test]
     fn start_is_refused_twice_and_before_registration() {
         let g = given(vec![registered(), started()]);
-        assert_refused(
-            g.when(ModelCommand::Start {
-                started_on: d("2024-03-02"),
-            }),
-            "already",
-        );
+        assert_refused(g.when(ModelCommand::Start { started_on: d("2024-03-02") }), "already");
         let g = given(vec![registered()]);
-        assert_invalid(
-            g.when(ModelCommand::Start {
-                started_on: d("2024-01-01"),
-            }),
-            "started_on",
-        );
+        assert_invalid(g.when(ModelCommand::Start { started_on: d("2024-01-01") }), "started_on");
     }
 
     // ---- recognise ----
@@ -979,9 +742,7 @@ mod tests {
     #[test]
     fn recognise_at_district_then_province_and_mark_exemplary() {
         let g = given(vec![registered(), started()]);
-        let ev = g
-            .when(ModelCommand::Recognize(recognition(Level::District, "001")))
-            .unwrap();
+        let ev = g.when(ModelCommand::Recognize(recognition(Level::District, "001"))).unwrap();
         let g = given(vec![registered(), started(), ev[0].clone()]);
         let mut r = recognition(Level::Province, "01");
         r.exemplary = true;
@@ -997,54 +758,27 @@ mod tests {
     #[test]
     fn recognise_is_refused_before_start() {
         let g = given(vec![registered()]);
-        assert_refused(
-            g.when(ModelCommand::Recognize(recognition(
-                Level::Commune,
-                "00001",
-            ))),
-            "after it has started",
-        );
+        assert_refused(g.when(ModelCommand::Recognize(recognition(Level::Commune, "00001"))), "after it has started");
     }
 
     #[test]
     fn recognise_needs_a_unit_at_that_level_above_the_model() {
         let g = given(vec![registered(), started()]);
         // 002 is a district, but not the model's district.
-        assert_invalid(
-            g.when(ModelCommand::Recognize(recognition(Level::District, "002"))),
-            "recognizing_unit",
-        );
+        assert_invalid(g.when(ModelCommand::Recognize(recognition(Level::District, "002"))), "recognizing_unit");
         // A province code named as the district.
-        assert_invalid(
-            g.when(ModelCommand::Recognize(recognition(Level::District, "01"))),
-            "recognizing_unit",
-        );
+        assert_invalid(g.when(ModelCommand::Recognize(recognition(Level::District, "01"))), "recognizing_unit");
         // Another province.
-        assert_invalid(
-            g.when(ModelCommand::Recognize(recognition(Level::Province, "02"))),
-            "recognizing_unit",
-        );
+        assert_invalid(g.when(ModelCommand::Recognize(recognition(Level::Province, "02"))), "recognizing_unit");
         // The nation is not a recognition level.
-        assert_invalid(
-            g.when(ModelCommand::Recognize(recognition(Level::Nation, "01"))),
-            "level",
-        );
+        assert_invalid(g.when(ModelCommand::Recognize(recognition(Level::Nation, "01"))), "level");
     }
 
     #[test]
     fn recognise_refuses_the_same_or_a_lower_level_again() {
         let g = given(vec![registered(), started(), recognized_at_district()]);
-        assert_refused(
-            g.when(ModelCommand::Recognize(recognition(Level::District, "001"))),
-            "higher level",
-        );
-        assert_refused(
-            g.when(ModelCommand::Recognize(recognition(
-                Level::Commune,
-                "00001",
-            ))),
-            "higher level",
-        );
+        assert_refused(g.when(ModelCommand::Recognize(recognition(Level::District, "001"))), "higher level");
+        assert_refused(g.when(ModelCommand::Recognize(recognition(Level::Commune, "00001"))), "higher level");
     }
 
     #[test]
@@ -1054,13 +788,7 @@ mod tests {
             *unit = code("001");
         }
         let g = given(vec![reg, started()]);
-        assert_invalid(
-            g.when(ModelCommand::Recognize(recognition(
-                Level::Commune,
-                "00001",
-            ))),
-            "level",
-        );
+        assert_invalid(g.when(ModelCommand::Recognize(recognition(Level::Commune, "00001"))), "level");
     }
 
     #[test]
@@ -1073,15 +801,10 @@ mod tests {
                 registered_on: d("2025-08-01"),
                 details: details(),
             },
-            ModelEvent::Started {
-                started_on: d("2025-08-02"),
-            },
+            ModelEvent::Started { started_on: d("2025-08-02") },
         ]);
         g.today = d("2025-12-01");
-        assert_invalid(
-            g.when(ModelCommand::Recognize(recognition(Level::District, "001"))),
-            "level",
-        );
+        assert_invalid(g.when(ModelCommand::Recognize(recognition(Level::District, "001"))), "level");
         let mut r = recognition(Level::Province, "01");
         r.decision = decision("1/QĐ", "2025-10-01");
         assert!(g.when(ModelCommand::Recognize(r)).is_ok());
@@ -1109,20 +832,9 @@ mod tests {
     #[test]
     fn commend_is_refused_before_recognition_and_for_a_repeated_decision() {
         let g = given(vec![registered(), started()]);
-        assert_refused(
-            g.when(ModelCommand::Commend(commendation())),
-            "only a recognised model",
-        );
-        let g = given(vec![
-            registered(),
-            started(),
-            recognized_at_district(),
-            ModelEvent::Commended(commendation()),
-        ]);
-        assert_refused(
-            g.when(ModelCommand::Commend(commendation())),
-            "already recorded",
-        );
+        assert_refused(g.when(ModelCommand::Commend(commendation())), "only a recognised model");
+        let g = given(vec![registered(), started(), recognized_at_district(), ModelEvent::Commended(commendation())]);
+        assert_refused(g.when(ModelCommand::Commend(commendation())), "already recorded");
     }
 
     // ---- replicate ----
@@ -1130,11 +842,7 @@ mod tests {
     #[test]
     fn replicate_to_another_unit_once() {
         let g = given(vec![registered(), started(), recognized_at_district()]);
-        let rep = Replication {
-            target_unit: code("00037"),
-            replicated_on: d("2024-09-01"),
-            note: "".into(),
-        };
+        let rep = Replication { target_unit: code("00037"), replicated_on: d("2024-09-01"), note: "".into() };
         let ev = g.when(ModelCommand::Replicate(rep.clone())).unwrap();
         let g2 = given([g.events.clone(), ev].concat());
         assert_refused(g2.when(ModelCommand::Replicate(rep)), "already replicated");
@@ -1143,18 +851,11 @@ mod tests {
     #[test]
     fn replicate_is_refused_to_its_own_unit_an_unknown_unit_or_before_recognition() {
         let g = given(vec![registered(), started(), recognized_at_district()]);
-        let rep = |u: &str| Replication {
-            target_unit: code(u),
-            replicated_on: d("2024-09-01"),
-            note: "".into(),
-        };
+        let rep = |u: &str| Replication { target_unit: code(u), replicated_on: d("2024-09-01"), note: "".into() };
         assert_invalid(g.when(ModelCommand::Replicate(rep("00001"))), "target_unit");
         assert_invalid(g.when(ModelCommand::Replicate(rep("99999"))), "target_unit");
         let g = given(vec![registered(), started()]);
-        assert_refused(
-            g.when(ModelCommand::Replicate(rep("00037"))),
-            "only a recognised model",
-        );
+        assert_refused(g.when(ModelCommand::Replicate(rep("00037"))), "only a recognised model");
     }
 
     // ---- retire ----
@@ -1162,54 +863,25 @@ mod tests {
     #[test]
     fn retire_ends_the_life_of_a_model() {
         let g = given(vec![registered(), started()]);
-        let ev = g
-            .when(ModelCommand::Retire {
-                reason: "Hoàn thành mục tiêu".into(),
-                retired_on: d("2024-10-01"),
-            })
-            .unwrap();
+        let ev =
+            g.when(ModelCommand::Retire { reason: "Hoàn thành mục tiêu".into(), retired_on: d("2024-10-01") }).unwrap();
         let g = given([g.events.clone(), ev].concat());
-        assert_eq!(
-            Model::replay(&g.events).state().unwrap().status,
-            ModelStatus::Retired
-        );
+        assert_eq!(Model::replay(&g.events).state().unwrap().status, ModelStatus::Retired);
         // Nothing is accepted afterwards.
-        assert_refused(
-            g.when(ModelCommand::Start {
-                started_on: d("2024-10-02"),
-            }),
-            "retired",
-        );
-        assert_refused(
-            g.when(ModelCommand::Retire {
-                reason: "again".into(),
-                retired_on: d("2024-10-02"),
-            }),
-            "retired",
-        );
+        assert_refused(g.when(ModelCommand::Start { started_on: d("2024-10-02") }), "retired");
+        assert_refused(g.when(ModelCommand::Retire { reason: "again".into(), retired_on: d("2024-10-02") }), "retired");
         assert_refused(g.when(ModelCommand::Commend(commendation())), "retired");
     }
 
     #[test]
     fn retire_needs_a_reason() {
         let g = given(vec![registered()]);
-        assert_invalid(
-            g.when(ModelCommand::Retire {
-                reason: " ".into(),
-                retired_on: d("2024-10-01"),
-            }),
-            "reason",
-        );
+        assert_invalid(g.when(ModelCommand::Retire { reason: " ".into(), retired_on: d("2024-10-01") }), "reason");
     }
 
     #[test]
     fn apply_is_a_pure_fold() {
-        let events = vec![
-            registered(),
-            started(),
-            recognized_at_district(),
-            ModelEvent::Commended(commendation()),
-        ];
+        let events = vec![registered(), started(), recognized_at_district(), ModelEvent::Commended(commendation())];
         assert_eq!(Model::replay(&events), Model::replay(&events));
         let mut stepwise = Model::default();
         for e in &events {

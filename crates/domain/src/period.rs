@@ -60,23 +60,15 @@ impl Period {
         };
         match s.split_once('-') {
             None => Ok(Self::Year(year(s)?)),
-            Some((a, b)) if b.eq_ignore_ascii_case("h1") => Ok(Self::Half {
-                year: year(a)?,
-                half: Half::H1,
-            }),
-            Some((a, b)) if b.eq_ignore_ascii_case("h2") => Ok(Self::Half {
-                year: year(a)?,
-                half: Half::H2,
-            }),
+            Some((a, b)) if b.eq_ignore_ascii_case("h1") => Ok(Self::Half { year: year(a)?, half: Half::H1 }),
+            Some((a, b)) if b.eq_ignore_ascii_case("h2") => Ok(Self::Half { year: year(a)?, half: Half::H2 }),
             Some((a, b)) => {
                 let (first, last) = (year(a)?, year(b)?);
                 if last <= first {
                     return Err(bad("a stage ends after it starts"));
                 }
                 if last - first + 1 > MAX_STAGE_YEARS {
-                    return Err(bad(&format!(
-                        "a stage spans at most {MAX_STAGE_YEARS} years"
-                    )));
+                    return Err(bad(&format!("a stage spans at most {MAX_STAGE_YEARS} years")));
                 }
                 Ok(Self::Stage { first, last })
             }
@@ -94,15 +86,8 @@ impl Period {
     /// The first day of the period.
     pub fn start(self) -> Date {
         match self {
-            Self::Half {
-                year,
-                half: Half::H1,
-            }
-            | Self::Year(year) => Date::first_of(i32::from(year), 1),
-            Self::Half {
-                year,
-                half: Half::H2,
-            } => Date::first_of(i32::from(year), 7),
+            Self::Half { year, half: Half::H1 } | Self::Year(year) => Date::first_of(i32::from(year), 1),
+            Self::Half { year, half: Half::H2 } => Date::first_of(i32::from(year), 7),
             Self::Stage { first, .. } => Date::first_of(i32::from(first), 1),
         }
     }
@@ -110,15 +95,8 @@ impl Period {
     /// The last day of the period.
     pub fn end(self) -> Date {
         match self {
-            Self::Half {
-                year,
-                half: Half::H1,
-            } => Date::last_of(i32::from(year), 6),
-            Self::Half {
-                year,
-                half: Half::H2,
-            }
-            | Self::Year(year) => Date::last_of(i32::from(year), 12),
+            Self::Half { year, half: Half::H1 } => Date::last_of(i32::from(year), 6),
+            Self::Half { year, half: Half::H2 } | Self::Year(year) => Date::last_of(i32::from(year), 12),
             Self::Stage { last, .. } => Date::last_of(i32::from(last), 12),
         }
     }
@@ -136,27 +114,14 @@ impl Period {
     /// The period of the same kind and length that follows this one.
     pub fn next(self) -> Option<Period> {
         match self {
-            Self::Half {
-                year,
-                half: Half::H1,
-            } => Some(Self::Half {
-                year,
-                half: Half::H2,
-            }),
-            Self::Half {
-                year,
-                half: Half::H2,
-            } => (year < LAST_YEAR).then_some(Self::Half {
-                year: year + 1,
-                half: Half::H1,
-            }),
+            Self::Half { year, half: Half::H1 } => Some(Self::Half { year, half: Half::H2 }),
+            Self::Half { year, half: Half::H2 } => {
+                (year < LAST_YEAR).then_some(Self::Half { year: year + 1, half: Half::H1 })
+            }
             Self::Year(y) => (y < LAST_YEAR).then_some(Self::Year(y + 1)),
             Self::Stage { first, last } => {
                 let len = last - first + 1;
-                (last + len <= LAST_YEAR).then_some(Self::Stage {
-                    first: last + 1,
-                    last: last + len,
-                })
+                (last + len <= LAST_YEAR).then_some(Self::Stage { first: last + 1, last: last + len })
             }
         }
     }
@@ -177,14 +142,8 @@ impl Period {
         };
         let mut out = Vec::new();
         for y in first..=last {
-            out.push(Self::Half {
-                year: y,
-                half: Half::H1,
-            });
-            out.push(Self::Half {
-                year: y,
-                half: Half::H2,
-            });
+            out.push(Self::Half { year: y, half: Half::H1 });
+            out.push(Self::Half { year: y, half: Half::H2 });
             out.push(Self::Year(y));
         }
         if let Self::Stage { .. } = self {
@@ -230,18 +189,8 @@ mod tests {
 
     #[test]
     fn bad_periods_are_refused_naming_the_field() {
-        for s in [
-            "",
-            "24",
-            "2024-H3",
-            "2024-Q1",
-            "2025-2021",
-            "2024-2024",
-            "1999",
-            "2101-H1",
-            "2000-2020",
-            "２０２４",
-        ] {
+        for s in ["", "24", "2024-H3", "2024-Q1", "2025-2021", "2024-2024", "1999", "2101-H1", "2000-2020", "２０２４"]
+        {
             let err = Period::parse("period", s).unwrap_err();
             assert_eq!(err.violations()[0].field, "period", "{s}");
         }
@@ -282,18 +231,13 @@ mod tests {
 
     fn any_period() -> impl Strategy<Value = Period> {
         prop_oneof![
-            (FIRST_YEAR..=LAST_YEAR, any::<bool>()).prop_map(|(year, h)| Period::Half {
-                year,
-                half: if h { Half::H1 } else { Half::H2 }
-            }),
+            (FIRST_YEAR..=LAST_YEAR, any::<bool>())
+                .prop_map(|(year, h)| Period::Half { year, half: if h { Half::H1 } else { Half::H2 } }),
             (FIRST_YEAR..=LAST_YEAR).prop_map(Period::Year),
-            (FIRST_YEAR..LAST_YEAR, 1u16..MAX_STAGE_YEARS).prop_filter_map(
-                "in range",
-                |(first, len)| {
-                    let last = first + len;
-                    (last <= LAST_YEAR).then_some(Period::Stage { first, last })
-                }
-            ),
+            (FIRST_YEAR..LAST_YEAR, 1u16..MAX_STAGE_YEARS).prop_filter_map("in range", |(first, len)| {
+                let last = first + len;
+                (last <= LAST_YEAR).then_some(Period::Stage { first, last })
+            }),
         ]
     }
 

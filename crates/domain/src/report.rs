@@ -51,36 +51,23 @@ impl Figures {
     pub fn validate(&self, prefix: &str) -> Result<(), DomainError> {
         let mut v = Violations::new();
         for (name, value) in self.named() {
-            let max = if name.starts_with("funds") {
-                MAX_FUNDS_VND
-            } else {
-                MAX_COUNT
-            };
+            let max = if name.starts_with("funds") { MAX_FUNDS_VND } else { MAX_COUNT };
             if value < 0 {
                 v.push(format!("{prefix}.{name}"), format!("{value} is negative"));
             } else if value > max {
-                v.push(
-                    format!("{prefix}.{name}"),
-                    format!("{value} exceeds the maximum {max}"),
-                );
+                v.push(format!("{prefix}.{name}"), format!("{value} exceeds the maximum {max}"));
             }
         }
         if self.models_recognized > self.models_registered {
             v.push(
                 format!("{prefix}.models_recognized"),
-                format!(
-                    "{} recognised exceeds {} registered",
-                    self.models_recognized, self.models_registered
-                ),
+                format!("{} recognised exceeds {} registered", self.models_recognized, self.models_registered),
             );
         }
         if self.petitions_resolved > self.petitions_received {
             v.push(
                 format!("{prefix}.petitions_resolved"),
-                format!(
-                    "{} resolved exceeds {} received",
-                    self.petitions_resolved, self.petitions_received
-                ),
+                format!("{} resolved exceeds {} received", self.petitions_resolved, self.petitions_received),
             );
         }
         v.finish(|| ())
@@ -101,18 +88,10 @@ impl ReportId {
     }
 
     pub fn parse(field: &str, s: &str) -> Result<Self, DomainError> {
-        let bad = || {
-            DomainError::invalid(
-                field,
-                format!("{s:?} is not a report id like report-00001-2024-H1"),
-            )
-        };
+        let bad = || DomainError::invalid(field, format!("{s:?} is not a report id like report-00001-2024-H1"));
         let rest = s.strip_prefix("report-").ok_or_else(bad)?;
         let (unit, period) = rest.split_once('-').ok_or_else(bad)?;
-        Ok(Self {
-            unit: UnitCode::parse(field, unit)?,
-            period: Period::parse(field, period)?,
-        })
+        Ok(Self { unit: UnitCode::parse(field, unit)?, period: Period::parse(field, period)? })
     }
 }
 
@@ -137,48 +116,20 @@ pub struct Revision {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReportCommand {
-    Submit {
-        id: ReportId,
-        figures: Figures,
-        summary: String,
-        on_time: bool,
-    },
-    Amend {
-        figures: Figures,
-        summary: String,
-        reason: String,
-        on_time: bool,
-    },
-    Return {
-        reason: String,
-    },
+    Submit { id: ReportId, figures: Figures, summary: String, on_time: bool },
+    Amend { figures: Figures, summary: String, reason: String, on_time: bool },
+    Return { reason: String },
     Approve,
-    Reopen {
-        reason: String,
-    },
+    Reopen { reason: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReportEvent {
-    Submitted {
-        id: ReportId,
-        tree: Tree,
-        revision: Revision,
-    },
-    Amended {
-        revision: Revision,
-    },
-    Returned {
-        revision: u32,
-        reason: String,
-    },
-    Approved {
-        revision: u32,
-    },
-    Reopened {
-        revision: u32,
-        reason: String,
-    },
+    Submitted { id: ReportId, tree: Tree, revision: Revision },
+    Amended { revision: Revision },
+    Returned { revision: u32, reason: String },
+    Approved { revision: u32 },
+    Reopened { revision: u32, reason: String },
 }
 
 /// What a report decision consults: the trees and today's date.
@@ -190,9 +141,7 @@ pub struct ReportContext<'a> {
 
 impl std::fmt::Debug for ReportContext<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReportContext")
-            .field("today", &self.today)
-            .finish_non_exhaustive()
+        f.debug_struct("ReportContext").field("today", &self.today).finish_non_exhaustive()
     }
 }
 
@@ -211,9 +160,7 @@ pub struct ReportState {
 
 impl ReportState {
     pub fn latest(&self) -> &Revision {
-        self.revisions
-            .last()
-            .expect("a report has at least its first revision")
+        self.revisions.last().expect("a report has at least its first revision")
     }
 
     pub fn revision(&self, number: u32) -> Option<&Revision> {
@@ -222,9 +169,7 @@ impl ReportState {
 
     /// The figures roll-ups count by default: those of the approved revision.
     pub fn approved_figures(&self) -> Option<&Figures> {
-        self.approved_revision
-            .and_then(|n| self.revision(n))
-            .map(|r| &r.figures)
+        self.approved_revision.and_then(|n| self.revision(n)).map(|r| &r.figures)
     }
 }
 
@@ -243,11 +188,7 @@ impl Aggregate for Report {
     type Event = ReportEvent;
     type Context<'a> = ReportContext<'a>;
 
-    fn handle(
-        &self,
-        command: ReportCommand,
-        ctx: ReportContext<'_>,
-    ) -> Result<Vec<ReportEvent>, DomainError> {
+    fn handle(&self, command: ReportCommand, ctx: ReportContext<'_>) -> Result<Vec<ReportEvent>, DomainError> {
         let r = match (&self.0, command) {
             (Some(r), ReportCommand::Submit { .. }) => {
                 return Err(DomainError::AlreadyExists(format!(
@@ -255,15 +196,7 @@ impl Aggregate for Report {
                     r.id.as_string()
                 )));
             }
-            (
-                None,
-                ReportCommand::Submit {
-                    id,
-                    figures,
-                    summary,
-                    on_time,
-                },
-            ) => {
+            (None, ReportCommand::Submit { id, figures, summary, on_time }) => {
                 let mut v = Violations::new();
                 v.check(figures.validate("figures"));
                 let summary = v.check(text::clean("summary", &summary, MAX_SUMMARY, false));
@@ -280,25 +213,14 @@ impl Aggregate for Report {
                     );
                 }
                 if ctx.today < id.period.start() {
-                    v.push(
-                        "period",
-                        format!("{} has not begun (today is {})", id.period, ctx.today),
-                    );
+                    v.push("period", format!("{} has not begun (today is {})", id.period, ctx.today));
                 }
                 let summary = v.finish(|| summary.unwrap_or_default())?;
-                let revision = Revision {
-                    number: 1,
-                    figures,
-                    summary,
-                    reason: String::new(),
-                    on_time,
-                };
+                let revision = Revision { number: 1, figures, summary, reason: String::new(), on_time };
                 return Ok(vec![ReportEvent::Submitted { id, tree, revision }]);
             }
             (None, _) => {
-                return Err(DomainError::NotFound(
-                    "the report has not been submitted".into(),
-                ));
+                return Err(DomainError::NotFound("the report has not been submitted".into()));
             }
             (Some(r), command) => (r, command),
         };
@@ -306,35 +228,19 @@ impl Aggregate for Report {
         let latest = r.latest().number;
         let event = match command {
             ReportCommand::Submit { .. } => unreachable!("handled above"),
-            ReportCommand::Amend {
-                figures,
-                summary,
-                reason,
-                on_time,
-            } => {
+            ReportCommand::Amend { figures, summary, reason, on_time } => {
                 if r.status == ReportStatus::Approved {
-                    return Err(DomainError::refused(
-                        "an approved report cannot be amended until it is reopened",
-                    ));
+                    return Err(DomainError::refused("an approved report cannot be amended until it is reopened"));
                 }
                 let mut v = Violations::new();
                 v.check(figures.validate("figures"));
                 let summary = v.check(text::clean("summary", &summary, MAX_SUMMARY, false));
                 let reason = v.check(text::clean("reason", &reason, MAX_REASON, true));
-                let (summary, reason) =
-                    v.finish(|| (summary.unwrap_or_default(), reason.unwrap_or_default()))?;
+                let (summary, reason) = v.finish(|| (summary.unwrap_or_default(), reason.unwrap_or_default()))?;
                 if figures == r.latest().figures && summary == r.latest().summary {
                     return Err(DomainError::refused("the amendment changes nothing"));
                 }
-                ReportEvent::Amended {
-                    revision: Revision {
-                        number: latest + 1,
-                        figures,
-                        summary,
-                        reason,
-                        on_time,
-                    },
-                }
+                ReportEvent::Amended { revision: Revision { number: latest + 1, figures, summary, reason, on_time } }
             }
             ReportCommand::Return { reason } => {
                 if r.status != ReportStatus::Submitted {
@@ -344,10 +250,7 @@ impl Aggregate for Report {
                     )));
                 }
                 let reason = text::clean("reason", &reason, MAX_REASON, true)?;
-                ReportEvent::Returned {
-                    revision: latest,
-                    reason,
-                }
+                ReportEvent::Returned { revision: latest, reason }
             }
             ReportCommand::Approve => {
                 if !matches!(r.status, ReportStatus::Submitted | ReportStatus::Reopened) {
@@ -366,10 +269,7 @@ impl Aggregate for Report {
                     )));
                 }
                 let reason = text::clean("reason", &reason, MAX_REASON, true)?;
-                ReportEvent::Reopened {
-                    revision: latest,
-                    reason,
-                }
+                ReportEvent::Reopened { revision: latest, reason }
             }
         };
         Ok(vec![event])
@@ -441,10 +341,7 @@ mod tests {
     }
 
     fn id() -> ReportId {
-        ReportId {
-            unit: code("001"),
-            period: Period::parse("p", "2024-H1").unwrap(),
-        }
+        ReportId { unit: code("001"), period: Period::parse("p", "2024-H1").unwrap() }
     }
 
     struct Given {
@@ -454,22 +351,12 @@ mod tests {
     }
 
     fn given(events: Vec<ReportEvent>) -> Given {
-        Given {
-            trees: sample_trees(),
-            today: d("2024-07-10"),
-            events,
-        }
+        Given { trees: sample_trees(), today: d("2024-07-10"), events }
     }
 
     impl Given {
         fn when(&self, cmd: ReportCommand) -> Result<Vec<ReportEvent>, DomainError> {
-            Report::replay(&self.events).handle(
-                cmd,
-                ReportContext {
-                    units: &self.trees,
-                    today: self.today,
-                },
-            )
+            Report::replay(&self.events).handle(cmd, ReportContext { units: &self.trees, today: self.today })
         }
         fn then_state(&self, new: &[ReportEvent]) -> ReportState {
             let mut r = Report::replay(&self.events);
@@ -494,38 +381,24 @@ mod tests {
         }
     }
     fn returned() -> ReportEvent {
-        ReportEvent::Returned {
-            revision: 1,
-            reason: "Thiếu số liệu kiến nghị".into(),
-        }
+        ReportEvent::Returned { revision: 1, reason: "Thiếu số liệu kiến nghị".into() }
     }
     fn approved(revision: u32) -> ReportEvent {
         ReportEvent::Approved { revision }
     }
     fn reopened() -> ReportEvent {
-        ReportEvent::Reopened {
-            revision: 1,
-            reason: "Sai số liệu quỹ".into(),
-        }
+        ReportEvent::Reopened { revision: 1, reason: "Sai số liệu quỹ".into() }
     }
     fn amend(models_registered: i64) -> ReportCommand {
         ReportCommand::Amend {
-            figures: Figures {
-                models_registered,
-                ..figures()
-            },
+            figures: Figures { models_registered, ..figures() },
             summary: String::new(),
             reason: "Cập nhật".into(),
             on_time: false,
         }
     }
     fn submit() -> ReportCommand {
-        ReportCommand::Submit {
-            id: id(),
-            figures: figures(),
-            summary: " Sơ kết 6 tháng ".into(),
-            on_time: true,
-        }
+        ReportCommand::Submit { id: id(), figures: figures(), summary: " Sơ kết 6 tháng ".into(), on_time: true }
     }
     fn assert_refused(r: Result<Vec<ReportEvent>, DomainError>, needle: &str) {
         match r {
@@ -536,11 +409,7 @@ mod tests {
         }
     }
     fn fields(r: Result<Vec<ReportEvent>, DomainError>) -> Vec<String> {
-        r.unwrap_err()
-            .violations()
-            .iter()
-            .map(|v| v.field.clone())
-            .collect()
+        r.unwrap_err().violations().iter().map(|v| v.field.clone()).collect()
     }
 
     // ---- figures ----
@@ -552,26 +421,15 @@ mod tests {
 
     #[test]
     fn recognised_above_registered_and_resolved_above_received_are_refused() {
-        let f = Figures {
-            models_recognized: 200,
-            petitions_resolved: 121,
-            ..figures()
-        };
+        let f = Figures { models_recognized: 200, petitions_resolved: 121, ..figures() };
         let err = f.validate("figures").unwrap_err();
         let names: Vec<_> = err.violations().iter().map(|v| v.field.as_str()).collect();
-        assert_eq!(
-            names,
-            ["figures.models_recognized", "figures.petitions_resolved"]
-        );
+        assert_eq!(names, ["figures.models_recognized", "figures.petitions_resolved"]);
     }
 
     #[test]
     fn negative_and_oversized_figures_are_refused() {
-        let f = Figures {
-            workdays: -1,
-            funds_mobilized_vnd: MAX_FUNDS_VND + 1,
-            ..figures()
-        };
+        let f = Figures { workdays: -1, funds_mobilized_vnd: MAX_FUNDS_VND + 1, ..figures() };
         let err = f.validate("figures").unwrap_err();
         let names: Vec<_> = err.violations().iter().map(|v| v.field.as_str()).collect();
         assert_eq!(names, ["figures.funds_mobilized.vnd", "figures.workdays"]);
@@ -601,10 +459,7 @@ mod tests {
     #[test]
     fn report_ids_round_trip() {
         assert_eq!(id().as_string(), "report-001-2024-H1");
-        assert_eq!(
-            ReportId::parse("report_id", "report-001-2024-H1").unwrap(),
-            id()
-        );
+        assert_eq!(ReportId::parse("report_id", "report-001-2024-H1").unwrap(), id());
         let stage = ReportId::parse("report_id", "report-01-2021-2025").unwrap();
         assert_eq!(stage.as_string(), "report-01-2021-2025");
         assert!(ReportId::parse("report_id", "report-1-2024").is_err());
@@ -628,14 +483,8 @@ mod tests {
     fn submit_refuses_bad_figures_unknown_units_and_unopened_periods_naming_each_field() {
         let g = given(vec![]);
         let bad = ReportCommand::Submit {
-            id: ReportId {
-                unit: code("00008"),
-                period: Period::parse("p", "2025-H1").unwrap(),
-            },
-            figures: Figures {
-                petitions_resolved: 500,
-                ..figures()
-            },
+            id: ReportId { unit: code("00008"), period: Period::parse("p", "2025-H1").unwrap() },
+            figures: Figures { petitions_resolved: 500, ..figures() },
             summary: String::new(),
             on_time: true,
         };
@@ -647,19 +496,13 @@ mod tests {
     #[test]
     fn a_second_submission_for_the_same_unit_and_period_is_refused() {
         let g = given(vec![submitted()]);
-        assert!(matches!(
-            g.when(submit()),
-            Err(DomainError::AlreadyExists(_))
-        ));
+        assert!(matches!(g.when(submit()), Err(DomainError::AlreadyExists(_))));
     }
 
     #[test]
     fn commands_on_an_unsubmitted_report_are_not_found() {
         let g = given(vec![]);
-        assert!(matches!(
-            g.when(ReportCommand::Approve),
-            Err(DomainError::NotFound(_))
-        ));
+        assert!(matches!(g.when(ReportCommand::Approve), Err(DomainError::NotFound(_))));
     }
 
     // ---- amend ----
@@ -687,18 +530,11 @@ mod tests {
     #[test]
     fn amend_needs_a_reason_valid_figures_and_a_change() {
         let g = given(vec![submitted()]);
-        let no_reason = ReportCommand::Amend {
-            figures: figures(),
-            summary: "x".into(),
-            reason: "".into(),
-            on_time: true,
-        };
+        let no_reason =
+            ReportCommand::Amend { figures: figures(), summary: "x".into(), reason: "".into(), on_time: true };
         assert_eq!(fields(g.when(no_reason)), ["reason"]);
         let bad = ReportCommand::Amend {
-            figures: Figures {
-                models_recognized: 999,
-                ..figures()
-            },
+            figures: Figures { models_recognized: 999, ..figures() },
             summary: String::new(),
             reason: "r".into(),
             on_time: true,
@@ -712,11 +548,7 @@ mod tests {
     #[test]
     fn return_a_submitted_report_with_a_reason() {
         let g = given(vec![submitted()]);
-        let ev = g
-            .when(ReportCommand::Return {
-                reason: "Thiếu số liệu".into(),
-            })
-            .unwrap();
+        let ev = g.when(ReportCommand::Return { reason: "Thiếu số liệu".into() }).unwrap();
         let s = g.then_state(&ev);
         assert_eq!(s.status, ReportStatus::Returned);
         assert_eq!(s.return_reason.as_deref(), Some("Thiếu số liệu"));
@@ -725,24 +557,11 @@ mod tests {
     #[test]
     fn return_is_refused_without_reason_twice_or_once_approved() {
         let g = given(vec![submitted()]);
-        assert_eq!(
-            fields(g.when(ReportCommand::Return { reason: "".into() })),
-            ["reason"]
-        );
+        assert_eq!(fields(g.when(ReportCommand::Return { reason: "".into() })), ["reason"]);
         let g = given(vec![submitted(), returned()]);
-        assert_refused(
-            g.when(ReportCommand::Return {
-                reason: "again".into(),
-            }),
-            "Returned",
-        );
+        assert_refused(g.when(ReportCommand::Return { reason: "again".into() }), "Returned");
         let g = given(vec![submitted(), approved(1)]);
-        assert_refused(
-            g.when(ReportCommand::Return {
-                reason: "late".into(),
-            }),
-            "Approved",
-        );
+        assert_refused(g.when(ReportCommand::Return { reason: "late".into() }), "Approved");
     }
 
     // ---- approve ----
@@ -755,10 +574,7 @@ mod tests {
             ReportEvent::Amended {
                 revision: Revision {
                     number: 2,
-                    figures: Figures {
-                        models_registered: 200,
-                        ..figures()
-                    },
+                    figures: Figures { models_registered: 200, ..figures() },
                     summary: String::new(),
                     reason: "r".into(),
                     on_time: false,
@@ -784,34 +600,19 @@ mod tests {
     #[test]
     fn reopen_withdraws_the_approval_until_approved_again() {
         let g = given(vec![submitted(), approved(1)]);
-        let ev = g
-            .when(ReportCommand::Reopen {
-                reason: "Sai số liệu".into(),
-            })
-            .unwrap();
+        let ev = g.when(ReportCommand::Reopen { reason: "Sai số liệu".into() }).unwrap();
         let s = g.then_state(&ev);
         assert_eq!(s.status, ReportStatus::Reopened);
         assert_eq!(s.approved_figures(), None);
         let g = given(vec![submitted(), approved(1), reopened()]);
-        assert_eq!(
-            g.when(ReportCommand::Approve).unwrap(),
-            [ReportEvent::Approved { revision: 1 }]
-        );
+        assert_eq!(g.when(ReportCommand::Approve).unwrap(), [ReportEvent::Approved { revision: 1 }]);
     }
 
     #[test]
     fn reopen_is_refused_unless_approved_and_needs_a_reason() {
         let g = given(vec![submitted()]);
-        assert_refused(
-            g.when(ReportCommand::Reopen { reason: "x".into() }),
-            "Submitted",
-        );
+        assert_refused(g.when(ReportCommand::Reopen { reason: "x".into() }), "Submitted");
         let g = given(vec![submitted(), approved(1)]);
-        assert_eq!(
-            fields(g.when(ReportCommand::Reopen {
-                reason: "  ".into()
-            })),
-            ["reason"]
-        );
+        assert_eq!(fields(g.when(ReportCommand::Reopen { reason: "  ".into() })), ["reason"]);
     }
 }

@@ -25,19 +25,10 @@ pub fn clean(field: &str, value: &str, max: usize, required: bool) -> Result<Str
     }
     let len = text.chars().count();
     if len > max {
-        return Err(DomainError::invalid(
-            field,
-            format!("is {len} characters long; at most {max} are allowed"),
-        ));
+        return Err(DomainError::invalid(field, format!("is {len} characters long; at most {max} are allowed")));
     }
-    if let Some(c) = text
-        .chars()
-        .find(|c| c.is_control() && *c != '\n' && *c != '\t')
-    {
-        return Err(DomainError::invalid(
-            field,
-            format!("contains the control character U+{:04X}", c as u32),
-        ));
+    if let Some(c) = text.chars().find(|c| c.is_control() && *c != '\n' && *c != '\t') {
+        return Err(DomainError::invalid(field, format!("contains the control character U+{:04X}", c as u32)));
     }
     Ok(text)
 }

@@ -19,9 +19,7 @@ impl UnitCode {
         if !s.bytes().all(|b| b.is_ascii_digit()) || !matches!(s.len(), 2 | 3 | 5) {
             return Err(DomainError::invalid(
                 field,
-                format!(
-                    "{s:?} is not a unit code: 2 digits for a province, 3 for a district, 5 for a commune"
-                ),
+                format!("{s:?} is not a unit code: 2 digits for a province, 3 for a district, 5 for a commune"),
             ));
         }
         Ok(Self(s.to_owned()))
@@ -74,11 +72,7 @@ pub enum Tree {
 
 impl Tree {
     pub fn in_force_on(date: Date) -> Tree {
-        if date < REORGANISATION_2025 {
-            Tree::Pre2025
-        } else {
-            Tree::Y2025
-        }
+        if date < REORGANISATION_2025 { Tree::Pre2025 } else { Tree::Y2025 }
     }
 
     /// The levels below the nation, top down.
@@ -115,10 +109,7 @@ impl Tree {
         match s.trim() {
             "pre2025" => Ok(Tree::Pre2025),
             "2025" => Ok(Tree::Y2025),
-            other => Err(DomainError::invalid(
-                field,
-                format!("{other:?} is not a tree; use 2025 or pre2025"),
-            )),
+            other => Err(DomainError::invalid(field, format!("{other:?} is not a tree; use 2025 or pre2025"))),
         }
     }
 }
@@ -142,9 +133,7 @@ impl UnitKind {
     pub fn level(self) -> Level {
         match self {
             Self::Province | Self::CentralCity => Level::Province,
-            Self::UrbanDistrict | Self::RuralDistrict | Self::Town | Self::ProvincialCity => {
-                Level::District
-            }
+            Self::UrbanDistrict | Self::RuralDistrict | Self::Town | Self::ProvincialCity => Level::District,
             Self::Commune | Self::Ward | Self::Township | Self::SpecialZone => Level::Commune,
         }
     }
@@ -200,40 +189,20 @@ impl Unit {
         let level = kind.level();
         let mut v = crate::error::Violations::new();
         if code.level() != level {
-            v.push(
-                "code",
-                format!(
-                    "{code} is a {:?} code but the unit is a {level:?}",
-                    code.level()
-                ),
-            );
+            v.push("code", format!("{code} is a {:?} code but the unit is a {level:?}", code.level()));
         }
         if !tree.has_level(level) {
-            v.push(
-                "level",
-                format!("the {} tree has no {level:?} level", tree.name()),
-            );
+            v.push("level", format!("the {} tree has no {level:?} level", tree.name()));
         }
         let name = v.check(text::clean("name", name, text::MAX_NAME, true));
-        let english_name = v.check(text::clean(
-            "english_name",
-            english_name,
-            text::MAX_NAME,
-            false,
-        ));
+        let english_name = v.check(text::clean("english_name", english_name, text::MAX_NAME, false));
         match (&parent, tree.parent_level(level)) {
             (None, Some(Level::Nation)) => {}
             (Some(p), Some(expected)) if expected != Level::Nation && p.level() == expected => {}
-            (None, Some(expected)) => {
-                v.push("parent", format!("a {level:?} needs a parent {expected:?}"))
+            (None, Some(expected)) => v.push("parent", format!("a {level:?} needs a parent {expected:?}")),
+            (Some(p), _) => {
+                v.push("parent", format!("{p} cannot be the parent of a {level:?} in the {} tree", tree.name()))
             }
-            (Some(p), _) => v.push(
-                "parent",
-                format!(
-                    "{p} cannot be the parent of a {level:?} in the {} tree",
-                    tree.name()
-                ),
-            ),
             (_, None) => v.push("level", "the nation is not a unit"),
         }
         v.finish(|| Unit {
@@ -266,11 +235,7 @@ pub struct AdminTree {
 
 impl AdminTree {
     pub fn new(tree: Tree) -> Self {
-        Self {
-            tree,
-            units: HashMap::new(),
-            children: HashMap::new(),
-        }
+        Self { tree, units: HashMap::new(), children: HashMap::new() }
     }
 
     pub fn tree(&self) -> Tree {
@@ -293,10 +258,7 @@ impl AdminTree {
             } else {
                 Err(DomainError::invalid(
                     "code",
-                    format!(
-                        "{} is already {:?}; a code is never reused for another unit",
-                        unit.code, existing.name
-                    ),
+                    format!("{} is already {:?}; a code is never reused for another unit", unit.code, existing.name),
                 ))
             };
         }
@@ -329,10 +291,7 @@ impl AdminTree {
 
     /// Direct children of `parent` (`None`: the provinces), in code order.
     pub fn children(&self, parent: Option<&UnitCode>) -> &[UnitCode] {
-        self.children
-            .get(&parent.cloned())
-            .map(Vec::as_slice)
-            .unwrap_or(&[])
+        self.children.get(&parent.cloned()).map(Vec::as_slice).unwrap_or(&[])
     }
 
     /// The unit's ancestors, nearest first (not including the unit).
@@ -347,8 +306,7 @@ impl AdminTree {
 
     /// Whether `code` is `ancestor` or lies below it.
     pub fn is_within(&self, ancestor: &UnitCode, code: &UnitCode) -> bool {
-        self.units.contains_key(code)
-            && (ancestor == code || self.ancestors(code).any(|u| &u.code == ancestor))
+        self.units.contains_key(code) && (ancestor == code || self.ancestors(code).any(|u| &u.code == ancestor))
     }
 
     /// Every unit at `level` inside the subtree of `root` (`None`: the nation), in code order.
@@ -399,19 +357,13 @@ impl MergeKind {
     /// ("Nhâp", "Nhập một  phần"); they are normalised before matching.
     pub fn from_note(note: &str) -> MergeKind {
         use unicode_normalization::UnicodeNormalization;
-        let n: String = note
-            .nfc()
-            .collect::<String>()
-            .to_lowercase()
-            .replace("nhâp", "nhập");
+        let n: String = note.nfc().collect::<String>().to_lowercase().replace("nhâp", "nhập");
         let n = n.split_whitespace().collect::<Vec<_>>().join(" ");
         let has = |p: &str| n.contains(p);
         match () {
             _ if n.is_empty() => Self::Unspecified,
             _ if has("thành đặc khu") => Self::DistrictToSpecialZone,
-            _ if has("một phần diện tích, toàn bộ dân số") => {
-                Self::PartAreaWholePopulation
-            }
+            _ if has("một phần diện tích, toàn bộ dân số") => Self::PartAreaWholePopulation,
             _ if has("một phần diện tích") => Self::PartArea,
             _ if has("một phần dân số") => Self::PartPopulation,
             _ if has("nhập toàn bộ") => Self::Whole,
@@ -425,14 +377,7 @@ impl MergeKind {
 
     /// Whether the whole old unit went into exactly this new one (figures move exactly).
     pub fn is_whole(self) -> bool {
-        matches!(
-            self,
-            Self::Whole
-                | Self::Unchanged
-                | Self::TypeChanged
-                | Self::Renamed
-                | Self::DistrictToSpecialZone
-        )
+        matches!(self, Self::Whole | Self::Unchanged | Self::TypeChanged | Self::Renamed | Self::DistrictToSpecialZone)
     }
 }
 
@@ -456,10 +401,7 @@ pub struct Reorganization {
 
 impl Reorganization {
     pub fn new(effective: Date) -> Self {
-        Self {
-            effective: Some(effective),
-            ..Self::default()
-        }
+        Self { effective: Some(effective), ..Self::default() }
     }
 
     pub fn effective(&self) -> Option<Date> {
@@ -472,10 +414,7 @@ impl Reorganization {
         if succ.iter().any(|l| l.new == link.new) {
             return Inserted::Unchanged;
         }
-        self.predecessors
-            .entry(link.new.clone())
-            .or_default()
-            .push(link.old.clone());
+        self.predecessors.entry(link.new.clone()).or_default().push(link.old.clone());
         succ.push(link);
         Inserted::Added
     }
@@ -581,43 +520,18 @@ pub(crate) mod tests {
     pub(crate) fn sample_trees() -> Trees {
         let mut t = Trees::default();
         let pre = &mut t.pre2025;
-        let add =
-            |tree: &mut AdminTree, c: &str, name: &str, kind: UnitKind, parent: Option<&str>| {
-                let u = Unit::new(tree.tree(), code(c), name, "", kind, parent.map(code)).unwrap();
-                tree.insert(u).unwrap();
-            };
+        let add = |tree: &mut AdminTree, c: &str, name: &str, kind: UnitKind, parent: Option<&str>| {
+            let u = Unit::new(tree.tree(), code(c), name, "", kind, parent.map(code)).unwrap();
+            tree.insert(u).unwrap();
+        };
         add(pre, "01", "Thành phố Hà Nội", UnitKind::CentralCity, None);
-        add(
-            pre,
-            "001",
-            "Quận Ba Đình",
-            UnitKind::UrbanDistrict,
-            Some("01"),
-        );
+        add(pre, "001", "Quận Ba Đình", UnitKind::UrbanDistrict, Some("01"));
         add(pre, "00001", "Phường Phúc Xá", UnitKind::Ward, Some("001"));
-        add(
-            pre,
-            "00004",
-            "Phường Trúc Bạch",
-            UnitKind::Ward,
-            Some("001"),
-        );
-        add(
-            pre,
-            "002",
-            "Quận Hoàn Kiếm",
-            UnitKind::UrbanDistrict,
-            Some("01"),
-        );
+        add(pre, "00004", "Phường Trúc Bạch", UnitKind::Ward, Some("001"));
+        add(pre, "002", "Quận Hoàn Kiếm", UnitKind::UrbanDistrict, Some("01"));
         add(pre, "00037", "Phường Phúc Tân", UnitKind::Ward, Some("002"));
         add(pre, "02", "Tỉnh Hà Giang", UnitKind::Province, None);
-        add(
-            pre,
-            "026",
-            "Huyện Đồng Văn",
-            UnitKind::RuralDistrict,
-            Some("02"),
-        );
+        add(pre, "026", "Huyện Đồng Văn", UnitKind::RuralDistrict, Some("02"));
         let new = &mut t.y2025;
         add(new, "01", "Thành phố Hà Nội", UnitKind::CentralCity, None);
         add(new, "00004", "Phường Ba Đình", UnitKind::Ward, Some("01"));
@@ -657,96 +571,28 @@ pub(crate) mod tests {
 
     #[test]
     fn kinds_are_read_from_official_names() {
-        assert_eq!(
-            UnitKind::from_name(Level::Province, "Thành phố Hà Nội"),
-            Some(UnitKind::CentralCity)
-        );
-        assert_eq!(
-            UnitKind::from_name(Level::Province, "Tỉnh Hà Giang"),
-            Some(UnitKind::Province)
-        );
-        assert_eq!(
-            UnitKind::from_name(Level::District, "Thành phố Hà Giang"),
-            Some(UnitKind::ProvincialCity)
-        );
-        assert_eq!(
-            UnitKind::from_name(Level::District, "Thị xã Sơn Tây"),
-            Some(UnitKind::Town)
-        );
-        assert_eq!(
-            UnitKind::from_name(Level::Commune, "Thị trấn Đồng Văn"),
-            Some(UnitKind::Township)
-        );
-        assert_eq!(
-            UnitKind::from_name(Level::Commune, "Đặc khu Lý Sơn"),
-            Some(UnitKind::SpecialZone)
-        );
-        assert_eq!(
-            UnitKind::from_name(Level::Commune, "Xa Tân Lập"),
-            Some(UnitKind::Commune)
-        );
+        assert_eq!(UnitKind::from_name(Level::Province, "Thành phố Hà Nội"), Some(UnitKind::CentralCity));
+        assert_eq!(UnitKind::from_name(Level::Province, "Tỉnh Hà Giang"), Some(UnitKind::Province));
+        assert_eq!(UnitKind::from_name(Level::District, "Thành phố Hà Giang"), Some(UnitKind::ProvincialCity));
+        assert_eq!(UnitKind::from_name(Level::District, "Thị xã Sơn Tây"), Some(UnitKind::Town));
+        assert_eq!(UnitKind::from_name(Level::Commune, "Thị trấn Đồng Văn"), Some(UnitKind::Township));
+        assert_eq!(UnitKind::from_name(Level::Commune, "Đặc khu Lý Sơn"), Some(UnitKind::SpecialZone));
+        assert_eq!(UnitKind::from_name(Level::Commune, "Xa Tân Lập"), Some(UnitKind::Commune));
         assert_eq!(UnitKind::from_name(Level::Commune, "Quận 1"), None);
     }
 
     #[test]
     fn a_unit_must_fit_its_tree() {
         // Communes hang under districts before 2025 and under provinces since.
-        assert!(
-            Unit::new(
-                Tree::Pre2025,
-                code("00001"),
-                "Phường A",
-                "",
-                UnitKind::Ward,
-                Some(code("01"))
-            )
-            .is_err()
-        );
-        assert!(
-            Unit::new(
-                Tree::Y2025,
-                code("00001"),
-                "Phường A",
-                "",
-                UnitKind::Ward,
-                Some(code("01"))
-            )
-            .is_ok()
-        );
+        assert!(Unit::new(Tree::Pre2025, code("00001"), "Phường A", "", UnitKind::Ward, Some(code("01"))).is_err());
+        assert!(Unit::new(Tree::Y2025, code("00001"), "Phường A", "", UnitKind::Ward, Some(code("01"))).is_ok());
         // No districts in the 2025 tree.
-        let err = Unit::new(
-            Tree::Y2025,
-            code("001"),
-            "Quận A",
-            "",
-            UnitKind::UrbanDistrict,
-            Some(code("01")),
-        )
-        .unwrap_err();
+        let err =
+            Unit::new(Tree::Y2025, code("001"), "Quận A", "", UnitKind::UrbanDistrict, Some(code("01"))).unwrap_err();
         assert!(err.violations().iter().any(|v| v.field == "level"), "{err}");
         // A province has no parent; a commune code must be 5 digits.
-        assert!(
-            Unit::new(
-                Tree::Y2025,
-                code("01"),
-                "Tỉnh A",
-                "",
-                UnitKind::Province,
-                Some(code("02"))
-            )
-            .is_err()
-        );
-        assert!(
-            Unit::new(
-                Tree::Y2025,
-                code("012"),
-                "Xã A",
-                "",
-                UnitKind::Commune,
-                Some(code("01"))
-            )
-            .is_err()
-        );
+        assert!(Unit::new(Tree::Y2025, code("01"), "Tỉnh A", "", UnitKind::Province, Some(code("02"))).is_err());
+        assert!(Unit::new(Tree::Y2025, code("012"), "Xã A", "", UnitKind::Commune, Some(code("01"))).is_err());
     }
 
     #[test]
@@ -754,29 +600,12 @@ pub(crate) mod tests {
         let mut t = sample_trees();
         let same = t.pre2025.get(&code("001")).unwrap().clone();
         assert_eq!(t.pre2025.insert(same).unwrap(), Inserted::Unchanged);
-        let other = Unit::new(
-            Tree::Pre2025,
-            code("001"),
-            "Quận Khác",
-            "",
-            UnitKind::UrbanDistrict,
-            Some(code("01")),
-        )
-        .unwrap();
+        let other =
+            Unit::new(Tree::Pre2025, code("001"), "Quận Khác", "", UnitKind::UrbanDistrict, Some(code("01"))).unwrap();
         assert!(t.pre2025.insert(other).is_err());
-        let orphan = Unit::new(
-            Tree::Pre2025,
-            code("999"),
-            "Huyện X",
-            "",
-            UnitKind::RuralDistrict,
-            Some(code("99")),
-        )
-        .unwrap();
-        assert_eq!(
-            t.pre2025.insert(orphan).unwrap_err().violations()[0].field,
-            "parent"
-        );
+        let orphan =
+            Unit::new(Tree::Pre2025, code("999"), "Huyện X", "", UnitKind::RuralDistrict, Some(code("99"))).unwrap();
+        assert_eq!(t.pre2025.insert(orphan).unwrap_err().violations()[0].field, "parent");
     }
 
     #[test]
@@ -786,18 +615,10 @@ pub(crate) mod tests {
         assert!(t.pre2025.is_within(&code("001"), &code("00004")));
         assert!(!t.pre2025.is_within(&code("002"), &code("00004")));
         assert!(!t.pre2025.is_within(&code("02"), &code("00004")));
-        let names: Vec<_> = t
-            .pre2025
-            .ancestors(&code("00001"))
-            .map(|u| u.code.as_str())
-            .collect();
+        let names: Vec<_> = t.pre2025.ancestors(&code("00001")).map(|u| u.code.as_str()).collect();
         assert_eq!(names, ["001", "01"]);
-        let communes: Vec<_> = t
-            .pre2025
-            .descendants_at(Some(&code("01")), Level::Commune)
-            .iter()
-            .map(|u| u.code.as_str())
-            .collect();
+        let communes: Vec<_> =
+            t.pre2025.descendants_at(Some(&code("01")), Level::Commune).iter().map(|u| u.code.as_str()).collect();
         assert_eq!(communes, ["00001", "00004", "00037"]);
         assert_eq!(t.pre2025.descendants_at(None, Level::District).len(), 3);
         assert_eq!(t.pre2025.children(None), &[code("01"), code("02")]);
@@ -813,22 +634,13 @@ pub(crate) mod tests {
             ("Nhập một  phần", MergeKind::Part),
             ("Nhâp một phần diện tích", MergeKind::PartArea),
             ("Nhập một phần  diện tích", MergeKind::PartArea),
-            (
-                "Nhập một phần diện tích, toàn bộ dân số",
-                MergeKind::PartAreaWholePopulation,
-            ),
+            ("Nhập một phần diện tích, toàn bộ dân số", MergeKind::PartAreaWholePopulation),
             ("Nhập một phần dân số", MergeKind::PartPopulation),
             ("Giữ nguyên ", MergeKind::Unchanged),
             ("Đổi loại hình", MergeKind::TypeChanged),
             ("Đổi tên", MergeKind::Renamed),
-            (
-                "Sắp xếp toàn bộ huyện Lý Sơn thành đặc khu Lý Sơn",
-                MergeKind::DistrictToSpecialZone,
-            ),
-            (
-                "Phần còn lại sau khi tách một phần vào xã Canh Vinh",
-                MergeKind::Part,
-            ),
+            ("Sắp xếp toàn bộ huyện Lý Sơn thành đặc khu Lý Sơn", MergeKind::DistrictToSpecialZone),
+            ("Phần còn lại sau khi tách một phần vào xã Canh Vinh", MergeKind::Part),
             ("", MergeKind::Unspecified),
         ];
         for (note, kind) in cases {
@@ -840,41 +652,19 @@ pub(crate) mod tests {
     fn split_communes_are_allocated_to_the_first_named_successor() {
         let t = sample_trees();
         let r = &t.reorganization;
-        assert_eq!(
-            r.allocate(&code("00004")),
-            Some((&code("00004"), false)),
-            "whole merge is exact"
-        );
-        assert_eq!(
-            r.allocate(&code("00001")),
-            Some((&code("00008"), true)),
-            "split: first named, flagged"
-        );
+        assert_eq!(r.allocate(&code("00004")), Some((&code("00004"), false)), "whole merge is exact");
+        assert_eq!(r.allocate(&code("00001")), Some((&code("00008"), true)), "split: first named, flagged");
         assert_eq!(r.allocate(&code("00037")), None, "unmapped");
-        assert_eq!(
-            r.predecessors(&code("00004")),
-            &[code("00004"), code("00001")]
-        );
+        assert_eq!(r.predecessors(&code("00004")), &[code("00004"), code("00001")]);
         let mut r2 = r.clone();
-        let again = ReorgLink {
-            old: code("00001"),
-            new: code("00008"),
-            kind: MergeKind::Part,
-            note: String::new(),
-        };
+        let again = ReorgLink { old: code("00001"), new: code("00008"), kind: MergeKind::Part, note: String::new() };
         assert_eq!(r2.add(again), Inserted::Unchanged);
         assert_eq!(r2.len(), 3);
     }
 
     #[test]
     fn the_tree_in_force_changes_on_1_july_2025() {
-        assert_eq!(
-            Tree::in_force_on(Date::parse("d", "2025-06-30").unwrap()),
-            Tree::Pre2025
-        );
-        assert_eq!(
-            Tree::in_force_on(Date::parse("d", "2025-07-01").unwrap()),
-            Tree::Y2025
-        );
+        assert_eq!(Tree::in_force_on(Date::parse("d", "2025-06-30").unwrap()), Tree::Pre2025);
+        assert_eq!(Tree::in_force_on(Date::parse("d", "2025-07-01").unwrap()), Tree::Y2025);
     }
 }

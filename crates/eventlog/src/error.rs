@@ -5,11 +5,7 @@
 pub enum LogError {
     /// The stream is not at the version the writer expected (optimistic concurrency).
     #[error("stream {stream} is at version {actual}, not the expected {expected}")]
-    WrongExpectedVersion {
-        stream: String,
-        expected: String,
-        actual: u64,
-    },
+    WrongExpectedVersion { stream: String, expected: String, actual: u64 },
     /// A request id was reused with a different body.
     #[error("request id {request_id:?} was already used for a different request")]
     RequestIdReused { request_id: String },

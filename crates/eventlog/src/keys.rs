@@ -20,8 +20,7 @@ pub(crate) fn event(position: u64) -> [u8; 9] {
 }
 
 pub(crate) fn position_of_event_key(key: &[u8]) -> Option<u64> {
-    (key.len() == 9 && key[0] == EVENT)
-        .then(|| u64::from_be_bytes(key[1..9].try_into().expect("8 bytes")))
+    (key.len() == 9 && key[0] == EVENT).then(|| u64::from_be_bytes(key[1..9].try_into().expect("8 bytes")))
 }
 
 /// The prefix of every version key of `stream`.
@@ -65,12 +64,10 @@ pub(crate) fn stream_version(log: &sled::Tree, stream: &str) -> Result<u64, crat
         None => Ok(0),
         Some(entry) => {
             let (k, _) = entry?;
-            k.get(prefix.len()..)
-                .and_then(u64_value)
-                .ok_or_else(|| crate::LogError::Corrupt {
-                    position: 0,
-                    reason: format!("stream index of {stream} holds a malformed key"),
-                })
+            k.get(prefix.len()..).and_then(u64_value).ok_or_else(|| crate::LogError::Corrupt {
+                position: 0,
+                reason: format!("stream index of {stream} holds a malformed key"),
+            })
         }
     }
 }

@@ -80,25 +80,12 @@ pub struct AppendRequest {
 }
 
 impl AppendRequest {
-    pub fn new(
-        stream_id: impl Into<String>,
-        expected: ExpectedVersion,
-        events: Vec<Envelope>,
-    ) -> Self {
-        Self {
-            stream_id: stream_id.into(),
-            expected,
-            idempotency: None,
-            events,
-            meta: Vec::new(),
-        }
+    pub fn new(stream_id: impl Into<String>, expected: ExpectedVersion, events: Vec<Envelope>) -> Self {
+        Self { stream_id: stream_id.into(), expected, idempotency: None, events, meta: Vec::new() }
     }
 
     pub fn with_request_id(mut self, request_id: impl Into<String>, fingerprint: Vec<u8>) -> Self {
-        self.idempotency = Some(Idempotency {
-            request_id: request_id.into(),
-            fingerprint,
-        });
+        self.idempotency = Some(Idempotency { request_id: request_id.into(), fingerprint });
         self
     }
 }
@@ -137,10 +124,8 @@ impl Record {
     }
 
     pub fn envelope(&self) -> Result<Envelope, LogError> {
-        Envelope::decode(self.payload()).map_err(|e| LogError::Corrupt {
-            position: self.position,
-            reason: format!("undecodable envelope: {e}"),
-        })
+        Envelope::decode(self.payload())
+            .map_err(|e| LogError::Corrupt { position: self.position, reason: format!("undecodable envelope: {e}") })
     }
 }
 
@@ -165,12 +150,7 @@ pub struct LogConfig {
 
 impl LogConfig {
     pub fn new(path: impl AsRef<Path>, source: impl Into<String>) -> Self {
-        Self {
-            path: path.as_ref().to_owned(),
-            source: source.into(),
-            cache_capacity: 1 << 30,
-            max_group: 4096,
-        }
+        Self { path: path.as_ref().to_owned(), source: source.into(), cache_capacity: 1 << 30, max_group: 4096 }
     }
 }
 
@@ -180,10 +160,7 @@ const LOCK_WAIT: Duration = Duration::from_secs(5);
 fn open_db(config: &LogConfig) -> Result<sled::Db, LogError> {
     // No background flusher: every write is flushed by the writer thread before it is
     // acknowledged.
-    let sled_config = sled::Config::new()
-        .path(&config.path)
-        .cache_capacity(config.cache_capacity)
-        .flush_every_ms(None);
+    let sled_config = sled::Config::new().path(&config.path).cache_capacity(config.cache_capacity).flush_every_ms(None);
     let started = Instant::now();
     loop {
         match sled_config.open() {
@@ -192,8 +169,7 @@ fn open_db(config: &LogConfig) -> Result<sled::Db, LogError> {
             // go of the file, which can trail a dropped handle by a few milliseconds.
             // Another live process holding the lock still fails after LOCK_WAIT.
             Err(sled::Error::Io(e))
-                if e.to_string().contains("could not acquire lock")
-                    && started.elapsed() < LOCK_WAIT =>
+                if e.to_string().contains("could not acquire lock") && started.elapsed() < LOCK_WAIT =>
             {
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -234,10 +210,7 @@ pub struct EventLog {
 
 impl std::fmt::Debug for EventLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventLog")
-            .field("source", &self.inner.shared.source)
-            .field("head", &self.head())
-            .finish()
+        f.debug_struct("EventLog").field("source", &self.inner.shared.source).field("head", &self.head()).finish()
     }
 }
 
@@ -245,17 +218,12 @@ impl EventLog {
     /// Opens (or creates) the log at `config.path`. sled allows one process per directory.
     pub fn open(config: LogConfig) -> Result<Self, LogError> {
         if config.source.is_empty() {
-            return Err(LogError::InvalidAppend(
-                "the log needs a source name".into(),
-            ));
+            return Err(LogError::InvalidAppend("the log needs a source name".into()));
         }
         let db = open_db(&config)?;
         let log = db.open_tree("log")?;
         let snapshots = db.open_tree("snapshots")?;
-        let head = match log
-            .range(keys::event(0)..=keys::event(u64::MAX))
-            .next_back()
-        {
+        let head = match log.range(keys::event(0)..=keys::event(u64::MAX)).next_back() {
             None => 0,
             Some(entry) => {
                 let (k, v) = entry?;
@@ -264,23 +232,11 @@ impl EventLog {
             }
         };
         let (durable, _) = watch::channel(head);
-        let shared = Arc::new(Shared {
-            db,
-            log,
-            snapshots,
-            source: config.source,
-            durable,
-        });
+        let shared = Arc::new(Shared { db, log, snapshots, source: config.source, durable });
         let (tx, rx) = mpsc::channel();
         let thread = writer::spawn(shared.clone(), rx, head, config.max_group.max(1))
             .map_err(|e| LogError::Failed(format!("cannot start the writer thread: {e}")))?;
-        Ok(Self {
-            inner: Arc::new(Inner {
-                shared,
-                jobs: Mutex::new(Some(tx)),
-                thread: Mutex::new(Some(thread)),
-            }),
-        })
+        Ok(Self { inner: Arc::new(Inner { shared, jobs: Mutex::new(Some(tx)), thread: Mutex::new(Some(thread)) }) })
     }
 
     fn shared(&self) -> &Shared {
@@ -304,10 +260,7 @@ impl EventLog {
 
     fn submit(&self, job: writer::Job) -> Result<(), LogError> {
         let jobs = self.inner.jobs.lock().expect("lock");
-        jobs.as_ref()
-            .ok_or(LogError::Closed)?
-            .send(job)
-            .map_err(|_| LogError::Closed)
+        jobs.as_ref().ok_or(LogError::Closed)?.send(job).map_err(|_| LogError::Closed)
     }
 
     /// Appends durably; resolves once the events are flushed to disk.
@@ -337,12 +290,10 @@ impl EventLog {
     pub fn find_request(&self, request_id: &str) -> Result<Option<(Receipt, Vec<u8>)>, LogError> {
         match self.shared().log.get(keys::request(request_id))? {
             None => Ok(None),
-            Some(v) => Receipt::decode(&v)
-                .map(Some)
-                .ok_or_else(|| LogError::Corrupt {
-                    position: 0,
-                    reason: format!("stored answer of request {request_id:?} is malformed"),
-                }),
+            Some(v) => Receipt::decode(&v).map(Some).ok_or_else(|| LogError::Corrupt {
+                position: 0,
+                reason: format!("stored answer of request {request_id:?} is malformed"),
+            }),
         }
     }
 
@@ -394,10 +345,7 @@ impl EventLog {
             match self.get(position)? {
                 Some(r) => out.push(r),
                 None => {
-                    return Err(LogError::Corrupt {
-                        position,
-                        reason: "indexed but missing".into(),
-                    });
+                    return Err(LogError::Corrupt { position, reason: "indexed but missing".into() });
                 }
             }
         }
@@ -425,10 +373,7 @@ impl EventLog {
         let Some(v) = self.shared().snapshots.get(name.as_bytes())? else {
             return Ok(None);
         };
-        let corrupt = |reason: &str| LogError::CorruptSnapshot {
-            name: name.to_owned(),
-            reason: reason.to_owned(),
-        };
+        let corrupt = |reason: &str| LogError::CorruptSnapshot { name: name.to_owned(), reason: reason.to_owned() };
         if v.len() < 12 {
             return Err(corrupt("shorter than its header"));
         }
@@ -437,10 +382,7 @@ impl EventLog {
         if record::checksum(position, &v[12..]) != stored {
             return Err(corrupt("checksum mismatch"));
         }
-        Ok(Some(Snapshot {
-            position,
-            data: v[12..].to_vec(),
-        }))
+        Ok(Some(Snapshot { position, data: v[12..].to_vec() }))
     }
 
     /// Flushes and stops the writer; pending appends are answered first. Other clones
@@ -462,12 +404,7 @@ impl Receipt {
         v.extend_from_slice(fingerprint);
         v.extend_from_slice(&(self.stream_id.len() as u32).to_be_bytes());
         v.extend_from_slice(self.stream_id.as_bytes());
-        for n in [
-            self.first_version,
-            self.last_version,
-            self.first_position,
-            self.last_position,
-        ] {
+        for n in [self.first_version, self.last_version, self.first_position, self.last_position] {
             v.extend_from_slice(&n.to_be_bytes());
         }
         v

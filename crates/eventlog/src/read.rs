@@ -16,22 +16,13 @@ pub struct Records {
 
 impl std::fmt::Debug for Records {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Records")
-            .field("next", &self.expect)
-            .field("to", &self.to)
-            .finish_non_exhaustive()
+        f.debug_struct("Records").field("next", &self.expect).field("to", &self.to).finish_non_exhaustive()
     }
 }
 
 impl Records {
     pub(crate) fn new(log: sled::Tree, from: u64, to: u64) -> Self {
-        Self {
-            log,
-            chunks: None,
-            expect: from,
-            to,
-            chunk: None,
-        }
+        Self { log, chunks: None, expect: from, to, chunk: None }
     }
 
     /// Ends the iteration with `e`.
@@ -43,10 +34,7 @@ impl Records {
 
     fn missing(&mut self) -> Option<Result<Record, LogError>> {
         let position = self.expect;
-        self.fail(LogError::Corrupt {
-            position,
-            reason: "missing below the durable head".into(),
-        })
+        self.fail(LogError::Corrupt { position, reason: "missing below the durable head".into() })
     }
 }
 
@@ -69,12 +57,7 @@ impl Iterator for Records {
                                 continue;
                             }
                             self.expect += 1;
-                            return Some(Ok(Record {
-                                position: p,
-                                chunk: chunk.clone(),
-                                offset,
-                                len,
-                            }));
+                            return Some(Ok(Record { position: p, chunk: chunk.clone(), offset, len }));
                         }
                         Err(e) => return self.fail(e),
                     }

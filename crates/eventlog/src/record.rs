@@ -42,11 +42,7 @@ impl ChunkBuilder {
     pub(crate) fn new(first: u64) -> Self {
         let mut bytes = Vec::with_capacity(1024);
         bytes.push(FORMAT_CHUNK);
-        Self {
-            first,
-            count: 0,
-            bytes,
-        }
+        Self { first, count: 0, bytes }
     }
 
     #[cfg(test)]
@@ -77,31 +73,18 @@ impl ChunkBuilder {
 pub(crate) fn chunk_start(first: u64, value: &[u8]) -> Result<usize, LogError> {
     match value.first() {
         Some(&FORMAT_CHUNK) => Ok(1),
-        Some(other) => Err(LogError::Corrupt {
-            position: first,
-            reason: format!("unknown chunk format {other}"),
-        }),
-        None => Err(LogError::Corrupt {
-            position: first,
-            reason: "empty chunk".into(),
-        }),
+        Some(other) => Err(LogError::Corrupt { position: first, reason: format!("unknown chunk format {other}") }),
+        None => Err(LogError::Corrupt { position: first, reason: "empty chunk".into() }),
     }
 }
 
 /// Verifies the record at byte `at` of a chunk, expected to hold `position`; returns
 /// the offset and length of its payload.
-pub(crate) fn parse_record(
-    value: &[u8],
-    at: usize,
-    position: u64,
-) -> Result<(usize, usize), LogError> {
+pub(crate) fn parse_record(value: &[u8], at: usize, position: u64) -> Result<(usize, usize), LogError> {
     let corrupt = |reason: String| LogError::Corrupt { position, reason };
     let rest = &value[at..];
     if rest.len() < RECORD_HEADER {
-        return Err(corrupt(format!(
-            "truncated record header ({} bytes)",
-            rest.len()
-        )));
+        return Err(corrupt(format!("truncated record header ({} bytes)", rest.len())));
     }
     let len = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
     let stored = u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes"));
@@ -110,9 +93,7 @@ pub(crate) fn parse_record(
     };
     let actual = checksum(position, payload);
     if actual != stored {
-        return Err(corrupt(format!(
-            "checksum {actual:08x} does not match the stored {stored:08x}"
-        )));
+        return Err(corrupt(format!("checksum {actual:08x} does not match the stored {stored:08x}")));
     }
     Ok((at + RECORD_HEADER, len))
 }

@@ -22,12 +22,7 @@ pub struct Subscription {
 impl Subscription {
     pub(crate) fn new(log: EventLog, from: u64) -> Self {
         let head = log.watch_head();
-        Self {
-            log,
-            next: from.max(1),
-            head,
-            buffer: VecDeque::new(),
-        }
+        Self { log, next: from.max(1), head, buffer: VecDeque::new() }
     }
 
     /// The position of the next event this subscription will yield.

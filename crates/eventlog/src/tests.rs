@@ -14,27 +14,14 @@ fn event(tag: u32) -> Envelope {
         schema_version: 1,
         correlation_id: format!("c{tag}"),
         payload: Some(Payload::ModelStarted(ModelStarted {
-            started_on: Some(dvk_proto::common::v1::Date {
-                year: 2024,
-                month: 3,
-                day: (tag % 28 + 1) as i32,
-            }),
+            started_on: Some(dvk_proto::common::v1::Date { year: 2024, month: 3, day: (tag % 28 + 1) as i32 }),
         })),
         ..Default::default()
     }
 }
 
-fn append(
-    log: &EventLog,
-    stream: &str,
-    expected: ExpectedVersion,
-    n: u32,
-) -> Result<Receipt, LogError> {
-    log.append_blocking(AppendRequest::new(
-        stream,
-        expected,
-        (0..n).map(event).collect(),
-    ))
+fn append(log: &EventLog, stream: &str, expected: ExpectedVersion, n: u32) -> Result<Receipt, LogError> {
+    log.append_blocking(AppendRequest::new(stream, expected, (0..n).map(event).collect()))
 }
 
 #[test]
@@ -44,46 +31,16 @@ fn appends_get_positions_and_gap_free_versions() {
     let a = append(&log, "model-a", ExpectedVersion::NoStream, 2).unwrap();
     let b = append(&log, "model-b", ExpectedVersion::NoStream, 1).unwrap();
     let a2 = append(&log, "model-a", ExpectedVersion::Exact(2), 1).unwrap();
-    assert_eq!(
-        (
-            a.first_position,
-            a.last_position,
-            a.first_version,
-            a.last_version
-        ),
-        (1, 2, 1, 2)
-    );
+    assert_eq!((a.first_position, a.last_position, a.first_version, a.last_version), (1, 2, 1, 2));
     assert_eq!((b.first_position, b.last_version), (3, 1));
-    assert_eq!(
-        (a2.first_position, a2.first_version, a2.last_version),
-        (4, 3, 3)
-    );
+    assert_eq!((a2.first_position, a2.first_version, a2.last_version), (4, 3, 3));
     assert_eq!(log.head(), 4);
     assert_eq!(log.stream_version("model-a").unwrap(), 3);
-    let stream: Vec<_> = log
-        .read_stream("model-a", 1)
-        .unwrap()
-        .iter()
-        .map(|r| r.envelope().unwrap())
-        .collect();
-    assert_eq!(
-        stream.iter().map(|e| e.stream_version).collect::<Vec<_>>(),
-        [1, 2, 3]
-    );
-    assert_eq!(
-        stream.iter().map(|e| e.source_position).collect::<Vec<_>>(),
-        [1, 2, 4]
-    );
-    assert!(
-        stream
-            .iter()
-            .all(|e| e.source == "registration" && e.stream_id == "model-a")
-    );
-    assert!(
-        stream
-            .iter()
-            .all(|e| e.recorded_at.is_some() && e.event_id.len() == 36)
-    );
+    let stream: Vec<_> = log.read_stream("model-a", 1).unwrap().iter().map(|r| r.envelope().unwrap()).collect();
+    assert_eq!(stream.iter().map(|e| e.stream_version).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(stream.iter().map(|e| e.source_position).collect::<Vec<_>>(), [1, 2, 4]);
+    assert!(stream.iter().all(|e| e.source == "registration" && e.stream_id == "model-a"));
+    assert!(stream.iter().all(|e| e.recorded_at.is_some() && e.event_id.len() == 36));
     assert_eq!(log.read_stream("model-a", 3).unwrap().len(), 1);
     assert!(log.read_stream("model-zzz", 1).unwrap().is_empty());
 }
@@ -93,11 +50,7 @@ fn a_wrong_expected_version_is_refused_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path());
     append(&log, "s", ExpectedVersion::NoStream, 1).unwrap();
-    for expected in [
-        ExpectedVersion::NoStream,
-        ExpectedVersion::Exact(0),
-        ExpectedVersion::Exact(2),
-    ] {
+    for expected in [ExpectedVersion::NoStream, ExpectedVersion::Exact(0), ExpectedVersion::Exact(2)] {
         match append(&log, "s", expected, 1) {
             Err(LogError::WrongExpectedVersion { actual: 1, .. }) => {}
             other => panic!("{expected}: {other:?}"),
@@ -112,8 +65,7 @@ fn a_retried_request_gets_the_first_answer_and_a_reused_id_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path());
     let req = || {
-        AppendRequest::new("s", ExpectedVersion::NoStream, vec![event(1)])
-            .with_request_id("req-1", b"body-1".to_vec())
+        AppendRequest::new("s", ExpectedVersion::NoStream, vec![event(1)]).with_request_id("req-1", b"body-1".to_vec())
     };
     let first = log.append_blocking(req()).unwrap();
     assert!(!first.deduplicated);
@@ -121,39 +73,24 @@ fn a_retried_request_gets_the_first_answer_and_a_reused_id_is_refused() {
     append(&log, "s", ExpectedVersion::Exact(1), 1).unwrap();
     let retry = log.append_blocking(req()).unwrap();
     assert!(retry.deduplicated);
-    assert_eq!(
-        (retry.first_position, retry.last_version),
-        (first.first_position, first.last_version)
-    );
+    assert_eq!((retry.first_position, retry.last_version), (first.first_position, first.last_version));
     assert_eq!(log.head(), 2, "the retry wrote nothing");
     // The same id with another body, or for another stream, is refused.
-    let other = AppendRequest::new("s", ExpectedVersion::Any, vec![event(2)])
-        .with_request_id("req-1", b"body-2".to_vec());
-    assert!(matches!(
-        log.append_blocking(other),
-        Err(LogError::RequestIdReused { .. })
-    ));
-    let elsewhere = AppendRequest::new("t", ExpectedVersion::Any, vec![event(1)])
-        .with_request_id("req-1", b"body-1".to_vec());
-    assert!(matches!(
-        log.append_blocking(elsewhere),
-        Err(LogError::RequestIdReused { .. })
-    ));
+    let other =
+        AppendRequest::new("s", ExpectedVersion::Any, vec![event(2)]).with_request_id("req-1", b"body-2".to_vec());
+    assert!(matches!(log.append_blocking(other), Err(LogError::RequestIdReused { .. })));
+    let elsewhere =
+        AppendRequest::new("t", ExpectedVersion::Any, vec![event(1)]).with_request_id("req-1", b"body-1".to_vec());
+    assert!(matches!(log.append_blocking(elsewhere), Err(LogError::RequestIdReused { .. })));
     assert_eq!(log.head(), 2);
     // The request id is recorded on the event.
-    assert_eq!(
-        log.get(1).unwrap().unwrap().envelope().unwrap().request_id,
-        "req-1"
-    );
+    assert_eq!(log.get(1).unwrap().unwrap().envelope().unwrap().request_id, "req-1");
 }
 
 #[test]
 fn request_ids_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let req = || {
-        AppendRequest::new("s", ExpectedVersion::NoStream, vec![event(1)])
-            .with_request_id("r", b"x".to_vec())
-    };
+    let req = || AppendRequest::new("s", ExpectedVersion::NoStream, vec![event(1)]).with_request_id("r", b"x".to_vec());
     let first = {
         let log = open(dir.path());
         let r = log.append_blocking(req()).unwrap();
@@ -171,14 +108,8 @@ fn request_ids_survive_a_restart() {
 fn malformed_appends_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path());
-    assert!(matches!(
-        append(&log, "", ExpectedVersion::Any, 1),
-        Err(LogError::InvalidAppend(_))
-    ));
-    assert!(matches!(
-        append(&log, "s", ExpectedVersion::Any, 0),
-        Err(LogError::InvalidAppend(_))
-    ));
+    assert!(matches!(append(&log, "", ExpectedVersion::Any, 1), Err(LogError::InvalidAppend(_))));
+    assert!(matches!(append(&log, "s", ExpectedVersion::Any, 0), Err(LogError::InvalidAppend(_))));
     assert_eq!(log.head(), 0);
 }
 
@@ -191,29 +122,14 @@ fn events_from_another_source_keep_their_origin() {
     e.source_position = 77;
     e.stream_id = "report-001-2024-H1".into();
     e.stream_version = 3;
-    let meta = vec![(
-        b"offset/dvk.reporting.v1/0".to_vec(),
-        Some(42u64.to_be_bytes().to_vec()),
-    )];
-    let req = AppendRequest {
-        meta,
-        ..AppendRequest::new("in-reporting", ExpectedVersion::Any, vec![e])
-    };
+    let meta = vec![(b"offset/dvk.reporting.v1/0".to_vec(), Some(42u64.to_be_bytes().to_vec()))];
+    let req = AppendRequest { meta, ..AppendRequest::new("in-reporting", ExpectedVersion::Any, vec![e]) };
     let receipt = log.append_blocking(req).unwrap();
     assert_eq!(receipt.last_position, 1);
     let stored = log.get(1).unwrap().unwrap().envelope().unwrap();
-    assert_eq!(
-        (stored.source.as_str(), stored.source_position),
-        ("reporting", 77)
-    );
-    assert_eq!(
-        (stored.stream_id.as_str(), stored.stream_version),
-        ("report-001-2024-H1", 3)
-    );
-    assert_eq!(
-        log.meta(b"offset/dvk.reporting.v1/0").unwrap(),
-        Some(42u64.to_be_bytes().to_vec())
-    );
+    assert_eq!((stored.source.as_str(), stored.source_position), ("reporting", 77));
+    assert_eq!((stored.stream_id.as_str(), stored.stream_version), ("report-001-2024-H1", 3));
+    assert_eq!(log.meta(b"offset/dvk.reporting.v1/0").unwrap(), Some(42u64.to_be_bytes().to_vec()));
 }
 
 #[test]
@@ -231,14 +147,8 @@ fn a_flipped_byte_is_an_error_naming_the_position() {
         other => panic!("{other:?}"),
     }
     assert_eq!(results.len(), 2, "reading stops at the corrupt record");
-    assert!(matches!(
-        log.get(2),
-        Err(LogError::Corrupt { position: 2, .. })
-    ));
-    assert!(matches!(
-        log.read_stream("s", 1),
-        Err(LogError::Corrupt { position: 2, .. })
-    ));
+    assert!(matches!(log.get(2), Err(LogError::Corrupt { position: 2, .. })));
+    assert!(matches!(log.read_stream("s", 1), Err(LogError::Corrupt { position: 2, .. })));
     let err = log.read_all(1).nth(1).unwrap().unwrap_err();
     assert!(err.to_string().contains("position 2"), "{err}");
 }
@@ -253,14 +163,8 @@ fn a_missing_record_below_the_head_is_an_error() {
     // One append each: three chunks. Remove the middle one.
     assert!(log.shared().log.remove(keys::event(2)).unwrap().is_some());
     let results: Vec<_> = log.read_all(1).collect();
-    assert!(
-        matches!(results[1], Err(LogError::Corrupt { position: 2, .. })),
-        "{results:?}"
-    );
-    assert!(matches!(
-        log.get(2),
-        Err(LogError::Corrupt { position: 2, .. })
-    ));
+    assert!(matches!(results[1], Err(LogError::Corrupt { position: 2, .. })), "{results:?}");
+    assert!(matches!(log.get(2), Err(LogError::Corrupt { position: 2, .. })));
     assert_eq!(log.get(3).unwrap().unwrap().position(), 3);
 }
 
@@ -271,25 +175,14 @@ fn reads_start_anywhere_inside_a_chunk() {
     append(&log, "a", ExpectedVersion::Any, 500).unwrap();
     append(&log, "b", ExpectedVersion::Any, 3).unwrap();
     let chunks = log.shared().log.scan_prefix([keys::EVENT]).count();
-    assert!(
-        chunks > 2,
-        "500 events of ~40 bytes span several chunks, got {chunks}"
-    );
+    assert!(chunks > 2, "500 events of ~40 bytes span several chunks, got {chunks}");
     for from in [1, 2, 77, 250, 499, 500, 501, 503] {
         let got: Vec<u64> = log.read_all(from).map(|r| r.unwrap().position()).collect();
         assert_eq!(got, (from..=503).collect::<Vec<_>>(), "from {from}");
     }
-    assert_eq!(
-        log.read_range(100, 102)
-            .map(|r| r.unwrap().position())
-            .collect::<Vec<_>>(),
-        [100, 101, 102]
-    );
+    assert_eq!(log.read_range(100, 102).map(|r| r.unwrap().position()).collect::<Vec<_>>(), [100, 101, 102]);
     assert!(log.read_all(504).next().is_none());
-    assert_eq!(
-        log.get(503).unwrap().unwrap().envelope().unwrap().stream_id,
-        "b"
-    );
+    assert_eq!(log.get(503).unwrap().unwrap().envelope().unwrap().stream_id, "b");
     assert!(log.get(504).unwrap().is_none());
     assert!(log.get(0).unwrap().is_none());
 }
@@ -297,11 +190,7 @@ fn reads_start_anywhere_inside_a_chunk() {
 /// Flips the last byte of the record at `position`, wherever its chunk is.
 fn flip_last_byte_of(log: &EventLog, position: u64) {
     let tree = &log.shared().log;
-    let (key, chunk) = tree
-        .range(..=keys::event(position))
-        .next_back()
-        .unwrap()
-        .unwrap();
+    let (key, chunk) = tree.range(..=keys::event(position)).next_back().unwrap().unwrap();
     let first = keys::position_of_event_key(&key).unwrap();
     let mut at = record::chunk_start(first, &chunk).unwrap();
     let mut p = first;
@@ -323,25 +212,13 @@ fn snapshots_round_trip_and_corruption_is_detected() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path());
     assert_eq!(log.load_snapshot("rollups").unwrap(), None);
-    let snap = Snapshot {
-        position: 1234,
-        data: b"state".to_vec(),
-    };
+    let snap = Snapshot { position: 1234, data: b"state".to_vec() };
     log.save_snapshot("rollups", &snap).unwrap();
     assert_eq!(log.load_snapshot("rollups").unwrap(), Some(snap));
-    let mut raw = log
-        .shared()
-        .snapshots
-        .get("rollups")
-        .unwrap()
-        .unwrap()
-        .to_vec();
+    let mut raw = log.shared().snapshots.get("rollups").unwrap().unwrap().to_vec();
     raw[13] ^= 1;
     log.shared().snapshots.insert("rollups", raw).unwrap();
-    assert!(matches!(
-        log.load_snapshot("rollups"),
-        Err(LogError::CorruptSnapshot { .. })
-    ));
+    assert!(matches!(log.load_snapshot("rollups"), Err(LogError::CorruptSnapshot { .. })));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -349,9 +226,7 @@ async fn subscribe_catches_up_then_follows_live_appends() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path());
     let events = (0..1000).map(event).collect();
-    log.append(AppendRequest::new("s", ExpectedVersion::Any, events))
-        .await
-        .unwrap();
+    log.append(AppendRequest::new("s", ExpectedVersion::Any, events)).await.unwrap();
     let mut sub = log.subscribe(990);
     for p in 990..=1000 {
         assert_eq!(sub.next().await.unwrap().position(), p);
@@ -361,21 +236,13 @@ async fn subscribe_catches_up_then_follows_live_appends() {
         let log = log.clone();
         tokio::spawn(async move {
             for i in 0..50 {
-                log.append(AppendRequest::new(
-                    "t",
-                    ExpectedVersion::Any,
-                    vec![event(i)],
-                ))
-                .await
-                .unwrap();
+                log.append(AppendRequest::new("t", ExpectedVersion::Any, vec![event(i)])).await.unwrap();
             }
         })
     };
     for p in 1001..=1050 {
-        let r = tokio::time::timeout(std::time::Duration::from_secs(10), sub.next())
-            .await
-            .expect("live event")
-            .unwrap();
+        let r =
+            tokio::time::timeout(std::time::Duration::from_secs(10), sub.next()).await.expect("live event").unwrap();
         assert_eq!(r.position(), p);
     }
     writer.await.unwrap();
@@ -396,11 +263,7 @@ async fn concurrent_writers_share_flushes_and_keep_streams_gap_free() {
                 let stream = format!("stream-{}", w % 8);
                 loop {
                     let v = log.stream_version(&stream).unwrap();
-                    let req = AppendRequest::new(
-                        stream.clone(),
-                        ExpectedVersion::Exact(v),
-                        vec![event(w * 100 + i)],
-                    );
+                    let req = AppendRequest::new(stream.clone(), ExpectedVersion::Exact(v), vec![event(w * 100 + i)]);
                     match log.append(req).await {
                         Ok(r) => {
                             acked.push(r.last_position);
@@ -419,11 +282,7 @@ async fn concurrent_writers_share_flushes_and_keep_streams_gap_free() {
         acked.extend(t.await.unwrap());
     }
     acked.sort_unstable();
-    assert_eq!(
-        acked,
-        (1..=1280).collect::<Vec<u64>>(),
-        "every position acknowledged once, no gap"
-    );
+    assert_eq!(acked, (1..=1280).collect::<Vec<u64>>(), "every position acknowledged once, no gap");
     for s in 0..8 {
         let versions: Vec<u64> = log
             .read_stream(&format!("stream-{s}"), 1)
@@ -442,10 +301,7 @@ struct Op {
 }
 
 fn ops() -> impl Strategy<Value = Vec<Op>> {
-    proptest::collection::vec(
-        (0u8..5, 1u8..4).prop_map(|(stream, events)| Op { stream, events }),
-        1..40,
-    )
+    proptest::collection::vec((0u8..5, 1u8..4).prop_map(|(stream, events)| Op { stream, events }), 1..40)
 }
 
 proptest! {

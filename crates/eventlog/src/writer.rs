@@ -26,10 +26,7 @@ pub(crate) enum Job {
 }
 
 enum Reply {
-    Append(
-        oneshot::Sender<Result<Receipt, LogError>>,
-        Result<Receipt, LogError>,
-    ),
+    Append(oneshot::Sender<Result<Receipt, LogError>>, Result<Receipt, LogError>),
     Meta(oneshot::Sender<Result<(), LogError>>),
 }
 
@@ -74,18 +71,11 @@ pub(crate) fn spawn(
             .name(format!("eventlog-flush-{}", shared.source))
             .spawn(move || flush_loop(&shared, &applied_rx, &failure))?
     };
-    std::thread::Builder::new()
-        .name(format!("eventlog-writer-{}", shared.source))
-        .spawn(move || {
-            Writer {
-                shared,
-                head,
-                failure,
-            }
-            .run(&jobs, &applied_tx, max_group);
-            drop(applied_tx);
-            let _ = flusher.join();
-        })
+    std::thread::Builder::new().name(format!("eventlog-writer-{}", shared.source)).spawn(move || {
+        Writer { shared, head, failure }.run(&jobs, &applied_tx, max_group);
+        drop(applied_tx);
+        let _ = flusher.join();
+    })
 }
 
 fn flush_loop(shared: &Shared, applied: &mpsc::Receiver<Applied>, failure: &Failure) {
@@ -105,17 +95,11 @@ fn flush_loop(shared: &Shared, applied: &mpsc::Receiver<Applied>, failure: &Fail
                     *h = (*h).max(head);
                     moved
                 });
-                groups
-                    .into_iter()
-                    .flat_map(|g| g.replies)
-                    .for_each(Reply::send);
+                groups.into_iter().flat_map(|g| g.replies).for_each(Reply::send);
             }
             Err(why) => {
                 fail(failure, &shared.source, &why);
-                groups
-                    .into_iter()
-                    .flat_map(|g| g.replies)
-                    .for_each(|r| r.fail(&why));
+                groups.into_iter().flat_map(|g| g.replies).for_each(|r| r.fail(&why));
             }
         }
     }
@@ -146,12 +130,7 @@ struct Pending {
 }
 
 impl Writer {
-    fn run(
-        mut self,
-        jobs: &mpsc::Receiver<Job>,
-        applied: &mpsc::Sender<Applied>,
-        max_group: usize,
-    ) {
+    fn run(mut self, jobs: &mpsc::Receiver<Job>, applied: &mpsc::Sender<Applied>, max_group: usize) {
         while let Ok(first) = jobs.recv() {
             let mut group = vec![first];
             group.extend(jobs.try_iter().take(max_group - 1));
@@ -159,13 +138,7 @@ impl Writer {
             if replies.is_empty() {
                 continue;
             }
-            if applied
-                .send(Applied {
-                    head: self.head,
-                    replies,
-                })
-                .is_err()
-            {
+            if applied.send(Applied { head: self.head, replies }).is_err() {
                 break;
             }
         }
@@ -231,20 +204,14 @@ impl Writer {
         writes: &mut usize,
     ) -> Result<Receipt, LogError> {
         if req.stream_id.is_empty() || req.stream_id.len() > MAX_ID {
-            return Err(LogError::InvalidAppend(format!(
-                "stream id must be 1..={MAX_ID} bytes"
-            )));
+            return Err(LogError::InvalidAppend(format!("stream id must be 1..={MAX_ID} bytes")));
         }
         if req.events.is_empty() {
-            return Err(LogError::InvalidAppend(
-                "an append needs at least one event".into(),
-            ));
+            return Err(LogError::InvalidAppend("an append needs at least one event".into()));
         }
         if let Some(idem) = &req.idempotency {
             if idem.request_id.is_empty() || idem.request_id.len() > MAX_ID {
-                return Err(LogError::InvalidAppend(format!(
-                    "request id must be 1..={MAX_ID} bytes"
-                )));
+                return Err(LogError::InvalidAppend(format!("request id must be 1..={MAX_ID} bytes")));
             }
             let earlier = match pending.requests.get(&idem.request_id) {
                 Some(found) => Some(found.clone()),
@@ -255,19 +222,14 @@ impl Writer {
                     .map(|v| {
                         Receipt::decode(&v).ok_or_else(|| LogError::Corrupt {
                             position: 0,
-                            reason: format!(
-                                "stored answer of request {:?} is malformed",
-                                idem.request_id
-                            ),
+                            reason: format!("stored answer of request {:?} is malformed", idem.request_id),
                         })
                     })
                     .transpose()?,
             };
             if let Some((mut receipt, fingerprint)) = earlier {
                 if fingerprint != idem.fingerprint || receipt.stream_id != req.stream_id {
-                    return Err(LogError::RequestIdReused {
-                        request_id: idem.request_id.clone(),
-                    });
+                    return Err(LogError::RequestIdReused { request_id: idem.request_id.clone() });
                 }
                 receipt.deduplicated = true;
                 return Ok(receipt);
@@ -310,24 +272,15 @@ impl Writer {
             {
                 env.request_id = idem.request_id.clone();
             }
-            let chunk = pending
-                .chunk
-                .get_or_insert_with(|| record::ChunkBuilder::new(position));
-            debug_assert_eq!(
-                chunk.first + chunk.count,
-                position,
-                "chunks hold consecutive positions"
-            );
+            let chunk = pending.chunk.get_or_insert_with(|| record::ChunkBuilder::new(position));
+            debug_assert_eq!(chunk.first + chunk.count, position, "chunks hold consecutive positions");
             chunk.push_encoded(|buf| env.encode(buf).expect("a Vec grows as needed"));
             if chunk.is_full()
                 && let Some(full) = pending.chunk.take()
             {
                 batch.insert(&keys::event(full.first)[..], full.bytes);
             }
-            batch.insert(
-                keys::version(&req.stream_id, version),
-                &position.to_be_bytes()[..],
-            );
+            batch.insert(keys::version(&req.stream_id, version), &position.to_be_bytes()[..]);
             *writes += 2;
         }
         put_meta(batch, req.meta);
@@ -340,13 +293,8 @@ impl Writer {
             deduplicated: false,
         };
         if let Some(idem) = req.idempotency {
-            batch.insert(
-                keys::request(&idem.request_id),
-                receipt.encode(&idem.fingerprint),
-            );
-            pending
-                .requests
-                .insert(idem.request_id, (receipt.clone(), idem.fingerprint));
+            batch.insert(keys::request(&idem.request_id), receipt.encode(&idem.fingerprint));
+            pending.requests.insert(idem.request_id, (receipt.clone(), idem.fingerprint));
         }
         pending.versions.insert(req.stream_id, version);
         self.head = position;

@@ -3,8 +3,8 @@
 //! event payloads and decoded back for replay.
 
 use dvk_domain::model::{
-    AwardForm, Commendation, Decision, Field, ModelDetails, ModelDetailsDraft, ModelEvent, ModelId,
-    Recognition, Replication, RunnerKind, Sponsor,
+    AwardForm, Commendation, Decision, Field, ModelDetails, ModelDetailsDraft, ModelEvent, ModelId, Recognition,
+    Replication, RunnerKind, Sponsor,
 };
 use dvk_domain::unit::{MergeKind, ReorgLink, Unit, UnitKind};
 use dvk_domain::{Date, DomainError, Level, Tree, UnitCode};
@@ -21,10 +21,7 @@ pub struct DecodeError {
 }
 
 fn bad(what: &'static str, why: impl ToString) -> DecodeError {
-    DecodeError {
-        what,
-        why: why.to_string(),
-    }
+    DecodeError { what, why: why.to_string() }
 }
 
 // ---- scalars ----
@@ -43,11 +40,7 @@ pub fn date_required(field: &str, d: Option<&pc::Date>) -> Result<Date, DomainEr
 }
 
 pub fn date_out(d: Date) -> pc::Date {
-    pc::Date {
-        year: d.year(),
-        month: d.month() as i32,
-        day: d.day() as i32,
-    }
+    pc::Date { year: d.year(), month: d.month() as i32, day: d.day() as i32 }
 }
 
 pub fn unit_in(field: &str, u: Option<&pc::UnitCode>) -> Result<UnitCode, DomainError> {
@@ -58,19 +51,14 @@ pub fn unit_in(field: &str, u: Option<&pc::UnitCode>) -> Result<UnitCode, Domain
 }
 
 pub fn unit_out(u: &UnitCode) -> pc::UnitCode {
-    pc::UnitCode {
-        code: u.as_str().to_owned(),
-    }
+    pc::UnitCode { code: u.as_str().to_owned() }
 }
 
 pub fn tree_in(field: &str, t: i32) -> Result<Tree, DomainError> {
     match pc::Tree::try_from(t) {
         Ok(pc::Tree::Pre2025) => Ok(Tree::Pre2025),
         Ok(pc::Tree::Tree2025) => Ok(Tree::Y2025),
-        _ => Err(DomainError::invalid(
-            field,
-            "must be TREE_PRE2025 or TREE_2025",
-        )),
+        _ => Err(DomainError::invalid(field, "must be TREE_PRE2025 or TREE_2025")),
     }
 }
 
@@ -87,10 +75,7 @@ pub fn level_in(field: &str, l: i32) -> Result<Level, DomainError> {
         Ok(pc::Level::Province) => Ok(Level::Province),
         Ok(pc::Level::District) => Ok(Level::District),
         Ok(pc::Level::Commune) => Ok(Level::Commune),
-        _ => Err(DomainError::invalid(
-            field,
-            "must be a level (LEVEL_PROVINCE, LEVEL_DISTRICT, LEVEL_COMMUNE)",
-        )),
+        _ => Err(DomainError::invalid(field, "must be a level (LEVEL_PROVINCE, LEVEL_DISTRICT, LEVEL_COMMUNE)")),
     }
 }
 
@@ -177,10 +162,7 @@ const SPONSORS: [(pe::Sponsor, Sponsor); 11] = [
     (pe::Sponsor::YouthUnion, Sponsor::YouthUnion),
     (pe::Sponsor::WomensUnion, Sponsor::WomensUnion),
     (pe::Sponsor::FarmersUnion, Sponsor::FarmersUnion),
-    (
-        pe::Sponsor::VeteransAssociation,
-        Sponsor::VeteransAssociation,
-    ),
+    (pe::Sponsor::VeteransAssociation, Sponsor::VeteransAssociation),
     (pe::Sponsor::TradeUnion, Sponsor::TradeUnion),
     (pe::Sponsor::Police, Sponsor::Police),
     (pe::Sponsor::Military, Sponsor::Military),
@@ -188,18 +170,11 @@ const SPONSORS: [(pe::Sponsor, Sponsor); 11] = [
 ];
 
 fn sponsor_in(s: i32) -> Option<Sponsor> {
-    SPONSORS
-        .iter()
-        .find(|(p, _)| *p as i32 == s)
-        .map(|(_, d)| *d)
+    SPONSORS.iter().find(|(p, _)| *p as i32 == s).map(|(_, d)| *d)
 }
 
 fn sponsor_out(s: Sponsor) -> pe::Sponsor {
-    SPONSORS
-        .iter()
-        .find(|(_, d)| *d == s)
-        .map(|(p, _)| *p)
-        .expect("every sponsor is mapped")
+    SPONSORS.iter().find(|(_, d)| *d == s).map(|(p, _)| *p).expect("every sponsor is mapped")
 }
 
 pub fn award_in(field: &str, a: i32) -> Result<AwardForm, DomainError> {
@@ -266,14 +241,10 @@ pub fn unit_record_in(prefix: &str, tree: Tree, r: &pe::UnitRecord) -> Result<Un
     if r.level != 0 {
         let level = level_in(&f("level"), r.level)?;
         if level != kind.level() {
-            return Err(DomainError::invalid(
-                f("level"),
-                format!("{level:?} does not match the kind {kind:?}"),
-            ));
+            return Err(DomainError::invalid(f("level"), format!("{level:?} does not match the kind {kind:?}")));
         }
     }
-    Unit::new(tree, code, &r.name, &r.english_name, kind, parent)
-        .map_err(|e| prefix_violations(prefix, e))
+    Unit::new(tree, code, &r.name, &r.english_name, kind, parent).map_err(|e| prefix_violations(prefix, e))
 }
 
 fn prefix_violations(prefix: &str, e: DomainError) -> DomainError {
@@ -304,23 +275,9 @@ pub fn unit_record_out(u: &Unit) -> pe::UnitRecord {
 pub fn reorg_link_in(prefix: &str, l: &pe::ReorgLink) -> Result<ReorgLink, DomainError> {
     let old = unit_in(&format!("{prefix}.old_code"), l.old_code.as_ref())?;
     let new = unit_in(&format!("{prefix}.new_code"), l.new_code.as_ref())?;
-    let note = dvk_domain::text::clean(
-        &format!("{prefix}.note"),
-        &l.note,
-        dvk_domain::text::MAX_REASON,
-        false,
-    )?;
-    let kind = if l.kind == 0 {
-        MergeKind::from_note(&note)
-    } else {
-        merge_in(l.kind)
-    };
-    Ok(ReorgLink {
-        old,
-        new,
-        kind,
-        note,
-    })
+    let note = dvk_domain::text::clean(&format!("{prefix}.note"), &l.note, dvk_domain::text::MAX_REASON, false)?;
+    let kind = if l.kind == 0 { MergeKind::from_note(&note) } else { merge_in(l.kind) };
+    Ok(ReorgLink { old, new, kind, note })
 }
 
 pub fn reorg_link_out(l: &ReorgLink, rank: u32) -> pe::ReorgLink {
@@ -387,14 +344,8 @@ pub fn details_out(d: &ModelDetails) -> pe::ModelDetails {
         area: d.area.clone(),
         target_group: d.target_group.clone(),
         implementing_forces: d.implementing_forces.clone(),
-        resources: Some(pe::Resources {
-            funds: Some(pc::Money { vnd: d.funds_vnd }),
-            workdays: d.workdays,
-        }),
-        timeline: Some(pe::Timeline {
-            start: Some(date_out(d.timeline_start)),
-            end: d.timeline_end.map(date_out),
-        }),
+        resources: Some(pe::Resources { funds: Some(pc::Money { vnd: d.funds_vnd }), workdays: d.workdays }),
+        timeline: Some(pe::Timeline { start: Some(date_out(d.timeline_start)), end: d.timeline_end.map(date_out) }),
         expected_outputs: d.expected_outputs.clone(),
     }
 }
@@ -406,11 +357,7 @@ pub fn decision_in(prefix: &str, d: Option<&pe::Decision>) -> Result<Decision, D
 }
 
 pub fn decision_out(d: &Decision) -> pe::Decision {
-    pe::Decision {
-        number: d.number.clone(),
-        date: Some(date_out(d.date)),
-        issuer: d.issuer.clone(),
-    }
+    pe::Decision { number: d.number.clone(), date: Some(date_out(d.date)), issuer: d.issuer.clone() }
 }
 
 /// The payload type name of an event, as stored in `Envelope.event_type`.
@@ -437,26 +384,19 @@ pub fn event_type(p: &pe::envelope::Payload) -> &'static str {
 pub fn model_event_out(e: &ModelEvent) -> pe::envelope::Payload {
     use pe::envelope::Payload as P;
     match e {
-        ModelEvent::Registered {
-            id,
-            unit,
-            tree,
-            registered_on,
-            details,
-        } => P::ModelRegistered(pe::ModelRegistered {
+        ModelEvent::Registered { id, unit, tree, registered_on, details } => P::ModelRegistered(pe::ModelRegistered {
             model_id: id.as_str().to_owned(),
             unit: Some(unit_out(unit)),
             tree: tree_out(*tree) as i32,
             registered_on: Some(date_out(*registered_on)),
             details: Some(details_out(details)),
         }),
-        ModelEvent::Amended { details, reason } => P::ModelAmended(pe::ModelAmended {
-            details: Some(details_out(details)),
-            reason: reason.clone(),
-        }),
-        ModelEvent::Started { started_on } => P::ModelStarted(pe::ModelStarted {
-            started_on: Some(date_out(*started_on)),
-        }),
+        ModelEvent::Amended { details, reason } => {
+            P::ModelAmended(pe::ModelAmended { details: Some(details_out(details)), reason: reason.clone() })
+        }
+        ModelEvent::Started { started_on } => {
+            P::ModelStarted(pe::ModelStarted { started_on: Some(date_out(*started_on)) })
+        }
         ModelEvent::Recognized(r) => P::ModelRecognized(pe::ModelRecognized {
             level: level_out(r.level) as i32,
             recognizing_unit: Some(unit_out(&r.recognizing_unit)),
@@ -474,10 +414,9 @@ pub fn model_event_out(e: &ModelEvent) -> pe::envelope::Payload {
             replicated_on: Some(date_out(r.replicated_on)),
             note: r.note.clone(),
         }),
-        ModelEvent::Retired { reason, retired_on } => P::ModelRetired(pe::ModelRetired {
-            reason: reason.clone(),
-            retired_on: Some(date_out(*retired_on)),
-        }),
+        ModelEvent::Retired { reason, retired_on } => {
+            P::ModelRetired(pe::ModelRetired { reason: reason.clone(), retired_on: Some(date_out(*retired_on)) })
+        }
     }
 }
 
@@ -497,17 +436,13 @@ pub fn model_event_in(p: &pe::envelope::Payload) -> Result<Option<ModelEvent>, D
             registered_on: date_required("registered_on", r.registered_on.as_ref()).map_err(d)?,
             details: details(r.details.as_ref())?,
         },
-        P::ModelAmended(a) => ModelEvent::Amended {
-            details: details(a.details.as_ref())?,
-            reason: a.reason.clone(),
-        },
-        P::ModelStarted(s) => ModelEvent::Started {
-            started_on: date_required("started_on", s.started_on.as_ref()).map_err(d)?,
-        },
+        P::ModelAmended(a) => ModelEvent::Amended { details: details(a.details.as_ref())?, reason: a.reason.clone() },
+        P::ModelStarted(s) => {
+            ModelEvent::Started { started_on: date_required("started_on", s.started_on.as_ref()).map_err(d)? }
+        }
         P::ModelRecognized(r) => ModelEvent::Recognized(Recognition {
             level: level_in("level", r.level).map_err(d)?,
-            recognizing_unit: unit_in("recognizing_unit", r.recognizing_unit.as_ref())
-                .map_err(d)?,
+            recognizing_unit: unit_in("recognizing_unit", r.recognizing_unit.as_ref()).map_err(d)?,
             decision: decision_in("decision", r.decision.as_ref()).map_err(d)?,
             exemplary: r.exemplary,
         }),
@@ -560,13 +495,7 @@ mod tests {
 
     #[test]
     fn every_model_event_round_trips_through_its_payload() {
-        let decision = Decision::new(
-            "decision",
-            "12/QĐ-UBND",
-            Some(date("2024-06-01")),
-            "UBND huyện",
-        )
-        .unwrap();
+        let decision = Decision::new("decision", "12/QĐ-UBND", Some(date("2024-06-01")), "UBND huyện").unwrap();
         let u = |s: &str| UnitCode::parse("u", s).unwrap();
         let events = vec![
             ModelEvent::Registered {
@@ -576,13 +505,8 @@ mod tests {
                 registered_on: date("2024-02-01"),
                 details: details(),
             },
-            ModelEvent::Amended {
-                details: details(),
-                reason: "sửa".into(),
-            },
-            ModelEvent::Started {
-                started_on: date("2024-02-02"),
-            },
+            ModelEvent::Amended { details: details(), reason: "sửa".into() },
+            ModelEvent::Started { started_on: date("2024-02-02") },
             ModelEvent::Recognized(Recognition {
                 level: Level::District,
                 recognizing_unit: u("001"),
@@ -600,10 +524,7 @@ mod tests {
                 replicated_on: date("2024-09-09"),
                 note: "".into(),
             }),
-            ModelEvent::Retired {
-                reason: "xong".into(),
-                retired_on: date("2024-12-31"),
-            },
+            ModelEvent::Retired { reason: "xong".into(), retired_on: date("2024-12-31") },
         ];
         for e in events {
             let back = model_event_in(&model_event_out(&e)).unwrap().unwrap();
@@ -615,24 +536,13 @@ mod tests {
     fn request_fields_are_named_in_errors() {
         let mut d = details_out(&details());
         d.name = String::new();
-        d.timeline.as_mut().unwrap().start = Some(pc::Date {
-            year: 2024,
-            month: 2,
-            day: 30,
-        });
+        d.timeline.as_mut().unwrap().start = Some(pc::Date { year: 2024, month: 2, day: 30 });
         let err = details_in(Some(&d)).unwrap_err();
         assert_eq!(err.violations()[0].field, "details.timeline.start");
-        d.timeline.as_mut().unwrap().start = Some(pc::Date {
-            year: 2024,
-            month: 2,
-            day: 3,
-        });
+        d.timeline.as_mut().unwrap().start = Some(pc::Date { year: 2024, month: 2, day: 3 });
         let err = details_in(Some(&d)).unwrap_err();
         assert_eq!(err.violations()[0].field, "details.name");
-        assert_eq!(
-            unit_in("unit", None).unwrap_err().violations()[0].field,
-            "unit"
-        );
+        assert_eq!(unit_in("unit", None).unwrap_err().violations()[0].field, "unit");
         assert!(tree_in("tree", 0).is_err());
     }
 }

@@ -4,8 +4,7 @@
 #![allow(clippy::all, missing_debug_implementations, rust_2018_idioms)]
 
 /// The encoded `FileDescriptorSet` of every DVK proto file (for tonic-reflection).
-pub const FILE_DESCRIPTOR_SET: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/dvk_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/dvk_descriptor.bin"));
 
 pub mod common {
     pub mod v1 {

@@ -6,17 +6,13 @@ use prost::Message;
 use prost_types::FileDescriptorSet;
 
 fn services() -> Vec<(String, Vec<String>)> {
-    let fds =
-        FileDescriptorSet::decode(dvk_proto::FILE_DESCRIPTOR_SET).expect("descriptor set decodes");
+    let fds = FileDescriptorSet::decode(dvk_proto::FILE_DESCRIPTOR_SET).expect("descriptor set decodes");
     fds.file
         .iter()
         .flat_map(|f| {
             let package = f.package().to_owned();
             f.service.iter().map(move |s| {
-                (
-                    format!("{package}.{}", s.name()),
-                    s.method.iter().map(|m| m.name().to_owned()).collect(),
-                )
+                (format!("{package}.{}", s.name()), s.method.iter().map(|m| m.name().to_owned()).collect())
             })
         })
         .collect()
@@ -71,10 +67,7 @@ fn every_rpc_of_the_design_is_served() {
     ];
     let actual = services();
     for (service, methods) in expected {
-        let (_, got) = actual
-            .iter()
-            .find(|(s, _)| s == service)
-            .unwrap_or_else(|| panic!("{service} missing"));
+        let (_, got) = actual.iter().find(|(s, _)| s == service).unwrap_or_else(|| panic!("{service} missing"));
         let want: Vec<String> = methods.iter().map(|m| (*m).to_owned()).collect();
         assert_eq!(got, &want, "{service}");
     }
@@ -91,11 +84,7 @@ fn every_write_request_carries_a_request_id() {
                     continue;
                 }
                 let input = method.input_type().rsplit('.').next().unwrap();
-                let message = file
-                    .message_type
-                    .iter()
-                    .find(|m| m.name() == input)
-                    .expect("request in the same file");
+                let message = file.message_type.iter().find(|m| m.name() == input).expect("request in the same file");
                 assert!(
                     message.field.iter().any(|f| f.name() == "request_id"),
                     "{}.{} has no request_id",
@@ -109,10 +98,7 @@ fn every_write_request_carries_a_request_id() {
 
 /// Envelopes as format version 1 wrote them. Regenerate only when adding a new
 /// fixture for a new format: `DVK_WRITE_FIXTURES=1 cargo test -p dvk-proto`.
-const FIXTURE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/fixtures/envelopes-v1.bin"
-);
+const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/envelopes-v1.bin");
 
 fn fixture_events() -> Vec<Envelope> {
     use dvk_proto::common::v1::{Actor, Date, Figures, Money, Period, Role, UnitCode};
@@ -120,9 +106,7 @@ fn fixture_events() -> Vec<Envelope> {
     let actor = Actor {
         subject: "ubnd-phuc-xa".into(),
         role: Role::Reporter as i32,
-        unit: Some(UnitCode {
-            code: "00001".into(),
-        }),
+        unit: Some(UnitCode { code: "00001".into() }),
     };
     vec![
         Envelope {
@@ -133,33 +117,19 @@ fn fixture_events() -> Vec<Envelope> {
             source_position: 1,
             event_type: "dvk.events.v1.ModelRegistered".into(),
             schema_version: 1,
-            occurred_at: Some(prost_types::Timestamp {
-                seconds: 1_708_000_000,
-                nanos: 0,
-            }),
-            recorded_at: Some(prost_types::Timestamp {
-                seconds: 1_708_000_001,
-                nanos: 5,
-            }),
+            occurred_at: Some(prost_types::Timestamp { seconds: 1_708_000_000, nanos: 0 }),
+            recorded_at: Some(prost_types::Timestamp { seconds: 1_708_000_001, nanos: 5 }),
             actor: Some(actor.clone()),
             correlation_id: "corr-1".into(),
             causation_id: String::new(),
             request_id: "req-1".into(),
             payload: Some(Payload::ModelRegistered(ModelRegistered {
                 model_id: "0193a1b2-0000-7000-8000-0000000000aa".into(),
-                unit: Some(UnitCode {
-                    code: "00001".into(),
-                }),
+                unit: Some(UnitCode { code: "00001".into() }),
                 tree: 1,
-                registered_on: Some(Date {
-                    year: 2024,
-                    month: 2,
-                    day: 15,
-                }),
+                registered_on: Some(Date { year: 2024, month: 2, day: 15 }),
                 details: Some(ModelDetails {
-                    name: "Dân vận khéo: đường làng".into(),
-                    field: 1,
-                    ..Default::default()
+                    name: "Dân vận khéo: đường làng".into(), field: 1, ..Default::default()
                 }),
             })),
         },
@@ -174,17 +144,13 @@ fn fixture_events() -> Vec<Envelope> {
             actor: Some(actor),
             payload: Some(Payload::ReportSubmitted(ReportSubmitted {
                 unit: Some(UnitCode { code: "001".into() }),
-                period: Some(Period {
-                    code: "2024-H1".into(),
-                }),
+                period: Some(Period { code: "2024-H1".into() }),
                 tree: 1,
                 revision: 1,
                 figures: Some(Figures {
                     models_registered: 191,
                     models_recognized: 54,
-                    funds_mobilized: Some(Money {
-                        vnd: 81_000_000_000,
-                    }),
+                    funds_mobilized: Some(Money { vnd: 81_000_000_000 }),
                     commendations_collective: 12,
                     commendations_individual: 11,
                     ..Default::default()

@@ -89,10 +89,7 @@ impl Caller {
         }
         tracing::warn!(subject = %self.subject, role = self.role.as_str(), action, "permission denied: role");
         let allowed: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
-        Err(Status::permission_denied(format!(
-            "{action} needs the role {}",
-            allowed.join(" or ")
-        )))
+        Err(Status::permission_denied(format!("{action} needs the role {}", allowed.join(" or "))))
     }
 
     /// Whether `unit` (of `tree`) lies in the caller's subtree.
@@ -116,23 +113,16 @@ impl Caller {
         }
         let own = self.unit.as_ref().map_or("the nation", UnitCode::as_str);
         tracing::warn!(subject = %self.subject, role = self.role.as_str(), own, target = %unit, action, "permission denied: scope");
-        Err(Status::permission_denied(format!(
-            "{action}: unit {unit} is outside the caller's unit {own}"
-        )))
+        Err(Status::permission_denied(format!("{action}: unit {unit} is outside the caller's unit {own}")))
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
-    #[error(
-        "no JWT key configured: set DVK_JWT_PUBLIC_KEY_FILE (or DVK_JWT_HS256_SECRET_FILE in development)"
-    )]
+    #[error("no JWT key configured: set DVK_JWT_PUBLIC_KEY_FILE (or DVK_JWT_HS256_SECRET_FILE in development)")]
     NoKey,
     #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     #[error("{path} holds neither an Ed25519 nor an RSA public key in PEM form")]
     BadPublicKey { path: String },
     #[error("the HS256 secret in {path} is shorter than 32 bytes")]
@@ -148,17 +138,12 @@ pub struct Authenticator {
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let algs: Vec<_> = self.keys.iter().map(|(a, _)| a).collect();
-        f.debug_struct("Authenticator")
-            .field("algorithms", &algs)
-            .finish()
+        f.debug_struct("Authenticator").field("algorithms", &algs).finish()
     }
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, AuthError> {
-    std::fs::read(path).map_err(|source| AuthError::Read {
-        path: path.display().to_string(),
-        source,
-    })
+    std::fs::read(path).map_err(|source| AuthError::Read { path: path.display().to_string(), source })
 }
 
 impl Authenticator {
@@ -171,18 +156,14 @@ impl Authenticator {
             } else if let Ok(k) = DecodingKey::from_rsa_pem(&pem) {
                 keys.push((Algorithm::RS256, k));
             } else {
-                return Err(AuthError::BadPublicKey {
-                    path: path.display().to_string(),
-                });
+                return Err(AuthError::BadPublicKey { path: path.display().to_string() });
             }
         }
         if let Some(path) = &s.jwt_hs256_secret_file {
             let secret = read(path)?;
             let secret = secret.trim_ascii();
             if secret.len() < 32 {
-                return Err(AuthError::ShortSecret {
-                    path: path.display().to_string(),
-                });
+                return Err(AuthError::ShortSecret { path: path.display().to_string() });
             }
             keys.push((Algorithm::HS256, DecodingKey::from_secret(secret)));
         }
@@ -194,26 +175,19 @@ impl Authenticator {
 
     /// An authenticator for one HS256 secret (development and tests).
     pub fn hs256(secret: &[u8]) -> Self {
-        Self {
-            keys: vec![(Algorithm::HS256, DecodingKey::from_secret(secret))],
-        }
+        Self { keys: vec![(Algorithm::HS256, DecodingKey::from_secret(secret))] }
     }
 
     /// The caller of a request, from its `authorization: Bearer <JWT>` header.
     pub fn authenticate(&self, metadata: &tonic::metadata::MetadataMap) -> Result<Caller, Status> {
         let Some(value) = metadata.get("authorization") else {
             tracing::warn!("unauthenticated: no authorization header");
-            return Err(Status::unauthenticated(
-                "missing authorization: Bearer <JWT>",
-            ));
+            return Err(Status::unauthenticated("missing authorization: Bearer <JWT>"));
         };
         let token = value
             .to_str()
             .ok()
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .ok_or_else(|| Status::unauthenticated("authorization must be: Bearer <JWT>"))?
             .trim();
         let header = jsonwebtoken::decode_header(token).map_err(|e| {
@@ -222,10 +196,7 @@ impl Authenticator {
         })?;
         let Some((alg, key)) = self.keys.iter().find(|(alg, _)| *alg == header.alg) else {
             tracing::warn!(alg = ?header.alg, "unauthenticated: algorithm not accepted");
-            return Err(Status::unauthenticated(format!(
-                "tokens signed with {:?} are not accepted",
-                header.alg
-            )));
+            return Err(Status::unauthenticated(format!("tokens signed with {:?} are not accepted", header.alg)));
         };
         let mut validation = Validation::new(*alg);
         validation.set_required_spec_claims(&["exp", "sub"]);
@@ -247,28 +218,18 @@ impl Authenticator {
                 Status::unauthenticated(format!("the unit claim {u:?} is not a unit code"))
             })?),
         };
-        Ok(Caller {
-            subject: claims.sub,
-            role,
-            unit,
-        })
+        Ok(Caller { subject: claims.sub, role, unit })
     }
 }
 
 /// Signs a development token with an HS256 secret.
 pub fn mint_hs256(secret: &[u8], claims: &Claims) -> Result<String, jsonwebtoken::errors::Error> {
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        claims,
-        &EncodingKey::from_secret(secret),
-    )
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(secret))
 }
 
 /// Seconds since the Unix epoch.
 pub fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]
@@ -284,12 +245,7 @@ mod tests {
     }
 
     fn claims(exp: u64) -> Claims {
-        Claims {
-            sub: "ubnd-xa".into(),
-            role: "reporter".into(),
-            unit: "00001".into(),
-            exp,
-        }
+        Claims { sub: "ubnd-xa".into(), role: "reporter".into(), unit: "00001".into(), exp }
     }
 
     #[test]
@@ -305,17 +261,10 @@ mod tests {
     fn missing_expired_forged_and_foreign_tokens_are_unauthenticated() {
         let auth = Authenticator::hs256(SECRET);
         let code = |m: &tonic::metadata::MetadataMap| auth.authenticate(m).unwrap_err().code();
-        assert_eq!(
-            code(&tonic::metadata::MetadataMap::new()),
-            tonic::Code::Unauthenticated
-        );
+        assert_eq!(code(&tonic::metadata::MetadataMap::new()), tonic::Code::Unauthenticated);
         let expired = mint_hs256(SECRET, &claims(now_secs() - 3600)).unwrap();
         assert_eq!(code(&metadata(&expired)), tonic::Code::Unauthenticated);
-        let forged = mint_hs256(
-            b"another-secret-another-secret-xx",
-            &claims(now_secs() + 60),
-        )
-        .unwrap();
+        let forged = mint_hs256(b"another-secret-another-secret-xx", &claims(now_secs() + 60)).unwrap();
         assert_eq!(code(&metadata(&forged)), tonic::Code::Unauthenticated);
         // alg "none" and other algorithms than the configured key's are refused.
         let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJ4Iiwicm9sZSI6ImFkbWluIiwiZXhwIjo5OTk5OTk5OTk5fQ.";
@@ -327,14 +276,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(code(&metadata(&hs384)), tonic::Code::Unauthenticated);
-        let bad_role = mint_hs256(
-            SECRET,
-            &Claims {
-                role: "mayor".into(),
-                ..claims(now_secs() + 60)
-            },
-        )
-        .unwrap();
+        let bad_role = mint_hs256(SECRET, &Claims { role: "mayor".into(), ..claims(now_secs() + 60) }).unwrap();
         assert_eq!(code(&metadata(&bad_role)), tonic::Code::Unauthenticated);
     }
 }

@@ -41,11 +41,7 @@ impl Metrics {
     pub fn new(service: &str) -> Self {
         let mut registry = Registry::with_prefix_and_labels(
             "dvk",
-            [(
-                std::borrow::Cow::Borrowed("service"),
-                std::borrow::Cow::Owned(service.to_owned()),
-            )]
-            .into_iter(),
+            [(std::borrow::Cow::Borrowed("service"), std::borrow::Cow::Owned(service.to_owned()))].into_iter(),
         );
         let requests = Family::<RpcLabels, Counter>::default();
         let latency = Family::<MethodLabels, Histogram>::new_with_constructor(|| {
@@ -54,39 +50,12 @@ impl Metrics {
         let log_head = Gauge::default();
         let projected = Gauge::default();
         let replayed = Counter::default();
-        registry.register(
-            "rpc_requests",
-            "gRPC requests by method and status code",
-            requests.clone(),
-        );
-        registry.register(
-            "rpc_latency_seconds",
-            "gRPC request latency",
-            latency.clone(),
-        );
-        registry.register(
-            "log_head_position",
-            "Highest durable position of the service's log",
-            log_head.clone(),
-        );
-        registry.register(
-            "projected_position",
-            "Highest position applied to the read models",
-            projected.clone(),
-        );
-        registry.register(
-            "replayed_events",
-            "Events replayed from the log at start",
-            replayed.clone(),
-        );
-        Self {
-            registry,
-            requests,
-            latency,
-            log_head,
-            projected,
-            replayed,
-        }
+        registry.register("rpc_requests", "gRPC requests by method and status code", requests.clone());
+        registry.register("rpc_latency_seconds", "gRPC request latency", latency.clone());
+        registry.register("log_head_position", "Highest durable position of the service's log", log_head.clone());
+        registry.register("projected_position", "Highest position applied to the read models", projected.clone());
+        registry.register("replayed_events", "Events replayed from the log at start", replayed.clone());
+        Self { registry, requests, latency, log_head, projected, replayed }
     }
 
     /// Runs one RPC, counting it under its status code and timing it.
@@ -101,23 +70,15 @@ impl Metrics {
             Ok(_) => tonic::Code::Ok,
             Err(s) => s.code(),
         };
-        self.requests
-            .get_or_create(&RpcLabels {
-                method,
-                code: format!("{code:?}"),
-            })
-            .inc();
-        self.latency
-            .get_or_create(&MethodLabels { method })
-            .observe(started.elapsed().as_secs_f64());
+        self.requests.get_or_create(&RpcLabels { method, code: format!("{code:?}") }).inc();
+        self.latency.get_or_create(&MethodLabels { method }).observe(started.elapsed().as_secs_f64());
         result
     }
 
     /// The metrics in Prometheus' text format.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
-            .expect("writing to a String cannot fail");
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
     }
 }
@@ -132,18 +93,8 @@ pub async fn serve(
         "/metrics",
         axum::routing::get(move || {
             let metrics = metrics.clone();
-            async move {
-                (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4",
-                    )],
-                    metrics.render(),
-                )
-            }
+            async move { ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics.render()) }
         }),
     );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }

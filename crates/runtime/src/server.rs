@@ -17,37 +17,25 @@ pub struct Readiness {
 
 impl std::fmt::Debug for Readiness {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Readiness")
-            .field("service", &self.service)
-            .finish()
+        f.debug_struct("Readiness").field("service", &self.service).finish()
     }
 }
 
 impl Readiness {
     pub async fn serving(&self) {
-        self.reporter
-            .set_service_status(self.service, ServingStatus::Serving)
-            .await;
-        self.reporter
-            .set_service_status("", ServingStatus::Serving)
-            .await;
+        self.reporter.set_service_status(self.service, ServingStatus::Serving).await;
+        self.reporter.set_service_status("", ServingStatus::Serving).await;
     }
 
     pub async fn not_serving(&self) {
-        self.reporter
-            .set_service_status(self.service, ServingStatus::NotServing)
-            .await;
-        self.reporter
-            .set_service_status("", ServingStatus::NotServing)
-            .await;
+        self.reporter.set_service_status(self.service, ServingStatus::NotServing).await;
+        self.reporter.set_service_status("", ServingStatus::NotServing).await;
     }
 }
 
 /// A server with health (NOT_SERVING for `service` and overall) and reflection; add
 /// the service itself to the returned router.
-pub async fn router(
-    service: &'static str,
-) -> Result<(Router, Readiness), tonic_reflection::server::Error> {
+pub async fn router(service: &'static str) -> Result<(Router, Readiness), tonic_reflection::server::Error> {
     let (reporter, health) = tonic_health::server::health_reporter();
     let readiness = Readiness { reporter, service };
     readiness.not_serving().await;
@@ -55,9 +43,7 @@ pub async fn router(
         .register_encoded_file_descriptor_set(dvk_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
-    let router = Server::builder()
-        .add_service(health)
-        .add_service(reflection);
+    let router = Server::builder().add_service(health).add_service(reflection);
     Ok((router, readiness))
 }
 
@@ -68,7 +54,5 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    router
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await
+    router.serve_with_incoming_shutdown(incoming, shutdown).await
 }

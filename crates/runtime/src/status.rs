@@ -13,11 +13,7 @@ pub fn invalid(violations: &[dvk_domain::FieldViolation]) -> Status {
     for v in violations {
         details.add_bad_request_violation(v.field.clone(), v.description.clone());
     }
-    let message = violations
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ");
+    let message = violations.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
     Status::with_error_details(Code::InvalidArgument, message, details)
 }
 
@@ -32,16 +28,12 @@ pub fn domain(e: DomainError) -> Status {
 
 pub fn log(e: LogError) -> Status {
     match e {
-        LogError::WrongExpectedVersion {
-            stream,
-            expected,
-            actual,
-        } => Status::aborted(format!(
-            "{stream} is at version {actual}, not {expected}: read it again and retry"
-        )),
-        LogError::RequestIdReused { request_id } => Status::already_exists(format!(
-            "request_id {request_id:?} was already used for a different request"
-        )),
+        LogError::WrongExpectedVersion { stream, expected, actual } => {
+            Status::aborted(format!("{stream} is at version {actual}, not {expected}: read it again and retry"))
+        }
+        LogError::RequestIdReused { request_id } => {
+            Status::already_exists(format!("request_id {request_id:?} was already used for a different request"))
+        }
         LogError::InvalidAppend(m) => Status::invalid_argument(m),
         LogError::Closed => Status::unavailable("the service is shutting down"),
         other => internal(other),
@@ -70,10 +62,7 @@ mod tests {
 
     #[test]
     fn internal_causes_are_not_sent() {
-        let s = log(LogError::Corrupt {
-            position: 7,
-            reason: "secret detail".into(),
-        });
+        let s = log(LogError::Corrupt { position: 7, reason: "secret detail".into() });
         assert_eq!(s.code(), Code::Internal);
         assert!(!s.message().contains("secret"));
     }

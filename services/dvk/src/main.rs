@@ -22,9 +22,7 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
     match run(args) {
@@ -37,21 +35,15 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let mut logs = Vec::new();
     for service in SERVICES {
         let path = args.data_dir.join(service);
-        let log = EventLog::open(LogConfig::new(&path, service)).map_err(|e| {
-            anyhow::anyhow!("cannot open the {service} log at {}: {e}", path.display())
-        })?;
+        let log = EventLog::open(LogConfig::new(&path, service))
+            .map_err(|e| anyhow::anyhow!("cannot open the {service} log at {}: {e}", path.display()))?;
         logs.push(log);
     }
-    println!(
-        "DVK Ledger: event logs open under {}",
-        args.data_dir.display()
-    );
+    println!("DVK Ledger: event logs open under {}", args.data_dir.display());
     for log in &logs {
         println!("  {:<13} {} events", log.source(), log.head());
     }

@@ -33,21 +33,14 @@ fn start(data_dir: &std::path::Path) -> (std::process::Child, Vec<String>) {
 }
 
 fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
-    let status = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .expect("kill");
+    let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().expect("kill");
     assert!(status.success());
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(s) = child.try_wait().expect("wait") {
             return s;
         }
-        assert!(
-            Instant::now() < deadline,
-            "dvk did not stop within 30 s of SIGTERM"
-        );
+        assert!(Instant::now() < deadline, "dvk did not stop within 30 s of SIGTERM");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -59,10 +52,7 @@ fn dvk_opens_one_log_per_service_and_stops_on_sigterm() {
     let text = lines.join("\n");
     for service in ["registration", "reporting", "aggregation"] {
         assert!(text.contains(service), "{text}");
-        assert!(
-            dir.path().join(service).join("db").exists(),
-            "{service} log directory"
-        );
+        assert!(dir.path().join(service).join("db").exists(), "{service} log directory");
     }
     assert!(text.contains(&dir.path().display().to_string()), "{text}");
     let status = terminate(&mut child);
@@ -70,23 +60,14 @@ fn dvk_opens_one_log_per_service_and_stops_on_sigterm() {
 
     // A second start opens the same logs (the directory locks were released).
     let (mut child, lines) = start(dir.path());
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.contains("registration") && l.contains("0 events")),
-        "{lines:?}"
-    );
+    assert!(lines.iter().any(|l| l.contains("registration") && l.contains("0 events")), "{lines:?}");
     assert!(terminate(&mut child).success());
 }
 
 #[test]
 fn a_data_dir_that_cannot_be_created_is_an_error() {
     let file = tempfile::NamedTempFile::new().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_dvk"))
-        .arg("--data-dir")
-        .arg(file.path())
-        .output()
-        .expect("dvk runs");
+    let out = Command::new(env!("CARGO_BIN_EXE_dvk")).arg("--data-dir").arg(file.path()).output().expect("dvk runs");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot open the registration log"), "{err}");

@@ -74,9 +74,7 @@ pub async fn run(
     let started = std::time::Instant::now();
     let state = {
         let log = log.clone();
-        tokio::task::spawn_blocking(move || replay(&log))
-            .await
-            .expect("replay task")?
+        tokio::task::spawn_blocking(move || replay(&log)).await.expect("replay task")?
     };
     let head = state.position;
     metrics.replayed.inc_by(head);
@@ -88,22 +86,9 @@ pub async fn run(
     let (ready_tx, ready) = watch::channel(true);
 
     let (stop_tx, stop) = watch::channel(false);
-    let projector = tokio::spawn(project(
-        log.clone(),
-        state.clone(),
-        projected_tx,
-        metrics.clone(),
-        stop.clone(),
-    ));
+    let projector = tokio::spawn(project(log.clone(), state.clone(), projected_tx, metrics.clone(), stop.clone()));
 
-    let svc = Registration {
-        log: log.clone(),
-        state,
-        projected,
-        ready,
-        auth,
-        metrics: metrics.clone(),
-    };
+    let svc = Registration { log: log.clone(), state, projected, ready, auth, metrics: metrics.clone() };
     let grpc = RegistrationServiceServer::new(svc)
         .max_decoding_message_size(settings.max_message_bytes)
         .max_encoding_message_size(settings.max_message_bytes);
@@ -113,13 +98,9 @@ pub async fn run(
             let listener = tokio::net::TcpListener::bind(addr).await?;
             tracing::info!(%addr, "metrics on /metrics");
             let mut stop = stop.clone();
-            Some(tokio::spawn(dvk_runtime::metrics::serve(
-                listener,
-                metrics.clone(),
-                async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                },
-            )))
+            Some(tokio::spawn(dvk_runtime::metrics::serve(listener, metrics.clone(), async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })))
         }
         None => None,
     };

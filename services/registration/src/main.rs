@@ -22,13 +22,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(dvk_runtime::settings::EXIT_BAD_SETTINGS as u8);
         }
     };
-    match dvk_registration::run(
-        listener,
-        args.settings.server,
-        dvk_runtime::shutdown::signal(),
-    )
-    .await
-    {
+    match dvk_registration::run(listener, args.settings.server, dvk_runtime::shutdown::signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e @ dvk_registration::Error::Auth(_)) => {
             tracing::error!("{e}");

@@ -33,11 +33,8 @@ const MAX_IMPORT: usize = 50_000;
 
 /// Vietnam's civil date today (UTC+7, no daylight saving).
 pub fn today() -> Date {
-    let secs = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    Date::from_unix_days((secs + 7 * 3600).div_euclid(86_400))
-        .expect("the clock is within the supported years")
+    let secs = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    Date::from_unix_days((secs + 7 * 3600).div_euclid(86_400)).expect("the clock is within the supported years")
 }
 
 pub struct Registration {
@@ -51,17 +48,12 @@ pub struct Registration {
 
 impl std::fmt::Debug for Registration {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registration")
-            .field("log", &self.log)
-            .finish_non_exhaustive()
+        f.debug_struct("Registration").field("log", &self.log).finish_non_exhaustive()
     }
 }
 
 fn position(p: u64) -> pc::Position {
-    pc::Position {
-        source: SOURCE.into(),
-        position: p,
-    }
+    pc::Position { source: SOURCE.into(), position: p }
 }
 
 fn invalid(field: &str, why: &str) -> Status {
@@ -86,9 +78,7 @@ struct Decision {
 impl Registration {
     async fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
         if !*self.ready.borrow() {
-            return Err(Status::unavailable(
-                "the service is replaying its log; retry shortly",
-            ));
+            return Err(Status::unavailable("the service is replaying its log; retry shortly"));
         }
         self.auth.authenticate(request.metadata())
     }
@@ -96,10 +86,7 @@ impl Registration {
     /// Waits until the read models include `position`.
     async fn projected(&self, position: u64) -> Result<(), Status> {
         let mut rx = self.projected.clone();
-        rx.wait_for(|p| *p >= position)
-            .await
-            .map(drop)
-            .map_err(|_| Status::unavailable("the service is shutting down"))
+        rx.wait_for(|p| *p >= position).await.map(drop).map_err(|_| Status::unavailable("the service is shutting down"))
     }
 
     /// The common write path. `fingerprint` identifies the request body; a retry with
@@ -114,10 +101,7 @@ impl Registration {
     ) -> Result<Receipt, Status> {
         let request_id = request_id.trim();
         if request_id.is_empty() {
-            return Err(invalid(
-                "request_id",
-                "is required: a client-chosen id that makes retries safe",
-            ));
+            return Err(invalid("request_id", "is required: a client-chosen id that makes retries safe"));
         }
         if request_id.len() > dvk_domain::text::MAX_CODE {
             return Err(invalid("request_id", "is longer than 100 bytes"));
@@ -153,16 +137,12 @@ impl Registration {
         let receipt = match self.log.append(append).await {
             Ok(r) => r,
             // A concurrent request with the same id won the race: answer as it did.
-            Err(LogError::RequestIdReused { .. }) => {
-                match self.earlier_answer(request_id, &fingerprint).await? {
-                    Some(r) => return Ok(r),
-                    None => {
-                        return Err(Status::aborted(
-                            "concurrent request with the same request_id; retry",
-                        ));
-                    }
+            Err(LogError::RequestIdReused { .. }) => match self.earlier_answer(request_id, &fingerprint).await? {
+                Some(r) => return Ok(r),
+                None => {
+                    return Err(Status::aborted("concurrent request with the same request_id; retry"));
                 }
-            }
+            },
             Err(e) => return Err(status::log(e)),
         };
         self.metrics.log_head.set(receipt.last_position as i64);
@@ -170,11 +150,7 @@ impl Registration {
         Ok(receipt)
     }
 
-    async fn earlier_answer(
-        &self,
-        request_id: &str,
-        fingerprint: &[u8],
-    ) -> Result<Option<Receipt>, Status> {
+    async fn earlier_answer(&self, request_id: &str, fingerprint: &[u8]) -> Result<Option<Receipt>, Status> {
         match self.log.find_request(request_id).map_err(status::log)? {
             None => Ok(None),
             Some((receipt, stored)) if stored == fingerprint => {
@@ -194,20 +170,19 @@ impl Registration {
         method: &str,
         request_id: &str,
         body: &impl Message,
-        model_id: &str,
-        expected_version: u64,
+        (model_id, expected_version): (&str, u64),
         command: impl FnOnce(&State, &ModelEntry) -> Result<ModelCommand, Status>,
     ) -> Result<Response<pr::WriteModelResponse>, Status> {
         let id = ModelId::parse("model_id", model_id).map_err(status::domain)?;
         if expected_version == 0 {
-            return Err(invalid(
-                "expected_version",
-                "is required: the model's current version",
-            ));
+            return Err(invalid("expected_version", "is required: the model's current version"));
         }
         let receipt = self
             .write(caller, method, request_id, body, |state| {
-                let entry = state.models.get(id.as_str()).ok_or_else(|| Status::not_found(format!("model {model_id} not found")))?;
+                let entry = state
+                    .models
+                    .get(id.as_str())
+                    .ok_or_else(|| Status::not_found(format!("model {model_id} not found")))?;
                 let m = entry.model.state().expect("stored models are registered");
                 caller.require_scope(&state.trees, m.tree, &m.unit, method)?;
                 if entry.version != expected_version {
@@ -249,9 +224,7 @@ impl Registration {
             registered_on: Some(convert::date_out(m.registered_on)),
             details: Some(convert::details_out(&m.details)),
             status: status as i32,
-            recognized_level: m
-                .recognized_level()
-                .map_or(0, |l| convert::level_out(l) as i32),
+            recognized_level: m.recognized_level().map_or(0, |l| convert::level_out(l) as i32),
             exemplary: m.exemplary(),
             recognitions: m
                 .recognitions
@@ -267,9 +240,9 @@ impl Registration {
                 .commendations
                 .iter()
                 .map(|c| {
-                    let Payload::ModelCommended(p) = convert::model_event_out(
-                        &dvk_domain::model::ModelEvent::Commended(c.clone()),
-                    ) else {
+                    let Payload::ModelCommended(p) =
+                        convert::model_event_out(&dvk_domain::model::ModelEvent::Commended(c.clone()))
+                    else {
                         unreachable!("a commendation encodes as ModelCommended")
                     };
                     pr::Commendation {
@@ -291,11 +264,7 @@ impl Registration {
                 .collect(),
             started_on: m.started_on.map(convert::date_out),
             retired_on: m.retired.as_ref().map(|(d, _)| convert::date_out(*d)),
-            retire_reason: m
-                .retired
-                .as_ref()
-                .map(|(_, r)| r.clone())
-                .unwrap_or_default(),
+            retire_reason: m.retired.as_ref().map(|(_, r)| r.clone()).unwrap_or_default(),
             version: entry.version,
             update_time: entry.updated,
         }
@@ -305,26 +274,16 @@ impl Registration {
         let t = state.trees.get(tree);
         let unit = t.get(code)?;
         let (successors, predecessors) = match tree {
-            Tree::Pre2025 => (
-                state
-                    .successors(code)
-                    .iter()
-                    .map(|(l, rank)| convert::reorg_link_out(l, *rank))
-                    .collect(),
-                Vec::new(),
-            ),
+            Tree::Pre2025 => {
+                (state.successors(code).iter().map(|(l, rank)| convert::reorg_link_out(l, *rank)).collect(), Vec::new())
+            }
             Tree::Y2025 => {
                 let links = state
                     .trees
                     .reorganization
                     .predecessors(code)
                     .iter()
-                    .flat_map(|old| {
-                        state
-                            .successors(old)
-                            .into_iter()
-                            .filter(|(l, _)| &l.new == code)
-                    })
+                    .flat_map(|old| state.successors(old).into_iter().filter(|(l, _)| &l.new == code))
                     .map(|(l, rank)| convert::reorg_link_out(&l, rank))
                     .collect();
                 (Vec::new(), links)
@@ -348,8 +307,7 @@ fn plan_import(
 ) -> Result<(Vec<pe::UnitRecord>, u64), Status> {
     let mut units = Vec::with_capacity(records.len());
     for (i, r) in records.iter().enumerate() {
-        let unit =
-            convert::unit_record_in(&format!("units[{i}]"), tree, r).map_err(status::domain)?;
+        let unit = convert::unit_record_in(&format!("units[{i}]"), tree, r).map_err(status::domain)?;
         units.push((i, unit));
     }
     units.sort_by(|a, b| (a.1.level, &a.1.code).cmp(&(b.1.level, &b.1.code)));
@@ -394,20 +352,13 @@ impl RegistrationService for Registration {
                 while let Some(msg) = stream.message().await? {
                     records.extend(msg.units.iter().cloned());
                     if records.len() > MAX_IMPORT {
-                        return Err(invalid(
-                            "units",
-                            &format!("an import holds at most {MAX_IMPORT} units"),
-                        ));
+                        return Err(invalid("units", &format!("an import holds at most {MAX_IMPORT} units")));
                     }
                     if first.is_none() {
-                        first = Some(pr::ImportUnitsRequest {
-                            units: Vec::new(),
-                            ..msg
-                        });
+                        first = Some(pr::ImportUnitsRequest { units: Vec::new(), ..msg });
                     }
                 }
-                let head =
-                    first.ok_or_else(|| invalid("request_id", "the stream sent no message"))?;
+                let head = first.ok_or_else(|| invalid("request_id", "the stream sent no message"))?;
                 let tree = convert::tree_in("tree", head.tree).map_err(status::domain)?;
                 let received = records.len() as u64;
                 let body = pr::ImportUnitsRequest {
@@ -432,8 +383,7 @@ impl RegistrationService for Registration {
                 let mut counts = (0u64, 0u64);
                 let receipt = self
                     .write(&caller, "ImportUnits", &head.request_id, &body, |state| {
-                        let (added, unchanged) =
-                            plan_import(tree, state.trees.get(tree), &records)?;
+                        let (added, unchanged) = plan_import(tree, state.trees.get(tree), &records)?;
                         counts = (added.len() as u64, unchanged);
                         let stream = tree_stream(tree);
                         let payloads = added
@@ -453,11 +403,7 @@ impl RegistrationService for Registration {
                         })
                     })
                     .await?;
-                let (added, unchanged) = if receipt.deduplicated {
-                    (received, 0)
-                } else {
-                    counts
-                };
+                let (added, unchanged) = if receipt.deduplicated { (received, 0) } else { counts };
                 Ok(Response::new(pr::ImportUnitsResponse {
                     units_received: received,
                     units_added: added,
@@ -478,103 +424,84 @@ impl RegistrationService for Registration {
                 let caller = self.caller(&request).await?;
                 caller.require_role(&[Role::Admin], "ReorganizeUnits")?;
                 let req = request.into_inner();
-                if convert::tree_in("from_tree", req.from_tree).map_err(status::domain)?
-                    != Tree::Pre2025
-                {
-                    return Err(invalid(
-                        "from_tree",
-                        "the reorganisation maps the pre-2025 tree",
-                    ));
+                if convert::tree_in("from_tree", req.from_tree).map_err(status::domain)? != Tree::Pre2025 {
+                    return Err(invalid("from_tree", "the reorganisation maps the pre-2025 tree"));
                 }
-                if convert::tree_in("to_tree", req.to_tree).map_err(status::domain)? != Tree::Y2025
-                {
-                    return Err(invalid(
-                        "to_tree",
-                        "the reorganisation maps onto the 2025 tree",
-                    ));
+                if convert::tree_in("to_tree", req.to_tree).map_err(status::domain)? != Tree::Y2025 {
+                    return Err(invalid("to_tree", "the reorganisation maps onto the 2025 tree"));
                 }
                 let effective =
-                    convert::date_required("effective_date", req.effective_date.as_ref())
-                        .map_err(status::domain)?;
+                    convert::date_required("effective_date", req.effective_date.as_ref()).map_err(status::domain)?;
                 let mut links = Vec::with_capacity(req.links.len());
                 for (i, l) in req.links.iter().enumerate() {
-                    links.push(
-                        convert::reorg_link_in(&format!("links[{i}]"), l)
-                            .map_err(status::domain)?,
-                    );
+                    links.push(convert::reorg_link_in(&format!("links[{i}]"), l).map_err(status::domain)?);
                 }
                 let received = links.len() as u64;
-                let body = pr::ReorganizeUnitsRequest {
-                    request_id: String::new(),
-                    ..req.clone()
-                };
+                // A mapping already recorded in full answers without writing (a re-import).
+                {
+                    let state = self.state.read().await;
+                    let mut scratch = state.trees.reorganization.clone();
+                    if links.iter().all(|l| scratch.add(l.clone()) == Inserted::Unchanged) {
+                        return Ok(Response::new(pr::ReorganizeUnitsResponse {
+                            links_received: received,
+                            links_added: 0,
+                            position: Some(position(state.position)),
+                        }));
+                    }
+                }
+                let body = pr::ReorganizeUnitsRequest { request_id: String::new(), ..req.clone() };
                 let mut added_count = 0u64;
                 let receipt = self
-                    .write(
-                        &caller,
-                        "ReorganizeUnits",
-                        &req.request_id,
-                        &body,
-                        |state| {
-                            let mut scratch = state.trees.reorganization.clone();
-                            let mut added = Vec::new();
-                            for (i, link) in links.into_iter().enumerate() {
-                                if state.trees.y2025.get(&link.new).is_none() {
-                                    return Err(invalid(
-                                        &format!("links[{i}].new_code"),
-                                        &format!("{} is not a unit of the 2025 tree", link.new),
-                                    ));
-                                }
-                                // Old codes missing from the pre-2025 list are kept: the GSO
-                                // mapping names units created between the list and the merger.
-                                if scratch.add(link.clone()) == Inserted::Added {
-                                    let rank = scratch.successors(&link.old).len() as u32 - 1;
-                                    added.push(convert::reorg_link_out(&link, rank));
-                                }
-                            }
-                            added_count = added.len() as u64;
-                            if added.is_empty() {
-                                return Err(Status::already_exists(
-                                    "every link of this mapping is already recorded",
+                    .write(&caller, "ReorganizeUnits", &req.request_id, &body, |state| {
+                        let mut scratch = state.trees.reorganization.clone();
+                        let mut added = Vec::new();
+                        for (i, link) in links.into_iter().enumerate() {
+                            if state.trees.y2025.get(&link.new).is_none() {
+                                return Err(invalid(
+                                    &format!("links[{i}].new_code"),
+                                    &format!("{} is not a unit of the 2025 tree", link.new),
                                 ));
                             }
-                            let payloads = added
-                                .chunks(UNITS_PER_EVENT)
-                                .map(|c| {
-                                    Payload::UnitsReorganized(pe::UnitsReorganized {
-                                        from_tree: req.from_tree,
-                                        to_tree: req.to_tree,
-                                        effective_date: Some(convert::date_out(effective)),
-                                        links: c.to_vec(),
-                                        origin: req.origin.clone(),
-                                    })
+                            // Old codes missing from the pre-2025 list are kept: the GSO
+                            // mapping names units created between the list and the merger.
+                            if scratch.add(link.clone()) == Inserted::Added {
+                                let rank = scratch.successors(&link.old).len() as u32 - 1;
+                                added.push(convert::reorg_link_out(&link, rank));
+                            }
+                        }
+                        added_count = added.len() as u64;
+                        if added.is_empty() {
+                            return Err(Status::already_exists("every link of this mapping is already recorded"));
+                        }
+                        let payloads = added
+                            .chunks(UNITS_PER_EVENT)
+                            .map(|c| {
+                                Payload::UnitsReorganized(pe::UnitsReorganized {
+                                    from_tree: req.from_tree,
+                                    to_tree: req.to_tree,
+                                    effective_date: Some(convert::date_out(effective)),
+                                    links: c.to_vec(),
+                                    origin: req.origin.clone(),
                                 })
-                                .collect();
-                            Ok(Decision {
-                                stream: REORG_STREAM.into(),
-                                expected: ExpectedVersion::Exact(state.version(REORG_STREAM)),
-                                payloads,
                             })
-                        },
-                    )
+                            .collect();
+                        Ok(Decision {
+                            stream: REORG_STREAM.into(),
+                            expected: ExpectedVersion::Exact(state.version(REORG_STREAM)),
+                            payloads,
+                        })
+                    })
                     .await?;
                 Ok(Response::new(pr::ReorganizeUnitsResponse {
                     links_received: received,
-                    links_added: if receipt.deduplicated {
-                        received
-                    } else {
-                        added_count
-                    },
+                    links_added: if receipt.deduplicated { received } else { added_count },
                     position: Some(position(receipt.last_position)),
                 }))
             })
             .await
     }
 
-    async fn get_unit(
-        &self,
-        request: Request<pr::GetUnitRequest>,
-    ) -> Result<Response<pr::Unit>, Status> {
+    async fn get_unit(&self, request: Request<pr::GetUnitRequest>) -> Result<Response<pr::Unit>, Status> {
         self.metrics
             .clone()
             .track("GetUnit", async {
@@ -585,12 +512,7 @@ impl RegistrationService for Registration {
                 let state = self.state.read().await;
                 Self::unit_out(&state, tree, &code)
                     .map(Response::new)
-                    .ok_or_else(|| {
-                        Status::not_found(format!(
-                            "{code} is not a unit of the {} tree",
-                            tree.name()
-                        ))
-                    })
+                    .ok_or_else(|| Status::not_found(format!("{code} is not a unit of the {} tree", tree.name())))
             })
             .await
     }
@@ -607,9 +529,7 @@ impl RegistrationService for Registration {
                 let tree = convert::tree_in("tree", req.tree).map_err(status::domain)?;
                 let size = page_size(req.page_size)?;
                 let parent = match req.parent.as_ref() {
-                    Some(p) if !p.code.is_empty() => {
-                        Some(UnitCode::parse("parent", &p.code).map_err(status::domain)?)
-                    }
+                    Some(p) if !p.code.is_empty() => Some(UnitCode::parse("parent", &p.code).map_err(status::domain)?),
                     _ => None,
                 };
                 let state = self.state.read().await;
@@ -617,46 +537,30 @@ impl RegistrationService for Registration {
                 if let Some(p) = &parent
                     && t.get(p).is_none()
                 {
-                    return Err(Status::not_found(format!(
-                        "{p} is not a unit of the {} tree",
-                        tree.name()
-                    )));
+                    return Err(Status::not_found(format!("{p} is not a unit of the {} tree", tree.name())));
                 }
                 let codes: Vec<UnitCode> = if req.level == 0 {
                     t.children(parent.as_ref()).to_vec()
                 } else {
                     let level = convert::level_in("level", req.level).map_err(status::domain)?;
                     if !tree.has_level(level) || level == Level::Nation {
-                        return Err(invalid(
-                            "level",
-                            &format!("the {} tree has no {level:?} level", tree.name()),
-                        ));
+                        return Err(invalid("level", &format!("the {} tree has no {level:?} level", tree.name())));
                     }
-                    t.descendants_at(parent.as_ref(), level)
-                        .into_iter()
-                        .map(|u| u.code.clone())
-                        .collect::<Vec<_>>()
+                    t.descendants_at(parent.as_ref(), level).into_iter().map(|u| u.code.clone()).collect::<Vec<_>>()
                 };
                 let mut codes = codes;
                 codes.sort();
                 let start = if req.page_token.is_empty() {
                     0
                 } else {
-                    let after =
-                        UnitCode::parse("page_token", &req.page_token).map_err(status::domain)?;
+                    let after = UnitCode::parse("page_token", &req.page_token).map_err(status::domain)?;
                     codes.partition_point(|c| *c <= after)
                 };
-                let page: Vec<pr::Unit> = codes[start..]
-                    .iter()
-                    .take(size)
-                    .filter_map(|c| Self::unit_out(&state, tree, c))
-                    .collect();
+                let page: Vec<pr::Unit> =
+                    codes[start..].iter().take(size).filter_map(|c| Self::unit_out(&state, tree, c)).collect();
                 let end = start + page.len();
-                let next_page_token = if end < codes.len() {
-                    codes[end - 1].as_str().to_owned()
-                } else {
-                    String::new()
-                };
+                let next_page_token =
+                    if end < codes.len() { codes[end - 1].as_str().to_owned() } else { String::new() };
                 Ok(Response::new(pr::ListUnitsResponse {
                     units: page,
                     next_page_token,
@@ -683,34 +587,20 @@ impl RegistrationService for Registration {
                 let unit = v.check(unit);
                 let registered_on = v.check(registered_on).flatten().unwrap_or_else(today);
                 let details = v.check(details);
-                let (unit, details) = v
-                    .finish(|| (unit.expect("checked"), details.expect("checked")))
-                    .map_err(status::domain)?;
-                let id = ModelId::parse("model_id", &uuid::Uuid::now_v7().to_string())
-                    .expect("a UUID is a model id");
-                let body = pr::RegisterModelRequest {
-                    request_id: String::new(),
-                    ..req.clone()
-                };
+                let (unit, details) =
+                    v.finish(|| (unit.expect("checked"), details.expect("checked"))).map_err(status::domain)?;
+                let id = ModelId::parse("model_id", &uuid::Uuid::now_v7().to_string()).expect("a UUID is a model id");
+                let body = pr::RegisterModelRequest { request_id: String::new(), ..req.clone() };
                 let receipt = self
                     .write(&caller, "RegisterModel", &req.request_id, &body, |state| {
                         let tree = Tree::in_force_on(registered_on);
                         if state.trees.get(tree).get(&unit).is_some() {
                             caller.require_scope(&state.trees, tree, &unit, "RegisterModel")?;
                         }
-                        let ctx = ModelContext {
-                            units: &state.trees,
-                            today: today(),
-                        };
-                        let command = ModelCommand::Register {
-                            id: id.clone(),
-                            unit: unit.clone(),
-                            registered_on,
-                            details,
-                        };
-                        let events = Model::default()
-                            .handle(command, ctx)
-                            .map_err(status::domain)?;
+                        let ctx = ModelContext { units: &state.trees, today: today() };
+                        let command =
+                            ModelCommand::Register { id: id.clone(), unit: unit.clone(), registered_on, details };
+                        let events = Model::default().handle(command, ctx).map_err(status::domain)?;
                         Ok(Decision {
                             stream: id.stream_id(),
                             expected: ExpectedVersion::NoStream,
@@ -718,11 +608,7 @@ impl RegistrationService for Registration {
                         })
                     })
                     .await?;
-                let model_id = receipt
-                    .stream_id
-                    .strip_prefix("model-")
-                    .unwrap_or(&receipt.stream_id)
-                    .to_owned();
+                let model_id = receipt.stream_id.strip_prefix("model-").unwrap_or(&receipt.stream_id).to_owned();
                 Ok(Response::new(pr::WriteModelResponse {
                     model_id,
                     version: receipt.last_version,
@@ -743,23 +629,14 @@ impl RegistrationService for Registration {
                 caller.require_role(&[Role::Reporter, Role::Admin], "AmendModel")?;
                 let req = request.into_inner();
                 let details = convert::details_in(req.details.as_ref()).map_err(status::domain)?;
-                let body = pr::AmendModelRequest {
-                    request_id: String::new(),
-                    ..req.clone()
-                };
+                let body = pr::AmendModelRequest { request_id: String::new(), ..req.clone() };
                 self.change_model(
                     &caller,
                     "AmendModel",
                     &req.request_id,
                     &body,
-                    &req.model_id,
-                    req.expected_version,
-                    |_, _| {
-                        Ok(ModelCommand::Amend {
-                            details,
-                            reason: req.reason.clone(),
-                        })
-                    },
+                    (&req.model_id, req.expected_version),
+                    |_, _| Ok(ModelCommand::Amend { details, reason: req.reason.clone() }),
                 )
                 .await
             })
@@ -779,17 +656,13 @@ impl RegistrationService for Registration {
                 let started_on = convert::date_in("started_on", req.started_on.as_ref())
                     .map_err(status::domain)?
                     .unwrap_or_else(today);
-                let body = pr::StartModelRequest {
-                    request_id: String::new(),
-                    ..req.clone()
-                };
+                let body = pr::StartModelRequest { request_id: String::new(), ..req.clone() };
                 self.change_model(
                     &caller,
                     "StartModel",
                     &req.request_id,
                     &body,
-                    &req.model_id,
-                    req.expected_version,
+                    (&req.model_id, req.expected_version),
                     |_, _| Ok(ModelCommand::Start { started_on }),
                 )
                 .await
@@ -808,21 +681,16 @@ impl RegistrationService for Registration {
                 caller.require_role(&[Role::Approver, Role::Admin], "RecognizeModel")?;
                 let req = request.into_inner();
                 let level = convert::level_in("level", req.level).map_err(status::domain)?;
-                let unit = convert::unit_in("recognizing_unit", req.recognizing_unit.as_ref())
-                    .map_err(status::domain)?;
-                let decision = convert::decision_in("decision", req.decision.as_ref())
-                    .map_err(status::domain)?;
-                let body = pr::RecognizeModelRequest {
-                    request_id: String::new(),
-                    ..req.clone()
-                };
+                let unit =
+                    convert::unit_in("recognizing_unit", req.recognizing_unit.as_ref()).map_err(status::domain)?;
+                let decision = convert::decision_in("decision", req.decision.as_ref()).map_err(status::domain)?;
+                let body = pr::RecognizeModelRequest { request_id: String::new(), ..req.clone() };
                 self.change_model(
                     &caller,
                     "RecognizeModel",
                     &req.request_id,
                     &body,
-                    &req.model_id,
-                    req.expected_version,
+                    (&req.model_id, req.expected_version),
                     |state, entry| {
                         let tree = entry.model.state().expect("registered").tree;
                         caller.require_scope(&state.trees, tree, &unit, "RecognizeModel")?;
@@ -851,30 +719,19 @@ impl RegistrationService for Registration {
                 let req = request.into_inner();
                 let form = convert::award_in("form", req.form).map_err(status::domain)?;
                 let level = convert::level_in("level", req.level).map_err(status::domain)?;
-                let unit = convert::unit_in("awarding_unit", req.awarding_unit.as_ref())
-                    .map_err(status::domain)?;
-                let decision = convert::decision_in("decision", req.decision.as_ref())
-                    .map_err(status::domain)?;
-                let body = pr::CommendModelRequest {
-                    request_id: String::new(),
-                    ..req.clone()
-                };
+                let unit = convert::unit_in("awarding_unit", req.awarding_unit.as_ref()).map_err(status::domain)?;
+                let decision = convert::decision_in("decision", req.decision.as_ref()).map_err(status::domain)?;
+                let body = pr::CommendModelRequest { request_id: String::new(), ..req.clone() };
                 self.change_model(
                     &caller,
                     "CommendModel",
                     &req.request_id,
                     &body,
-                    &req.model_id,
-                    req.expected_version,
+                    (&req.model_id, req.expected_version),
                     |state, entry| {
                         let tree = entry.model.state().expect("registered").tree;
                         caller.require_scope(&state.trees, tree, &unit, "CommendModel")?;
-                        Ok(ModelCommand::Commend(Commendation {
-                            form,
-                            level,
-                            awarding_unit: unit,
-                            decision,
-                        }))
+                        Ok(ModelCommand::Commend(Commendation { form, level, awarding_unit: unit, decision }))
                     },
                 )
                 .await
@@ -892,22 +749,17 @@ impl RegistrationService for Registration {
                 let caller = self.caller(&request).await?;
                 caller.require_role(&[Role::Reporter, Role::Admin], "ReplicateModel")?;
                 let req = request.into_inner();
-                let target = convert::unit_in("target_unit", req.target_unit.as_ref())
-                    .map_err(status::domain)?;
+                let target = convert::unit_in("target_unit", req.target_unit.as_ref()).map_err(status::domain)?;
                 let on = convert::date_in("replicated_on", req.replicated_on.as_ref())
                     .map_err(status::domain)?
                     .unwrap_or_else(today);
-                let body = pr::ReplicateModelRequest {
-                    request_id: String::new(),
-                    ..req.clone()
-                };
+                let body = pr::ReplicateModelRequest { request_id: String::new(), ..req.clone() };
                 self.change_model(
                     &caller,
                     "ReplicateModel",
                     &req.request_id,
                     &body,
-                    &req.model_id,
-                    req.expected_version,
+                    (&req.model_id, req.expected_version),
                     |_, _| {
                         Ok(ModelCommand::Replicate(Replication {
                             target_unit: target,
@@ -934,33 +786,21 @@ impl RegistrationService for Registration {
                 let on = convert::date_in("retired_on", req.retired_on.as_ref())
                     .map_err(status::domain)?
                     .unwrap_or_else(today);
-                let body = pr::RetireModelRequest {
-                    request_id: String::new(),
-                    ..req.clone()
-                };
+                let body = pr::RetireModelRequest { request_id: String::new(), ..req.clone() };
                 self.change_model(
                     &caller,
                     "RetireModel",
                     &req.request_id,
                     &body,
-                    &req.model_id,
-                    req.expected_version,
-                    |_, _| {
-                        Ok(ModelCommand::Retire {
-                            reason: req.reason.clone(),
-                            retired_on: on,
-                        })
-                    },
+                    (&req.model_id, req.expected_version),
+                    |_, _| Ok(ModelCommand::Retire { reason: req.reason.clone(), retired_on: on }),
                 )
                 .await
             })
             .await
     }
 
-    async fn get_model(
-        &self,
-        request: Request<pr::GetModelRequest>,
-    ) -> Result<Response<pr::Model>, Status> {
+    async fn get_model(&self, request: Request<pr::GetModelRequest>) -> Result<Response<pr::Model>, Status> {
         self.metrics
             .clone()
             .track("GetModel", async {
@@ -968,9 +808,10 @@ impl RegistrationService for Registration {
                 let req = request.into_inner();
                 let id = ModelId::parse("model_id", &req.model_id).map_err(status::domain)?;
                 let state = self.state.read().await;
-                let entry = state.models.get(id.as_str()).ok_or_else(|| {
-                    Status::not_found(format!("model {} not found", req.model_id))
-                })?;
+                let entry = state
+                    .models
+                    .get(id.as_str())
+                    .ok_or_else(|| Status::not_found(format!("model {} not found", req.model_id)))?;
                 let m = entry.model.state().expect("registered");
                 caller.require_scope(&state.trees, m.tree, &m.unit, "GetModel")?;
                 Ok(Response::new(Self::model_out(id.as_str(), entry)))
@@ -989,9 +830,7 @@ impl RegistrationService for Registration {
                 let req = request.into_inner();
                 let size = page_size(req.page_size)?;
                 let unit = match req.unit.as_ref() {
-                    Some(u) if !u.code.is_empty() => {
-                        Some(UnitCode::parse("unit", &u.code).map_err(status::domain)?)
-                    }
+                    Some(u) if !u.code.is_empty() => Some(UnitCode::parse("unit", &u.code).map_err(status::domain)?),
                     _ => None,
                 };
                 let tree = if req.tree == 0 {
@@ -1016,16 +855,14 @@ impl RegistrationService for Registration {
                     Err(_) => return Err(invalid("status", "is not a model status")),
                 };
                 let period = match req.period.as_ref() {
-                    Some(p) if !p.code.is_empty() => {
-                        Some(Period::parse("period", &p.code).map_err(status::domain)?)
-                    }
+                    Some(p) if !p.code.is_empty() => Some(Period::parse("period", &p.code).map_err(status::domain)?),
                     _ => None,
                 };
                 let state = self.state.read().await;
                 if let Some(u) = &unit {
                     let t = tree.unwrap_or(Tree::Y2025);
-                    let in_some_tree = state.trees.get(t).get(u).is_some()
-                        || state.trees.get(Tree::Pre2025).get(u).is_some();
+                    let in_some_tree =
+                        state.trees.get(t).get(u).is_some() || state.trees.get(Tree::Pre2025).get(u).is_some();
                     if !in_some_tree {
                         return Err(Status::not_found(format!("{u} is not a unit")));
                     }
@@ -1035,19 +872,14 @@ impl RegistrationService for Registration {
                         && field.is_none_or(|f| m.details.field == f)
                         && status_filter.is_none_or(|s| m.status == s)
                         && period.is_none_or(|p| p.contains_date(m.registered_on))
-                        && unit
-                            .as_ref()
-                            .is_none_or(|u| state.trees.get(m.tree).is_within(u, &m.unit))
+                        && unit.as_ref().is_none_or(|u| state.trees.get(m.tree).is_within(u, &m.unit))
                         && caller.covers(&state.trees, m.tree, &m.unit)
                 };
                 let after = req.page_token.as_str();
                 let range = if after.is_empty() {
                     state.models.range::<str, _>(..)
                 } else {
-                    state.models.range::<str, _>((
-                        std::ops::Bound::Excluded(after),
-                        std::ops::Bound::Unbounded,
-                    ))
+                    state.models.range::<str, _>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
                 };
                 let mut models = Vec::new();
                 let mut last = None;
@@ -1066,19 +898,10 @@ impl RegistrationService for Registration {
                     models.push(Self::model_out(id, entry));
                     last = Some(id.clone());
                 }
-                let total = state
-                    .models
-                    .values()
-                    .filter_map(|e| e.model.state())
-                    .filter(|m| matches(m))
-                    .count();
+                let total = state.models.values().filter_map(|e| e.model.state()).filter(|m| matches(m)).count();
                 Ok(Response::new(pr::ListModelsResponse {
                     models,
-                    next_page_token: if more {
-                        last.unwrap_or_default()
-                    } else {
-                        String::new()
-                    },
+                    next_page_token: if more { last.unwrap_or_default() } else { String::new() },
                     total_size: total as u32,
                 }))
             })
@@ -1098,38 +921,27 @@ impl RegistrationService for Registration {
                 let size = page_size(req.page_size)?;
                 {
                     let state = self.state.read().await;
-                    let entry = state.models.get(id.as_str()).ok_or_else(|| {
-                        Status::not_found(format!("model {} not found", req.model_id))
-                    })?;
+                    let entry = state
+                        .models
+                        .get(id.as_str())
+                        .ok_or_else(|| Status::not_found(format!("model {} not found", req.model_id)))?;
                     let m = entry.model.state().expect("registered");
                     caller.require_scope(&state.trees, m.tree, &m.unit, "GetModelHistory")?;
                 }
                 let from: u64 = if req.page_token.is_empty() {
                     1
                 } else {
-                    req.page_token
-                        .parse()
-                        .map_err(|_| invalid("page_token", "is not a token from a previous page"))?
+                    req.page_token.parse().map_err(|_| invalid("page_token", "is not a token from a previous page"))?
                 };
-                let records = self
-                    .log
-                    .read_stream(&id.stream_id(), from)
-                    .map_err(status::log)?;
+                let records = self.log.read_stream(&id.stream_id(), from).map_err(status::log)?;
                 let more = records.len() > size;
                 let events = records
                     .iter()
                     .take(size)
                     .map(|r| r.envelope().map_err(status::log))
                     .collect::<Result<Vec<_>, _>>()?;
-                let next = if more {
-                    (from + size as u64).to_string()
-                } else {
-                    String::new()
-                };
-                Ok(Response::new(pr::GetModelHistoryResponse {
-                    events,
-                    next_page_token: next,
-                }))
+                let next = if more { (from + size as u64).to_string() } else { String::new() };
+                Ok(Response::new(pr::GetModelHistoryResponse { events, next_page_token: next }))
             })
             .await
     }

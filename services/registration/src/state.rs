@@ -86,11 +86,7 @@ impl State {
             }
             other => match convert::model_event_in(other) {
                 Ok(Some(event)) => {
-                    let id = env
-                        .stream_id
-                        .strip_prefix("model-")
-                        .unwrap_or(&env.stream_id)
-                        .to_owned();
+                    let id = env.stream_id.strip_prefix("model-").unwrap_or(&env.stream_id).to_owned();
                     let entry = self.models.entry(id).or_insert_with(|| ModelEntry {
                         model: Model::default(),
                         version: 0,
@@ -110,12 +106,6 @@ impl State {
 
     /// The successors of an old unit with their ranks.
     pub fn successors(&self, old: &dvk_domain::UnitCode) -> Vec<(ReorgLink, u32)> {
-        self.trees
-            .reorganization
-            .successors(old)
-            .iter()
-            .cloned()
-            .zip(0..)
-            .collect()
+        self.trees.reorganization.successors(old).iter().cloned().zip(0..).collect()
     }
 }
