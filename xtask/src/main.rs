@@ -30,10 +30,11 @@ enum Task {
     },
     /// What CI runs: the same as `test`.
     Ci,
-    /// Run the benchmarks (`cargo bench -p dvk-eventlog`); arguments select parts.
+    /// Run the benchmarks: `eventlog`, `registration`, or both when none is named.
     Bench {
-        #[arg(trailing_var_arg = true)]
-        args: Vec<String>,
+        /// Which benchmarks.
+        #[arg(value_parser = ["eventlog", "registration"])]
+        which: Vec<String>,
     },
 }
 
@@ -42,7 +43,7 @@ fn main() -> ExitCode {
     let result = match cli.task {
         Task::Test { no_lint, cargo_args } => test(!no_lint, &cargo_args),
         Task::Ci => test(true, &[]),
-        Task::Bench { args } => bench(&args),
+        Task::Bench { which } => bench(&which),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -88,8 +89,18 @@ fn test(lint: bool, extra: &[String]) -> anyhow::Result<()> {
     run("tests", t)
 }
 
-fn bench(args: &[String]) -> anyhow::Result<()> {
-    let mut b = cargo();
-    b.args(["bench", "-p", "dvk-eventlog", "--bench", "eventlog", "--"]).args(args);
-    run("benchmarks", b)
+fn bench(which: &[String]) -> anyhow::Result<()> {
+    let all = which.is_empty();
+    let want = |name: &str| all || which.iter().any(|w| w == name);
+    if want("eventlog") {
+        let mut b = cargo();
+        b.args(["bench", "-p", "dvk-eventlog", "--bench", "eventlog"]);
+        run("event log benchmarks", b)?;
+    }
+    if want("registration") {
+        let mut b = cargo();
+        b.args(["bench", "-p", "dvk-registration", "--bench", "registration"]);
+        run("registration benchmarks", b)?;
+    }
+    Ok(())
 }
