@@ -5,12 +5,24 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn start(data_dir: &std::path::Path) -> (std::process::Child, Vec<String>) {
+/// Kills the process if the test fails before stopping it.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(data_dir: &std::path::Path) -> (Running, Vec<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_dvk"))
         .arg("--data-dir")
         .arg(data_dir)
+        .args(["--registration-listen", "127.0.0.1:0"])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .expect("dvk starts");
     let mut lines = Vec::new();
@@ -29,10 +41,10 @@ fn start(data_dir: &std::path::Path) -> (std::process::Child, Vec<String>) {
     }
     // Keep reading in the background so the child never blocks on a full pipe.
     std::thread::spawn(move || for _ in out.lines() {});
-    (child, lines)
+    (Running(child), lines)
 }
 
-fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
+fn terminate(Running(child): &mut Running) -> std::process::ExitStatus {
     let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().expect("kill");
     assert!(status.success());
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -54,13 +66,18 @@ fn dvk_opens_one_log_per_service_and_stops_on_sigterm() {
         assert!(text.contains(service), "{text}");
         assert!(dir.path().join(service).join("db").exists(), "{service} log directory");
     }
+    assert!(text.contains("registration  gRPC on 127.0.0.1:"), "{text}");
+    // A development secret is created and the printed commands use it.
+    let secret = dir.path().join("dev-jwt-secret");
+    assert_eq!(std::fs::read(&secret).unwrap().len(), 64);
+    assert!(text.contains(&format!("token --secret-file {}", secret.display())), "{text}");
     assert!(text.contains(&dir.path().display().to_string()), "{text}");
     let status = terminate(&mut child);
     assert!(status.success(), "{status}");
 
     // A second start opens the same logs (the directory locks were released).
     let (mut child, lines) = start(dir.path());
-    assert!(lines.iter().any(|l| l.contains("registration") && l.contains("0 events")), "{lines:?}");
+    assert!(lines.iter().any(|l| l.contains("reporting") && l.contains("0 events")), "{lines:?}");
     assert!(terminate(&mut child).success());
 }
 
@@ -70,5 +87,5 @@ fn a_data_dir_that_cannot_be_created_is_an_error() {
     let out = Command::new(env!("CARGO_BIN_EXE_dvk")).arg("--data-dir").arg(file.path()).output().expect("dvk runs");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("cannot open the registration log"), "{err}");
+    assert!(err.contains("cannot create the data directory"), "{err}");
 }

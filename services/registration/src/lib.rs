@@ -64,6 +64,16 @@ pub async fn run(
     settings: ServerSettings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    run_notify(listener, settings, shutdown, || {}).await
+}
+
+/// Like `run`, and calls `ready` once the log is replayed and the service answers.
+pub async fn run_notify(
+    listener: tokio::net::TcpListener,
+    settings: ServerSettings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    ready: impl FnOnce(),
+) -> Result<(), Error> {
     let auth = Authenticator::from_settings(&settings.auth)?;
     let log = EventLog::open(LogConfig::new(&settings.data_dir, state::SOURCE))?;
     let metrics = Arc::new(Metrics::new(state::SOURCE));
@@ -83,12 +93,12 @@ pub async fn run(
     tracing::info!(events = head, elapsed = ?started.elapsed(), "registration log replayed");
     let state = Arc::new(RwLock::new(state));
     let (projected_tx, projected) = watch::channel(head);
-    let (ready_tx, ready) = watch::channel(true);
+    let (ready_tx, ready_rx) = watch::channel(true);
 
     let (stop_tx, stop) = watch::channel(false);
     let projector = tokio::spawn(project(log.clone(), state.clone(), projected_tx, metrics.clone(), stop.clone()));
 
-    let svc = Registration { log: log.clone(), state, projected, ready, auth, metrics: metrics.clone() };
+    let svc = Registration { log: log.clone(), state, projected, ready: ready_rx, auth, metrics: metrics.clone() };
     let grpc = RegistrationServiceServer::new(svc)
         .max_decoding_message_size(settings.max_message_bytes)
         .max_encoding_message_size(settings.max_message_bytes);
@@ -107,6 +117,7 @@ pub async fn run(
 
     readiness.serving().await;
     tracing::info!(addr = ?listener.local_addr().ok(), "registration serving");
+    ready();
     let drain_timeout = settings.shutdown_timeout;
     let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
     let readiness2 = readiness.clone();
