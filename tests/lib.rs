@@ -40,6 +40,11 @@ pub struct Service {
 impl Service {
     /// Starts the registration service on 127.0.0.1:0 over `data_dir`.
     pub async fn registration(data_dir: &Path) -> Service {
+        Self::registration_with_metrics(data_dir, None).await
+    }
+
+    /// Starts the registration service with a `/metrics` endpoint on `metrics`.
+    pub async fn registration_with_metrics(data_dir: &Path, metrics: Option<SocketAddr>) -> Service {
         if std::env::var_os("TEST_LOG").is_some() {
             dvk_runtime::telemetry::init();
         }
@@ -47,7 +52,7 @@ impl Service {
         std::fs::write(&secret_file, SECRET).expect("secret file");
         let settings = ServerSettings {
             data_dir: data_dir.to_owned(),
-            metrics_listen: None,
+            metrics_listen: metrics,
             shutdown_timeout: Duration::from_secs(5),
             max_message_bytes: 16 << 20,
             auth: AuthSettings { jwt_hs256_secret_file: Some(secret_file), jwt_public_key_file: None },
@@ -77,6 +82,10 @@ impl Service {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("the service did not become SERVING");
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.addr)).unwrap().connect().await.expect("connect")
     }
 
     pub async fn client(&self) -> RegistrationServiceClient<Channel> {

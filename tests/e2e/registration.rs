@@ -461,3 +461,55 @@ async fn callers_are_authenticated_and_kept_to_their_subtree() {
     assert_eq!(listed.total_size, 0);
     service.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_reflection_and_metrics_are_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let metrics_addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let service = Service::registration_with_metrics(&dir.path().join("registration"), Some(metrics_addr)).await;
+    // Health: SERVING for the service and overall.
+    let mut health = dvk_tests::tonic_health_client(service.channel().await);
+    for name in [dvk_registration::SERVICE_NAME, ""] {
+        let r =
+            health.check(dvk_tests::health::HealthCheckRequest { service: name.into() }).await.unwrap().into_inner();
+        assert_eq!(r.status, dvk_tests::health::health_check_response::ServingStatus::Serving as i32, "{name:?}");
+    }
+    // Reflection lists the service.
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let mut reflection = ServerReflectionClient::new(service.channel().await);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = reflection.server_reflection_info(tokio_stream::iter([request])).await.unwrap().into_inner();
+    let Some(MessageResponse::ListServicesResponse(list)) =
+        responses.message().await.unwrap().unwrap().message_response
+    else {
+        panic!("no service list");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(names.contains(&dvk_registration::SERVICE_NAME.to_owned()), "{names:?}");
+    // One refused call shows in the metrics under its code.
+    let mut client = service.client().await;
+    let _ = client.get_model(tonic::Request::new(pr::GetModelRequest { model_id: "x".into() })).await;
+    let mut http = tokio::net::TcpStream::connect(metrics_addr).await.unwrap();
+    http.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut body = String::new();
+    http.read_to_string(&mut body).await.unwrap();
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    assert!(
+        body.contains(
+            "dvk_rpc_requests_total{service=\"registration\",method=\"GetModel\",code=\"Unauthenticated\"} 1"
+        ),
+        "{body}"
+    );
+    assert!(body.contains("dvk_log_head_position"), "{body}");
+    service.stop().await;
+}
