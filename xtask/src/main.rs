@@ -30,6 +30,15 @@ enum Task {
     },
     /// What CI runs: the same as `test`.
     Ci,
+    /// Install the test Kafka broker (Tansu) if missing, then run it on a loopback port.
+    Broker {
+        /// Only install; do not start.
+        #[arg(long)]
+        install_only: bool,
+        /// The port to listen on.
+        #[arg(long, default_value_t = 9092)]
+        port: u16,
+    },
     /// Run the benchmarks: `eventlog`, `registration`, or both when none is named.
     Bench {
         /// Which benchmarks.
@@ -44,6 +53,7 @@ fn main() -> ExitCode {
         Task::Test { no_lint, cargo_args } => test(!no_lint, &cargo_args),
         Task::Ci => test(true, &[]),
         Task::Bench { which } => bench(&which),
+        Task::Broker { install_only, port } => broker(install_only, port),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -73,6 +83,63 @@ fn run(step: &str, mut cmd: Command) -> anyhow::Result<()> {
         bail!("{step} failed ({status})");
     }
     Ok(())
+}
+
+/// The test broker: Tansu, a Kafka-protocol broker in Rust.
+const TANSU_VERSION: &str = "0.6.0";
+
+/// Where the xtask installs its tools: `DVK_TOOLS_DIR`, or `~/.cache/dvk-ledger/tools`
+/// (outside the clone, so that repeated runs on one machine build them once).
+fn tools_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("DVK_TOOLS_DIR") {
+        return PathBuf::from(dir);
+    }
+    let home = std::env::var_os("HOME").map_or_else(|| root().join("target"), PathBuf::from);
+    home.join(".cache/dvk-ledger/tools")
+}
+
+/// The Tansu binary, installed with `cargo install` if it is missing or another version.
+fn ensure_tansu() -> anyhow::Result<PathBuf> {
+    let root_dir = tools_dir().join(format!("tansu-{TANSU_VERSION}"));
+    let bin = root_dir.join("bin/tansu");
+    if bin.exists() {
+        return Ok(bin);
+    }
+    eprintln!(
+        "xtask: installing tansu {TANSU_VERSION} into {} (a one-time build of 10-20 minutes)",
+        root_dir.display()
+    );
+    let mut install = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    install
+        .args(["install", "tansu", "--version", TANSU_VERSION, "--features", "dynostore,libsql", "--locked", "--root"])
+        .arg(&root_dir)
+        // Its own target directory: the project's build settings must not leak in.
+        .env("CARGO_TARGET_DIR", tools_dir().join("build"));
+    run("install tansu", install)?;
+    if !bin.exists() {
+        bail!("cargo install finished but {} is missing", bin.display());
+    }
+    Ok(bin)
+}
+
+fn broker(install_only: bool, port: u16) -> anyhow::Result<()> {
+    let tansu = ensure_tansu()?;
+    if install_only {
+        println!("{}", tansu.display());
+        return Ok(());
+    }
+    let url = format!("tcp://127.0.0.1:{port}");
+    let mut cmd = Command::new(&tansu);
+    cmd.args([
+        "broker",
+        "--listener-url",
+        &url,
+        "--advertised-listener-url",
+        &url,
+        "--storage-engine",
+        "memory://tansu/",
+    ]);
+    run("broker", cmd)
 }
 
 fn test(lint: bool, extra: &[String]) -> anyhow::Result<()> {

@@ -1,0 +1,313 @@
+//! Kafka: settings passed through to librdkafka, topic creation, the relay (log →
+//! topic) and the consumer source (topic → `EventSource`).
+//!
+//! Every message carries the envelope's bytes as payload, the stream id as key (so a
+//! stream's events keep their order within a partition) and a `dvk-crc32` header over
+//! the payload, which the consumer checks.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use dvk_eventlog::EventLog;
+use dvk_proto::events::v1::Envelope;
+use futures_util::FutureExt;
+use prost::Message as _;
+use rdkafka::ClientConfig;
+use rdkafka::Message;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::watch;
+
+use crate::{BusError, EventSource, Item, SourceBatch};
+
+/// The header holding the CRC-32 of the payload.
+pub const CRC_HEADER: &str = "dvk-crc32";
+
+/// The topic of a producing service.
+pub fn topic_of(source: &str) -> String {
+    format!("dvk.{source}.v1")
+}
+
+/// librdkafka settings. `from_env` maps every `DVK_KAFKA_*` variable to a librdkafka
+/// key (`DVK_KAFKA_BOOTSTRAP_SERVERS` → `bootstrap.servers`, `DVK_KAFKA_SASL_MECHANISM`
+/// → `sasl.mechanism`, ...), so SASL and TLS settings pass through unchanged.
+#[derive(Debug, Clone, Default)]
+pub struct KafkaConfig {
+    pub settings: BTreeMap<String, String>,
+}
+
+impl KafkaConfig {
+    pub fn new(bootstrap_servers: &str) -> Self {
+        let mut c = Self::default();
+        c.settings.insert("bootstrap.servers".into(), bootstrap_servers.into());
+        c
+    }
+
+    pub fn from_env() -> Self {
+        Self::from_vars(std::env::vars())
+    }
+
+    pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Self {
+        let settings = vars
+            .into_iter()
+            .filter_map(|(k, v)| k.strip_prefix("DVK_KAFKA_").map(|k| (k.to_lowercase().replace('_', "."), v)))
+            .collect();
+        Self { settings }
+    }
+
+    pub fn set(mut self, key: &str, value: &str) -> Self {
+        self.settings.insert(key.into(), value.into());
+        self
+    }
+
+    /// The client configuration: `defaults` first, then everything set here.
+    fn client(&self, defaults: &[(&str, &str)]) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        for (k, v) in defaults {
+            c.set(*k, *v);
+        }
+        for (k, v) in &self.settings {
+            c.set(k, v);
+        }
+        c
+    }
+}
+
+/// Creates `topic` with `partitions` if it does not exist.
+pub async fn ensure_topic(
+    config: &KafkaConfig,
+    topic: &str,
+    partitions: i32,
+    replication: i32,
+) -> Result<(), BusError> {
+    let admin: AdminClient<DefaultClientContext> = config.client(&[]).create()?;
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    for result in admin.create_topics([&new], &options).await? {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((t, code)) => return Err(BusError::Config(format!("cannot create topic {t}: {code}"))),
+        }
+    }
+    Ok(())
+}
+
+/// How the relay runs.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    pub kafka: KafkaConfig,
+    pub topic: String,
+    pub partitions: i32,
+    pub replication: i32,
+    /// Most messages handed to the producer and not yet acknowledged.
+    pub max_in_flight: usize,
+}
+
+impl RelayConfig {
+    pub fn new(kafka: KafkaConfig, topic: impl Into<String>) -> Self {
+        Self { kafka, topic: topic.into(), partitions: 6, replication: 1, max_in_flight: 10_000 }
+    }
+}
+
+fn cursor_key(topic: &str) -> Vec<u8> {
+    format!("relay/{topic}/cursor").into_bytes()
+}
+
+/// The relay's stored cursor: every position ≤ it is on the topic.
+pub fn relay_cursor(log: &EventLog, topic: &str) -> Result<u64, BusError> {
+    Ok(log.meta(&cursor_key(topic))?.and_then(|v| v.try_into().ok()).map_or(0, u64::from_be_bytes))
+}
+
+/// Publishes `log` to the topic from the stored cursor, forever (until `stop`).
+/// Delivery failures (the broker is down) restart from the cursor after a backoff;
+/// writes to the log are never held up. `cursor` reports progress (for the lag metric).
+pub async fn relay(
+    log: EventLog,
+    config: RelayConfig,
+    cursor: watch::Sender<u64>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), BusError> {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let attempt = relay_once(&log, &config, &cursor, stop.clone());
+        let outcome = tokio::select! {
+            r = attempt => r,
+            _ = stop.wait_for(|s| *s) => return Ok(()),
+        };
+        match outcome {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                tracing::warn!(topic = %config.topic, error = %e, ?backoff, "relay interrupted; resuming from the cursor");
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    _ = stop.wait_for(|s| *s) => return Ok(()),
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn relay_once(
+    log: &EventLog,
+    config: &RelayConfig,
+    cursor_tx: &watch::Sender<u64>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), BusError> {
+    ensure_topic(&config.kafka, &config.topic, config.partitions, config.replication).await?;
+    let producer: FutureProducer = config
+        .kafka
+        .client(&[
+            ("enable.idempotence", "true"),
+            ("acks", "all"),
+            ("linger.ms", "5"),
+            ("message.timeout.ms", "30000"),
+            ("queue.buffering.max.messages", "100000"),
+        ])
+        .create()?;
+    let key = cursor_key(&config.topic);
+    let mut cursor = relay_cursor(log, &config.topic)?;
+    cursor_tx.send_replace(cursor);
+    let mut sub = log.subscribe(cursor + 1);
+    let mut in_flight: VecDeque<(u64, rdkafka::producer::DeliveryFuture)> = VecDeque::new();
+    let mut stored = cursor;
+    let mut save = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => break,
+            done = async { (&mut in_flight.front_mut().expect("guarded").1).await }, if !in_flight.is_empty() => {
+                let (position, _) = in_flight.pop_front().expect("guarded");
+                match done {
+                    Ok(Ok(_)) => {
+                        cursor = position;
+                        cursor_tx.send_replace(cursor);
+                    }
+                    Ok(Err((e, _))) => return Err(e.into()),
+                    Err(_) => return Err(BusError::Closed),
+                }
+            }
+            record = sub.next(), if in_flight.len() < config.max_in_flight => {
+                let record = record?;
+                let env = record.envelope()?;
+                let crc = crc32fast::hash(record.payload()).to_be_bytes();
+                let headers = OwnedHeaders::new().insert(Header { key: CRC_HEADER, value: Some(&crc[..]) });
+                let message = FutureRecord::to(&config.topic).key(&env.stream_id).payload(record.payload()).headers(headers);
+                match producer.send_result(message) {
+                    Ok(delivery) => in_flight.push_back((record.position(), delivery)),
+                    Err((e, _)) => return Err(e.into()),
+                }
+            }
+            _ = save.tick() => {
+                if cursor != stored {
+                    log.put_meta(vec![(key.clone(), Some(cursor.to_be_bytes().to_vec()))]).await?;
+                    stored = cursor;
+                }
+            }
+        }
+    }
+    if cursor != stored {
+        log.put_meta(vec![(key, Some(cursor.to_be_bytes().to_vec()))]).await?;
+    }
+    Ok(())
+}
+
+/// Consumes one topic from the offsets stored in the consuming log.
+pub struct KafkaSource {
+    consumer: StreamConsumer,
+    topic: String,
+    max_batch: usize,
+}
+
+impl std::fmt::Debug for KafkaSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSource").field("topic", &self.topic).finish_non_exhaustive()
+    }
+}
+
+fn offset_key(topic: &str, partition: i32) -> Vec<u8> {
+    format!("kafka/{topic}/{partition}").into_bytes()
+}
+
+impl KafkaSource {
+    /// A consumer of `topic` for the service whose log is `consumer_log`. Partitions are
+    /// assigned explicitly, each from the offset stored in that log (no group commits:
+    /// the log is the only place progress lives).
+    pub async fn new(kafka: &KafkaConfig, topic: &str, group: &str, consumer_log: &EventLog) -> Result<Self, BusError> {
+        let consumer: StreamConsumer = kafka
+            .client(&[
+                ("group.id", group),
+                ("enable.auto.commit", "false"),
+                ("enable.auto.offset.store", "false"),
+                ("auto.offset.reset", "earliest"),
+            ])
+            .create()?;
+        let partitions = loop {
+            let metadata = {
+                let topic = topic.to_owned();
+                let c = &consumer;
+                tokio::task::block_in_place(|| c.fetch_metadata(Some(&topic), Duration::from_secs(10)))?
+            };
+            let n = metadata.topics().iter().find(|t| t.name() == topic).map_or(0, |t| t.partitions().len());
+            if n > 0 {
+                break n as i32;
+            }
+            tracing::info!(topic, "waiting for the topic to exist");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            let next =
+                consumer_log.meta(&offset_key(topic, p))?.and_then(|v| v.try_into().ok()).map(i64::from_be_bytes);
+            tpl.add_partition_offset(topic, p, next.map_or(Offset::Beginning, Offset::Offset))?;
+        }
+        consumer.assign(&tpl)?;
+        Ok(Self { consumer, topic: topic.to_owned(), max_batch: 2048 })
+    }
+}
+
+fn to_item(m: &rdkafka::message::BorrowedMessage<'_>) -> Item {
+    let origin = format!("{}/{}@{}", m.topic(), m.partition(), m.offset());
+    let Some(payload) = m.payload() else {
+        return Item::Malformed { origin, reason: "no payload".into() };
+    };
+    let crc =
+        m.headers().and_then(|h| h.iter().find(|h| h.key == CRC_HEADER).and_then(|h| h.value.map(<[u8]>::to_vec)));
+    match crc {
+        None => return Item::Malformed { origin, reason: format!("no {CRC_HEADER} header") },
+        Some(c) if c != crc32fast::hash(payload).to_be_bytes() => {
+            return Item::Malformed { origin, reason: "checksum mismatch".into() };
+        }
+        Some(_) => {}
+    }
+    match Envelope::decode(payload) {
+        Ok(env) => Item::Event(env),
+        Err(e) => Item::Malformed { origin, reason: format!("not an envelope: {e}") },
+    }
+}
+
+impl EventSource for KafkaSource {
+    async fn next_batch(&mut self) -> Result<SourceBatch, BusError> {
+        let mut items = Vec::new();
+        let mut next_offsets: BTreeMap<i32, i64> = BTreeMap::new();
+        {
+            let first = self.consumer.recv().await?;
+            items.push(to_item(&first));
+            next_offsets.insert(first.partition(), first.offset() + 1);
+        }
+        while items.len() < self.max_batch {
+            let Some(m) = self.consumer.recv().now_or_never() else { break };
+            let m = m?;
+            items.push(to_item(&m));
+            next_offsets.insert(m.partition(), m.offset() + 1);
+        }
+        let progress =
+            next_offsets.into_iter().map(|(p, o)| (offset_key(&self.topic, p), o.to_be_bytes().to_vec())).collect();
+        Ok(SourceBatch { items, progress })
+    }
+}
