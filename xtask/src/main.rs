@@ -151,8 +151,10 @@ fn test(lint: bool, extra: &[String]) -> anyhow::Result<()> {
         clippy.args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]);
         run("clippy", clippy)?;
     }
+    // The Kafka tests always run against the real test broker: install it if missing.
+    let tansu = ensure_tansu().context("the test broker is required by the Kafka tests")?;
     let mut t = cargo();
-    t.args(["test", "--workspace", "--locked"]).args(extra);
+    t.args(["test", "--workspace", "--locked"]).args(extra).env("DVK_TANSU", &tansu);
     run("tests", t)
 }
 

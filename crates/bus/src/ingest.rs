@@ -128,7 +128,7 @@ impl Ingestor {
         loop {
             let batch = tokio::select! {
                 b = source.next_batch() => b?,
-                _ = stop.wait_for(|s| *s) => return Ok(self),
+                () = crate::stopped(&mut stop) => return Ok(self),
             };
             self.ingest(batch).await?;
         }

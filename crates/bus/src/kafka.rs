@@ -137,7 +137,7 @@ pub async fn relay(
         let attempt = relay_once(&log, &config, &cursor, stop.clone());
         let outcome = tokio::select! {
             r = attempt => r,
-            _ = stop.wait_for(|s| *s) => return Ok(()),
+            () = crate::stopped(&mut stop) => return Ok(()),
         };
         match outcome {
             Ok(()) => return Ok(()),
@@ -145,7 +145,7 @@ pub async fn relay(
                 tracing::warn!(topic = %config.topic, error = %e, ?backoff, "relay interrupted; resuming from the cursor");
                 tokio::select! {
                     () = tokio::time::sleep(backoff) => {}
-                    _ = stop.wait_for(|s| *s) => return Ok(()),
+                    () = crate::stopped(&mut stop) => return Ok(()),
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
@@ -180,7 +180,7 @@ async fn relay_once(
     loop {
         tokio::select! {
             biased;
-            _ = stop.wait_for(|s| *s) => break,
+            () = crate::stopped(&mut stop) => break,
             done = async { (&mut in_flight.front_mut().expect("guarded").1).await }, if !in_flight.is_empty() => {
                 let (position, _) = in_flight.pop_front().expect("guarded");
                 match done {

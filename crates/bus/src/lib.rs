@@ -61,3 +61,8 @@ pub trait EventSource: Send {
     /// The next batch; waits until at least one item is available.
     fn next_batch(&mut self) -> impl Future<Output = Result<SourceBatch, BusError>> + Send;
 }
+
+/// Resolves once `stop` turns true (or its sender is gone).
+pub(crate) async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}

@@ -1,0 +1,79 @@
+//! One conformance suite for every `EventSource`: the local source (following a log in
+//! the same process) and the Kafka source (through a real broker, fed by the relay).
+//! Each must deliver every upstream event exactly once, in order per stream, and
+//! resume after a restart from the progress stored in the consuming log.
+
+mod support;
+
+use std::future::Future;
+use std::path::Path;
+
+use dvk_bus::kafka::{KafkaConfig, KafkaSource, RelayConfig, relay, topic_of};
+use dvk_bus::local::LocalSource;
+use dvk_bus::{EventSource, Ingestor};
+use dvk_eventlog::EventLog;
+use support::{append, assert_exactly_once, ingest_until, open};
+
+const SOURCE: &str = "registration";
+
+async fn scenario<S, F, Fut>(dir: &Path, upstream: &EventLog, make: F)
+where
+    S: EventSource,
+    F: Fn(EventLog) -> Fut,
+    Fut: Future<Output = S>,
+{
+    let consumer_dir = dir.join("consumer");
+    append(upstream, 1_000, 10).await;
+    {
+        let consumer = open(&consumer_dir, "aggregation");
+        let mut source = make(consumer.clone()).await;
+        let mut ingestor = Ingestor::new(consumer.clone(), &[SOURCE]).unwrap();
+        ingest_until(&mut ingestor, &mut source, SOURCE, 1_000).await;
+        assert_exactly_once(&consumer, SOURCE, 1_000);
+        assert_eq!(ingestor.totals().malformed, 0);
+        drop(source);
+        consumer.close().unwrap();
+    }
+    // Restart: a reopened consumer resumes from its stored progress.
+    append(upstream, 500, 7).await;
+    let consumer = open(&consumer_dir, "aggregation");
+    let mut source = make(consumer.clone()).await;
+    let mut ingestor = Ingestor::new(consumer.clone(), &[SOURCE]).unwrap();
+    assert_eq!(ingestor.watermarks().borrow()[SOURCE], 1_000, "the watermark survives the restart");
+    ingest_until(&mut ingestor, &mut source, SOURCE, 1_500).await;
+    assert_exactly_once(&consumer, SOURCE, 1_500);
+    assert_eq!(ingestor.totals().duplicates, 0, "resumed after what it had, not before");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_source_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = open(&dir.path().join("upstream"), SOURCE);
+    let up = upstream.clone();
+    scenario(dir.path(), &upstream, move |consumer| {
+        let up = up.clone();
+        async move { LocalSource::new(&up, &consumer).unwrap() }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_source_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = support::Broker::memory();
+    let kafka = KafkaConfig::new(&broker.bootstrap());
+    let upstream = open(&dir.path().join("upstream"), SOURCE);
+    let topic = topic_of(SOURCE);
+    let (cursor_tx, _cursor) = tokio::sync::watch::channel(0);
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let relay_task = tokio::spawn(relay(upstream.clone(), RelayConfig::new(kafka.clone(), &topic), cursor_tx, stop));
+    let k = kafka.clone();
+    scenario(dir.path(), &upstream, move |consumer| {
+        let k = k.clone();
+        let topic = topic.clone();
+        async move { KafkaSource::new(&k, &topic, "conformance", &consumer).await.unwrap() }
+    })
+    .await;
+    stop_tx.send(true).unwrap();
+    relay_task.await.unwrap().unwrap();
+}

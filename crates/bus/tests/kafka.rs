@@ -1,0 +1,196 @@
+//! The Kafka path against a real broker (Tansu on a loopback port): 100,000 events
+//! relayed and consumed exactly once while the consumer is killed 20 times, a broker
+//! restart under load, and malformed messages on the topic.
+
+mod support;
+
+use std::time::Duration;
+
+use dvk_bus::kafka::{CRC_HEADER, KafkaConfig, KafkaSource, RelayConfig, relay, relay_cursor, topic_of};
+use dvk_bus::{EventSource, Ingestor};
+use dvk_eventlog::{AppendRequest, EventLog, ExpectedVersion};
+use dvk_proto::events::v1::Envelope;
+use prost::Message;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use support::{Broker, assert_exactly_once, ingest_until, open};
+use tokio::sync::watch;
+
+const SOURCE: &str = "registration";
+
+struct Relay {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<(), dvk_bus::BusError>>,
+}
+
+fn start_relay(log: &EventLog, kafka: &KafkaConfig) -> Relay {
+    let (cursor_tx, _) = watch::channel(0);
+    let (stop, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(relay(log.clone(), RelayConfig::new(kafka.clone(), topic_of(SOURCE)), cursor_tx, stop_rx));
+    Relay { stop, task }
+}
+
+impl Relay {
+    async fn stop(self) {
+        self.stop.send(true).unwrap();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+/// Appends `n` events over `streams` streams, `per_append` events at a time.
+async fn append_bulk(log: &EventLog, n: u64, streams: u64, per_append: u64) {
+    let mut i = 0;
+    while i < n {
+        let stream = format!("model-{}", (i / per_append) % streams);
+        let count = per_append.min(n - i);
+        let events =
+            (0..count).map(|j| Envelope { correlation_id: format!("c{}", i + j), ..Envelope::default() }).collect();
+        log.append(AppendRequest::new(stream, ExpectedVersion::Any, events)).await.unwrap();
+        i += count;
+    }
+}
+
+fn jitter(max: u64) -> u64 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    u64::from(nanos) % max
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_thousand_events_arrive_exactly_once_though_the_consumer_is_killed_twenty_times() {
+    const N: u64 = 100_000;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::memory();
+    let kafka = KafkaConfig::new(&broker.bootstrap());
+    let upstream = open(&dir.path().join("upstream"), SOURCE);
+    let relay = start_relay(&upstream, &kafka);
+    let producer = {
+        let upstream = upstream.clone();
+        tokio::spawn(async move { append_bulk(&upstream, N, 97, 50).await })
+    };
+    let consumer_dir = dir.path().join("consumer");
+    let topic = topic_of(SOURCE);
+    let mut kills = 0;
+    while kills < 20 {
+        let consumer = open(&consumer_dir, "aggregation");
+        let source = KafkaSource::new(&kafka, &topic, "kill-test", &consumer).await.unwrap();
+        let ingestor = Ingestor::new(consumer.clone(), &[SOURCE]).unwrap();
+        let mark = ingestor.watermarks().borrow()[SOURCE];
+        if mark >= N {
+            break;
+        }
+        let (_stop_tx, stop) = watch::channel(false);
+        let task = tokio::spawn(ingestor.run(source, stop));
+        // Kill it at a random moment: abort the task, then drop every handle.
+        tokio::time::sleep(Duration::from_millis(50 + jitter(250))).await;
+        task.abort();
+        let _ = task.await;
+        consumer.close().unwrap();
+        drop(consumer);
+        kills += 1;
+    }
+    producer.await.unwrap();
+    // A last consumer finishes the stream.
+    let consumer = open(&consumer_dir, "aggregation");
+    let mut source = KafkaSource::new(&kafka, &topic, "kill-test", &consumer).await.unwrap();
+    let mut ingestor = Ingestor::new(consumer.clone(), &[SOURCE]).unwrap();
+    ingest_until(&mut ingestor, &mut source, SOURCE, N).await;
+    assert_eq!(kills, 20, "the stream outlasted twenty kills");
+    assert_exactly_once(&consumer, SOURCE, N);
+    relay.stop().await;
+    assert_eq!(relay_cursor(&upstream, &topic).unwrap(), N, "the relay's stored cursor covers everything");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restart_under_load_loses_nothing_and_repeats_nothing() {
+    const N: u64 = 3_000;
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Broker::sqlite(dir.path());
+    let kafka = KafkaConfig::new(&broker.bootstrap());
+    let upstream = open(&dir.path().join("upstream"), SOURCE);
+    let relay = start_relay(&upstream, &kafka);
+    let consumer = open(&dir.path().join("consumer"), "aggregation");
+    let (stop_tx, stop) = watch::channel(false);
+    let source = KafkaSource::new(&kafka, &topic_of(SOURCE), "restart-test", &consumer).await;
+    let source = match source {
+        Ok(s) => s,
+        Err(e) => panic!("{e}"),
+    };
+    let ingestor = Ingestor::new(consumer.clone(), &[SOURCE]).unwrap();
+    let watermarks = ingestor.watermarks();
+    let ingest = tokio::spawn(ingestor.run(source, stop));
+    // Writes go on while the broker is down: the log acknowledges them regardless.
+    let writer = {
+        let upstream = upstream.clone();
+        tokio::spawn(async move {
+            for i in 0..N {
+                let e = Envelope { correlation_id: format!("c{i}"), ..Envelope::default() };
+                upstream
+                    .append(AppendRequest::new(format!("model-{}", i % 13), ExpectedVersion::Any, vec![e]))
+                    .await
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    broker.stop();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    broker.start();
+    writer.await.unwrap();
+    assert_eq!(upstream.head(), N, "every write was acknowledged while the broker was away");
+    let mut w = watermarks.clone();
+    tokio::time::timeout(Duration::from_secs(120), w.wait_for(|m| m.get(SOURCE).copied().unwrap_or(0) >= N))
+        .await
+        .expect("the consumer caught up after the broker came back")
+        .unwrap();
+    stop_tx.send(true).unwrap();
+    ingest.await.unwrap().unwrap();
+    assert_exactly_once(&consumer, SOURCE, N);
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_messages_are_counted_and_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::memory();
+    let kafka = KafkaConfig::new(&broker.bootstrap());
+    let topic = topic_of(SOURCE);
+    dvk_bus::kafka::ensure_topic(&kafka, &topic, 1, 1).await.unwrap();
+    let raw: FutureProducer =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", broker.bootstrap()).create().unwrap();
+    let good = Envelope {
+        source: SOURCE.into(),
+        source_position: 1,
+        stream_id: "model-x".into(),
+        stream_version: 1,
+        ..Envelope::default()
+    }
+    .encode_to_vec();
+    let crc = |b: &[u8]| crc32fast::hash(b).to_be_bytes();
+    let garbage = b"\xff\xff\xff not an envelope".to_vec();
+    let sends: Vec<(Vec<u8>, Option<[u8; 4]>)> = vec![
+        (garbage.clone(), Some(crc(&garbage))), // not an envelope
+        (good.clone(), Some([0, 0, 0, 0])),     // wrong checksum
+        (good.clone(), None),                   // no checksum header
+        (good.clone(), Some(crc(&good))),       // the one valid event
+    ];
+    for (payload, crc) in &sends {
+        let mut record = FutureRecord::to(&topic).key("model-x").payload(payload);
+        if let Some(c) = crc {
+            record = record.headers(OwnedHeaders::new().insert(Header { key: CRC_HEADER, value: Some(&c[..]) }));
+        }
+        raw.send(record, Duration::from_secs(10)).await.map_err(|(e, _)| e).unwrap();
+    }
+    let consumer = open(&dir.path().join("consumer"), "aggregation");
+    let mut source = KafkaSource::new(&kafka, &topic, "malformed-test", &consumer).await.unwrap();
+    let mut ingestor = Ingestor::new(consumer.clone(), &[SOURCE]).unwrap();
+    ingest_until(&mut ingestor, &mut source, SOURCE, 1).await;
+    // Whatever is left arrives too; then nothing more.
+    while ingestor.totals().malformed < 3 {
+        let b = tokio::time::timeout(Duration::from_secs(10), source.next_batch()).await.unwrap().unwrap();
+        ingestor.ingest(b).await.unwrap();
+    }
+    assert_eq!(ingestor.totals().malformed, 3);
+    assert_eq!(ingestor.totals().appended, 1);
+    assert_exactly_once(&consumer, SOURCE, 1);
+}
