@@ -39,10 +39,10 @@ enum Task {
         #[arg(long, default_value_t = 9092)]
         port: u16,
     },
-    /// Run the benchmarks: `eventlog`, `registration`, or both when none is named.
+    /// Run the benchmarks: `eventlog`, `registration`, `bus`, or all when none is named.
     Bench {
         /// Which benchmarks.
-        #[arg(value_parser = ["eventlog", "registration"])]
+        #[arg(value_parser = ["eventlog", "registration", "bus"])]
         which: Vec<String>,
     },
 }
@@ -165,6 +165,12 @@ fn bench(which: &[String]) -> anyhow::Result<()> {
         let mut b = cargo();
         b.args(["bench", "-p", "dvk-eventlog", "--bench", "eventlog"]);
         run("event log benchmarks", b)?;
+    }
+    if want("bus") {
+        let tansu = ensure_tansu()?;
+        let mut b = cargo();
+        b.args(["bench", "-p", "dvk-bus", "--bench", "bus"]).env("DVK_TANSU", tansu);
+        run("bus benchmarks", b)?;
     }
     if want("registration") {
         let mut b = cargo();

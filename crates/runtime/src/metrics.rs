@@ -35,6 +35,8 @@ pub struct Metrics {
     pub projected: Gauge,
     /// Events replayed at start.
     pub replayed: Counter,
+    /// Events in the log not yet on the service's Kafka topic (log head − relay cursor).
+    pub relay_lag: Gauge,
 }
 
 impl Metrics {
@@ -50,12 +52,14 @@ impl Metrics {
         let log_head = Gauge::default();
         let projected = Gauge::default();
         let replayed = Counter::default();
+        let relay_lag = Gauge::default();
         registry.register("rpc_requests", "gRPC requests by method and status code", requests.clone());
         registry.register("rpc_latency_seconds", "gRPC request latency", latency.clone());
         registry.register("log_head_position", "Highest durable position of the service's log", log_head.clone());
         registry.register("projected_position", "Highest position applied to the read models", projected.clone());
         registry.register("replayed_events", "Events replayed from the log at start", replayed.clone());
-        Self { registry, requests, latency, log_head, projected, replayed }
+        registry.register("relay_lag_events", "Log head minus the relay's delivered cursor", relay_lag.clone());
+        Self { registry, requests, latency, log_head, projected, replayed, relay_lag }
     }
 
     /// Runs one RPC, counting it under its status code and timing it.

@@ -98,6 +98,30 @@ pub async fn run_notify(
     let (stop_tx, stop) = watch::channel(false);
     let projector = tokio::spawn(project(log.clone(), state.clone(), projected_tx, metrics.clone(), stop.clone()));
 
+    // The relay publishes the log to Kafka when a broker is configured (DVK_KAFKA_*).
+    let kafka = dvk_bus::kafka::KafkaConfig::from_env();
+    let relay = if kafka.settings.contains_key("bootstrap.servers") {
+        let (cursor_tx, mut cursor) = watch::channel(0u64);
+        let config = dvk_bus::kafka::RelayConfig::new(kafka, dvk_bus::kafka::topic_of(state::SOURCE));
+        let task = tokio::spawn(dvk_bus::kafka::relay(log.clone(), config, cursor_tx, stop.clone()));
+        let metrics2 = metrics.clone();
+        let mut head = log.watch_head();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    r = cursor.changed() => if r.is_err() { break },
+                    r = head.changed() => if r.is_err() { break },
+                }
+                let c = *cursor.borrow_and_update();
+                let h = *head.borrow_and_update();
+                metrics2.relay_lag.set(h.saturating_sub(c) as i64);
+            }
+        });
+        Some(task)
+    } else {
+        None
+    };
+
     let svc = Registration { log: log.clone(), state, projected, ready: ready_rx, auth, metrics: metrics.clone() };
     let grpc = RegistrationServiceServer::new(svc)
         .max_decoding_message_size(settings.max_message_bytes)
@@ -141,6 +165,13 @@ pub async fn run_notify(
     drop(ready_tx);
     let _ = stop_tx.send(true);
     let _ = projector.await;
+    if let Some(relay) = relay {
+        match relay.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "relay stopped with an error"),
+            Err(e) => tracing::warn!(error = %e, "relay task failed"),
+        }
+    }
     if let Some(m) = metrics_server {
         let _ = m.await;
     }
