@@ -15,7 +15,7 @@ mod support;
 
 use std::time::{Duration, Instant, SystemTime};
 
-use dvk_bus::kafka::{KafkaConfig, KafkaSource, RelayConfig, relay, topic_of};
+use dvk_bus::kafka::{KafkaSource, RelayConfig, relay, topic_of};
 use dvk_bus::{EventSource, Ingestor};
 use dvk_eventlog::{AppendRequest, EventLog, ExpectedVersion};
 use dvk_proto::events::v1::Envelope;
@@ -59,7 +59,7 @@ async fn fill(log: &EventLog, n: u64) {
 async fn end_to_end(n: u64) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::memory();
-    let kafka = KafkaConfig::new(&broker.bootstrap());
+    let kafka = broker.kafka();
     let upstream = open(&dir.path().join("up"), SOURCE);
     fill(&upstream, n).await;
     let consumer = open(&dir.path().join("down"), "aggregation");
@@ -81,7 +81,7 @@ async fn end_to_end(n: u64) -> f64 {
 async fn latency(rate: u64, secs: u64) -> (f64, f64) {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::memory();
-    let kafka = KafkaConfig::new(&broker.bootstrap());
+    let kafka = broker.kafka();
     let upstream = open(&dir.path().join("up"), SOURCE);
     let consumer = open(&dir.path().join("down"), "aggregation");
     let (cursor_tx, _) = watch::channel(0);
@@ -142,7 +142,7 @@ async fn latency(rate: u64, secs: u64) -> (f64, f64) {
 /// The broker's ceiling: bare produce (many in flight) then bare consume of n messages.
 async fn ceiling(n: u64) -> (f64, f64) {
     let broker = Broker::memory();
-    let kafka = KafkaConfig::new(&broker.bootstrap());
+    let kafka = broker.kafka();
     let topic = "ceiling";
     dvk_bus::kafka::ensure_topic(&kafka, topic, 6, 1).await.unwrap();
     let payload = vec![b'x'; 500];

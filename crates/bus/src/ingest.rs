@@ -1,7 +1,12 @@
 //! The ingestor: appends what a source yields to the consuming service's log,
-//! effectively once. Duplicates (by source and source position) are dropped; the
-//! source's progress and the received sets are written in the same atomic batch as
-//! the events, so a crash at any point neither loses nor repeats an event.
+//! effectively once.
+//!
+//! - A stream's events travel in order (one Kafka partition per key; a log in order),
+//!   so an event is a duplicate exactly when its source position is not above the last
+//!   one received for its stream. The last position of every stream touched, the
+//!   source's progress (offsets) and the watermark are written in the **same atomic
+//!   batch** as the events: a crash at any point neither loses nor repeats an event.
+//! - The watermark per source (every position ≤ it received) serves read-your-writes.
 
 use std::collections::HashMap;
 
@@ -11,7 +16,6 @@ use tokio::sync::watch;
 use crate::received::Received;
 use crate::{BusError, EventSource, Item, SourceBatch};
 
-const RECEIVED_PREFIX: &[u8] = b"received/";
 /// The stream of the consuming log that holds received events.
 pub const INBOX_STREAM: &str = "inbox";
 
@@ -30,12 +34,18 @@ pub type Watermarks = HashMap<String, u64>;
 pub struct Ingestor {
     log: EventLog,
     received: HashMap<String, Received>,
+    /// Last source position received per (source, stream); filled from the log on demand.
+    last: HashMap<(String, String), u64>,
     watermarks: watch::Sender<Watermarks>,
     totals: IngestReport,
 }
 
 fn received_key(source: &str) -> Vec<u8> {
-    [RECEIVED_PREFIX, source.as_bytes()].concat()
+    format!("received/{source}").into_bytes()
+}
+
+fn last_key(source: &str, stream: &str) -> Vec<u8> {
+    format!("last/{source}/{stream}").into_bytes()
 }
 
 impl Ingestor {
@@ -44,15 +54,29 @@ impl Ingestor {
         let mut received = HashMap::new();
         for s in sources {
             let r = match log.meta(&received_key(s))? {
-                Some(v) => Received::decode(&v)
-                    .ok_or_else(|| BusError::Config(format!("stored received set of {s} is malformed")))?,
                 None => Received::default(),
+                Some(v) => {
+                    let (watermark, rescan) = Received::decode(&v)
+                        .ok_or_else(|| BusError::Config(format!("stored watermark of {s} is malformed")))?;
+                    let mut r = Received::with_watermark(watermark);
+                    if rescan > 0 {
+                        // Early arrivals above the watermark are re-read from the log.
+                        for record in log.read_all(rescan) {
+                            let record = record?;
+                            let env = record.envelope()?;
+                            if env.source == *s {
+                                r.insert(env.source_position, record.position());
+                            }
+                        }
+                    }
+                    r
+                }
             };
             received.insert((*s).to_owned(), r);
         }
         let marks = received.iter().map(|(k, v)| (k.clone(), v.watermark())).collect();
         let (watermarks, _) = watch::channel(marks);
-        Ok(Self { log, received, watermarks, totals: IngestReport::default() })
+        Ok(Self { log, received, last: HashMap::new(), watermarks, totals: IngestReport::default() })
     }
 
     /// Watches the per-source watermarks (for read-your-writes).
@@ -64,10 +88,20 @@ impl Ingestor {
         self.totals
     }
 
+    fn last_received(&mut self, source: &str, stream: &str) -> Result<u64, BusError> {
+        let key = (source.to_owned(), stream.to_owned());
+        if let Some(v) = self.last.get(&key) {
+            return Ok(*v);
+        }
+        let v = self.log.meta(&last_key(source, stream))?.and_then(|v| v.try_into().ok()).map_or(0, u64::from_be_bytes);
+        self.last.insert(key, v);
+        Ok(v)
+    }
+
     /// Appends one batch; returns what it did.
     pub async fn ingest(&mut self, batch: SourceBatch) -> Result<IngestReport, BusError> {
         let mut report = IngestReport::default();
-        let mut touched: HashMap<String, Received> = HashMap::new();
+        let mut touched: HashMap<(String, String), u64> = HashMap::new();
         let mut events = Vec::new();
         for item in batch.items {
             match item {
@@ -76,15 +110,18 @@ impl Ingestor {
                     report.malformed += 1;
                 }
                 Item::Event(env) => {
-                    if env.source.is_empty() || env.source_position == 0 {
+                    if env.source.is_empty() || env.source_position == 0 || env.stream_id.is_empty() {
                         tracing::warn!(stream = %env.stream_id, "event without a source position skipped");
                         report.malformed += 1;
                         continue;
                     }
-                    let set = touched
-                        .entry(env.source.clone())
-                        .or_insert_with(|| self.received.get(&env.source).cloned().unwrap_or_default());
-                    if set.insert(env.source_position) {
+                    let key = (env.source.clone(), env.stream_id.clone());
+                    let last = match touched.get(&key) {
+                        Some(v) => *v,
+                        None => self.last_received(&env.source, &env.stream_id)?,
+                    };
+                    if env.source_position > last {
+                        touched.insert(key, env.source_position);
                         events.push(env);
                     } else {
                         report.duplicates += 1;
@@ -92,21 +129,32 @@ impl Ingestor {
                 }
             }
         }
+        // The watermarks as they will be once the events are in the log.
+        let mut received = self.received.clone();
+        let first_position = self.log.head() + 1;
+        for (i, env) in events.iter().enumerate() {
+            received.entry(env.source.clone()).or_default().insert(env.source_position, first_position + i as u64);
+        }
         let mut meta: Vec<(Vec<u8>, Option<Vec<u8>>)> = batch.progress.into_iter().map(|(k, v)| (k, Some(v))).collect();
-        for (source, set) in &touched {
-            meta.push((received_key(source), Some(set.encode())));
+        for ((source, stream), position) in &touched {
+            meta.push((last_key(source, stream), Some(position.to_be_bytes().to_vec())));
+        }
+        for (source, r) in &received {
+            if self.received.get(source) != Some(r) {
+                meta.push((received_key(source), Some(r.encode())));
+            }
         }
         report.appended = events.len() as u64;
         if !events.is_empty() {
             let request = AppendRequest { meta, ..AppendRequest::new(INBOX_STREAM, ExpectedVersion::Any, events) };
-            self.log.append(request).await?;
+            let receipt = self.log.append(request).await?;
+            debug_assert_eq!(receipt.first_position, first_position, "the ingestor is the log's only writer");
         } else if !meta.is_empty() {
             self.log.put_meta(meta).await?;
         }
         // Durable: now the in-memory view may move.
-        for (source, set) in touched {
-            self.received.insert(source, set);
-        }
+        self.received = received;
+        self.last.extend(touched);
         let marks: Watermarks = self.received.iter().map(|(k, v)| (k.clone(), v.watermark())).collect();
         self.watermarks.send_if_modified(|w| {
             let changed = *w != marks;

@@ -295,16 +295,35 @@ impl EventSource for KafkaSource {
     async fn next_batch(&mut self) -> Result<SourceBatch, BusError> {
         let mut items = Vec::new();
         let mut next_offsets: BTreeMap<i32, i64> = BTreeMap::new();
-        {
-            let first = self.consumer.recv().await?;
-            items.push(to_item(&first));
-            next_offsets.insert(first.partition(), first.offset() + 1);
+        // Transport errors (the broker is away, a partition moved) are reported by
+        // librdkafka while it keeps retrying by itself: log them and wait, never stop.
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match self.consumer.recv().await {
+                Ok(first) => {
+                    items.push(to_item(&first));
+                    next_offsets.insert(first.partition(), first.offset() + 1);
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(topic = %self.topic, error = %e, "consumer error; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
         }
         while items.len() < self.max_batch {
-            let Some(m) = self.consumer.recv().now_or_never() else { break };
-            let m = m?;
-            items.push(to_item(&m));
-            next_offsets.insert(m.partition(), m.offset() + 1);
+            match self.consumer.recv().now_or_never() {
+                Some(Ok(m)) => {
+                    items.push(to_item(&m));
+                    next_offsets.insert(m.partition(), m.offset() + 1);
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(topic = %self.topic, error = %e, "consumer error; retrying");
+                    break;
+                }
+                None => break,
+            }
         }
         let progress =
             next_offsets.into_iter().map(|(p, o)| (offset_key(&self.topic, p), o.to_be_bytes().to_vec())).collect();

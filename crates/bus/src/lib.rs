@@ -37,6 +37,7 @@ pub enum BusError {
 
 /// One thing a source received.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant, reason = "almost every item is an event; boxing each would cost more")]
 pub enum Item {
     Event(Envelope),
     /// Something that is not a valid envelope; counted, logged and skipped.

@@ -1,14 +1,18 @@
-//! What a consumer has received from one source: every position up to a watermark,
-//! plus the positions above it that arrived early (partitions interleave). A position
-//! already in the set is a duplicate.
+//! What a consumer has received from one source, for the read-your-writes watermark:
+//! every position up to `watermark`, plus the positions above it that arrived early
+//! (partitions interleave), each with where it landed in the consuming log.
+//!
+//! Only the watermark and the log position from which the early arrivals can be found
+//! again are stored (16 bytes); on start the early arrivals are re-read from the log.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Received {
     /// Every position ≤ watermark has been received.
     watermark: u64,
-    above: BTreeSet<u64>,
+    /// Early arrivals: source position → position in the consuming log.
+    above: BTreeMap<u64, u64>,
 }
 
 impl Received {
@@ -16,38 +20,38 @@ impl Received {
         self.watermark
     }
 
-    pub fn contains(&self, position: u64) -> bool {
-        position <= self.watermark || self.above.contains(&position)
-    }
-
-    /// Records `position`; false if it was already received.
-    pub fn insert(&mut self, position: u64) -> bool {
-        if self.contains(position) {
-            return false;
+    /// Records `position` (stored at `log_position` of the consuming log).
+    pub fn insert(&mut self, position: u64, log_position: u64) {
+        if position <= self.watermark {
+            return;
         }
-        self.above.insert(position);
-        while self.above.remove(&(self.watermark + 1)) {
+        self.above.insert(position, log_position);
+        while self.above.remove(&(self.watermark + 1)).is_some() {
             self.watermark += 1;
         }
-        true
     }
 
+    /// The consuming-log position from which every early arrival can be re-read.
+    pub fn rescan_from(&self) -> Option<u64> {
+        self.above.values().min().copied()
+    }
+
+    /// The stored form: watermark, and where to rescan from (0: nothing to rescan).
     pub fn encode(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(8 + 8 * self.above.len());
-        v.extend_from_slice(&self.watermark.to_be_bytes());
-        for p in &self.above {
-            v.extend_from_slice(&p.to_be_bytes());
-        }
+        let mut v = self.watermark.to_be_bytes().to_vec();
+        v.extend_from_slice(&self.rescan_from().unwrap_or(0).to_be_bytes());
         v
     }
 
-    pub fn decode(v: &[u8]) -> Option<Self> {
-        if v.len() % 8 != 0 || v.is_empty() {
-            return None;
-        }
-        let mut it = v.chunks_exact(8).map(|c| u64::from_be_bytes(c.try_into().expect("8 bytes")));
-        let watermark = it.next()?;
-        Some(Self { watermark, above: it.collect() })
+    /// The watermark and the rescan position from the stored form.
+    pub fn decode(v: &[u8]) -> Option<(u64, u64)> {
+        let w = u64::from_be_bytes(v.get(..8)?.try_into().ok()?);
+        let q = u64::from_be_bytes(v.get(8..16)?.try_into().ok()?);
+        Some((w, q))
+    }
+
+    pub fn with_watermark(watermark: u64) -> Self {
+        Self { watermark, above: BTreeMap::new() }
     }
 }
 
@@ -58,14 +62,13 @@ mod tests {
     #[test]
     fn the_watermark_moves_over_contiguous_positions_only() {
         let mut r = Received::default();
-        assert!(r.insert(2));
-        assert_eq!(r.watermark(), 0);
-        assert!(r.insert(1));
-        assert_eq!(r.watermark(), 2);
-        assert!(!r.insert(1) && !r.insert(2));
-        assert!(r.insert(5));
-        assert!(!r.insert(5));
-        assert_eq!(r.watermark(), 2);
-        assert_eq!(Received::decode(&r.encode()), Some(r));
+        r.insert(2, 10);
+        assert_eq!((r.watermark(), r.rescan_from()), (0, Some(10)));
+        r.insert(1, 11);
+        assert_eq!((r.watermark(), r.rescan_from()), (2, None));
+        r.insert(5, 12);
+        r.insert(4, 13);
+        assert_eq!((r.watermark(), r.rescan_from()), (2, Some(12)));
+        assert_eq!(Received::decode(&r.encode()), Some((2, 12)));
     }
 }

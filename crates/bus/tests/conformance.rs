@@ -8,7 +8,7 @@ mod support;
 use std::future::Future;
 use std::path::Path;
 
-use dvk_bus::kafka::{KafkaConfig, KafkaSource, RelayConfig, relay, topic_of};
+use dvk_bus::kafka::{KafkaSource, RelayConfig, relay, topic_of};
 use dvk_bus::local::LocalSource;
 use dvk_bus::{EventSource, Ingestor};
 use dvk_eventlog::EventLog;
@@ -61,7 +61,7 @@ async fn local_source_conforms() {
 async fn kafka_source_conforms() {
     let dir = tempfile::tempdir().unwrap();
     let broker = support::Broker::memory();
-    let kafka = KafkaConfig::new(&broker.bootstrap());
+    let kafka = broker.kafka();
     let upstream = open(&dir.path().join("upstream"), SOURCE);
     let topic = topic_of(SOURCE);
     let (cursor_tx, _cursor) = tokio::sync::watch::channel(0);

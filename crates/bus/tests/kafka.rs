@@ -60,7 +60,7 @@ async fn a_hundred_thousand_events_arrive_exactly_once_though_the_consumer_is_ki
     const N: u64 = 100_000;
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::memory();
-    let kafka = KafkaConfig::new(&broker.bootstrap());
+    let kafka = broker.kafka();
     let upstream = open(&dir.path().join("upstream"), SOURCE);
     let relay = start_relay(&upstream, &kafka);
     let producer = {
@@ -105,7 +105,7 @@ async fn a_broker_restart_under_load_loses_nothing_and_repeats_nothing() {
     const N: u64 = 3_000;
     let dir = tempfile::tempdir().unwrap();
     let mut broker = Broker::sqlite(dir.path());
-    let kafka = KafkaConfig::new(&broker.bootstrap());
+    let kafka = broker.kafka();
     let upstream = open(&dir.path().join("upstream"), SOURCE);
     let relay = start_relay(&upstream, &kafka);
     let consumer = open(&dir.path().join("consumer"), "aggregation");
@@ -153,7 +153,7 @@ async fn a_broker_restart_under_load_loses_nothing_and_repeats_nothing() {
 async fn malformed_messages_are_counted_and_skipped() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::memory();
-    let kafka = KafkaConfig::new(&broker.bootstrap());
+    let kafka = broker.kafka();
     let topic = topic_of(SOURCE);
     dvk_bus::kafka::ensure_topic(&kafka, &topic, 1, 1).await.unwrap();
     let raw: FutureProducer =

@@ -79,6 +79,7 @@ pub fn tansu() -> PathBuf {
 pub struct Broker {
     pub port: u16,
     storage: String,
+    dir: Option<PathBuf>,
     child: Option<Child>,
 }
 
@@ -94,13 +95,26 @@ impl Broker {
 
     /// SQLite storage in `dir`: survives a broker restart.
     pub fn sqlite(dir: &Path) -> Broker {
-        Self::start_with(free_port(), format!("sqlite://{}", dir.join("tansu.db").display()))
+        // Tansu resolves the database path against its working directory.
+        let mut b =
+            Broker { port: free_port(), storage: "sqlite://tansu.db".into(), dir: Some(dir.to_owned()), child: None };
+        b.start();
+        b
     }
 
     fn start_with(port: u16, storage: String) -> Broker {
-        let mut b = Broker { port, storage, child: None };
+        let mut b = Broker { port, storage, dir: None, child: None };
         b.start();
         b
+    }
+
+    /// Client settings for this broker. Tansu 0.6 answers a fetch from an offset inside
+    /// a stored record batch with the *next* batch, silently skipping the rest of the
+    /// one asked for; a consumer resuming mid-batch would never see those records. One
+    /// message per record batch (`batch.num.messages=1`) makes every offset a batch
+    /// boundary. Real Kafka needs no such setting.
+    pub fn kafka(&self) -> dvk_bus::kafka::KafkaConfig {
+        dvk_bus::kafka::KafkaConfig::new(&self.bootstrap()).set("batch.num.messages", "1")
     }
 
     pub fn bootstrap(&self) -> String {
@@ -110,7 +124,11 @@ impl Broker {
     pub fn start(&mut self) {
         let url = format!("tcp://127.0.0.1:{}", self.port);
         let log = if std::env::var_os("TEST_LOG").is_some() { Stdio::inherit() } else { Stdio::null() };
-        let child = Command::new(tansu())
+        let mut command = Command::new(tansu());
+        if let Some(dir) = &self.dir {
+            command.current_dir(dir);
+        }
+        let child = command
             .args([
                 "broker",
                 "--listener-url",
