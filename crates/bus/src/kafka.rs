@@ -25,6 +25,13 @@ use tokio::sync::watch;
 
 use crate::{BusError, EventSource, Item, SourceBatch};
 
+/// Most messages the relay puts in one record batch, and how far a consumer rewinds
+/// when it resumes. A broker may answer a fetch from an offset inside a stored record
+/// batch with the *next* batch (Tansu 0.6 does), which would silently skip the rest of
+/// the batch asked for. Resuming this many offsets earlier always starts at or before
+/// a batch boundary; what is read twice is dropped as a duplicate.
+pub const BATCH_MESSAGES: i64 = 1000;
+
 /// The header holding the CRC-32 of the payload.
 pub const CRC_HEADER: &str = "dvk-crc32";
 
@@ -166,6 +173,7 @@ async fn relay_once(
             ("enable.idempotence", "true"),
             ("acks", "all"),
             ("linger.ms", "5"),
+            ("batch.num.messages", &BATCH_MESSAGES.to_string()),
             ("message.timeout.ms", "30000"),
             ("queue.buffering.max.messages", "100000"),
         ])
@@ -264,7 +272,8 @@ impl KafkaSource {
         for p in 0..partitions {
             let next =
                 consumer_log.meta(&offset_key(topic, p))?.and_then(|v| v.try_into().ok()).map(i64::from_be_bytes);
-            tpl.add_partition_offset(topic, p, next.map_or(Offset::Beginning, Offset::Offset))?;
+            let resume = next.map_or(Offset::Beginning, |n| Offset::Offset((n - BATCH_MESSAGES).max(0)));
+            tpl.add_partition_offset(topic, p, resume)?;
         }
         consumer.assign(&tpl)?;
         Ok(Self { consumer, topic: topic.to_owned(), max_batch: 2048 })

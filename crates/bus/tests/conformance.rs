@@ -16,7 +16,9 @@ use support::{append, assert_exactly_once, ingest_until, open};
 
 const SOURCE: &str = "registration";
 
-async fn scenario<S, F, Fut>(dir: &Path, upstream: &EventLog, make: F)
+/// `max_redelivered`: how many events a resumed source may deliver again (they must be
+/// dropped as duplicates, never appended twice).
+async fn scenario<S, F, Fut>(dir: &Path, upstream: &EventLog, max_redelivered: u64, make: F)
 where
     S: EventSource,
     F: Fn(EventLog) -> Fut,
@@ -42,7 +44,7 @@ where
     assert_eq!(ingestor.watermarks().borrow()[SOURCE], 1_000, "the watermark survives the restart");
     ingest_until(&mut ingestor, &mut source, SOURCE, 1_500).await;
     assert_exactly_once(&consumer, SOURCE, 1_500);
-    assert_eq!(ingestor.totals().duplicates, 0, "resumed after what it had, not before");
+    assert!(ingestor.totals().duplicates <= max_redelivered, "{:?}", ingestor.totals());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -50,7 +52,7 @@ async fn local_source_conforms() {
     let dir = tempfile::tempdir().unwrap();
     let upstream = open(&dir.path().join("upstream"), SOURCE);
     let up = upstream.clone();
-    scenario(dir.path(), &upstream, move |consumer| {
+    scenario(dir.path(), &upstream, 0, move |consumer| {
         let up = up.clone();
         async move { LocalSource::new(&up, &consumer).unwrap() }
     })
@@ -68,7 +70,9 @@ async fn kafka_source_conforms() {
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let relay_task = tokio::spawn(relay(upstream.clone(), RelayConfig::new(kafka.clone(), &topic), cursor_tx, stop));
     let k = kafka.clone();
-    scenario(dir.path(), &upstream, move |consumer| {
+    // The Kafka source rewinds by up to one record batch per partition when it resumes.
+    let max_redelivered = 6 * dvk_bus::kafka::BATCH_MESSAGES as u64;
+    scenario(dir.path(), &upstream, max_redelivered, move |consumer| {
         let k = k.clone();
         let topic = topic.clone();
         async move { KafkaSource::new(&k, &topic, "conformance", &consumer).await.unwrap() }

@@ -108,13 +108,9 @@ impl Broker {
         b
     }
 
-    /// Client settings for this broker. Tansu 0.6 answers a fetch from an offset inside
-    /// a stored record batch with the *next* batch, silently skipping the rest of the
-    /// one asked for; a consumer resuming mid-batch would never see those records. One
-    /// message per record batch (`batch.num.messages=1`) makes every offset a batch
-    /// boundary. Real Kafka needs no such setting.
+    /// Client settings for this broker.
     pub fn kafka(&self) -> dvk_bus::kafka::KafkaConfig {
-        dvk_bus::kafka::KafkaConfig::new(&self.bootstrap()).set("batch.num.messages", "1")
+        dvk_bus::kafka::KafkaConfig::new(&self.bootstrap())
     }
 
     pub fn bootstrap(&self) -> String {
