@@ -91,6 +91,15 @@ async fn latency(rate: u64, secs: u64) -> (f64, f64) {
     dvk_bus::kafka::ensure_topic(&kafka, &topic_of(SOURCE), 6, 1).await.unwrap();
     let mut source = KafkaSource::new(&kafka, &topic_of(SOURCE), "latency", &consumer).await.unwrap();
     let mut ingestor = Ingestor::new(consumer.clone(), &[SOURCE]).unwrap();
+    // Warm up (connections, metadata, first fetches) before measuring.
+    const WARM: u64 = 200;
+    for i in 0..WARM {
+        upstream
+            .append(AppendRequest::new(format!("warm-{}", i % 7), ExpectedVersion::Any, vec![event(i)]))
+            .await
+            .unwrap();
+    }
+    support::ingest_until(&mut ingestor, &mut source, SOURCE, WARM).await;
     let n = rate * secs;
     let writer = {
         let upstream = upstream.clone();
@@ -179,6 +188,7 @@ async fn ceiling(n: u64) -> (f64, f64) {
     let consumer: StreamConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", broker.bootstrap())
         .set("group.id", "ceiling")
+        .set("fetch.wait.max.ms", "10")
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .create()

@@ -173,6 +173,7 @@ async fn relay_once(
             ("enable.idempotence", "true"),
             ("acks", "all"),
             ("linger.ms", "5"),
+            ("socket.nagle.disable", "true"),
             ("batch.num.messages", &BATCH_MESSAGES.to_string()),
             ("message.timeout.ms", "30000"),
             ("queue.buffering.max.messages", "100000"),
@@ -253,6 +254,9 @@ impl KafkaSource {
                 ("enable.auto.commit", "false"),
                 ("enable.auto.offset.store", "false"),
                 ("auto.offset.reset", "earliest"),
+                // Fresh roll-ups need fresh events: do not let the broker sit on a fetch.
+                ("fetch.wait.max.ms", "10"),
+                ("socket.nagle.disable", "true"),
             ])
             .create()?;
         let partitions = loop {
