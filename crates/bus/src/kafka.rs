@@ -226,9 +226,37 @@ async fn relay_once(
     Ok(())
 }
 
+/// Consumer lag per partition, from librdkafka's statistics (every second).
+pub type PartitionLag = std::sync::Arc<std::sync::Mutex<BTreeMap<i32, i64>>>;
+
+/// A consumer context that records each partition's lag.
+#[derive(Debug, Clone)]
+pub struct LagContext {
+    topic: String,
+    lag: PartitionLag,
+}
+
+impl rdkafka::ClientContext for LagContext {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        if let Some(t) = statistics.topics.get(&self.topic) {
+            let mut lag = self.lag.lock().expect("lag lock");
+            // Offsets are kept in the consuming log, not committed, so the lag is the
+            // high watermark minus the position handed to the application.
+            for (p, part) in &t.partitions {
+                if *p >= 0 && part.hi_offset >= 0 && part.app_offset >= 0 {
+                    lag.insert(*p, (part.hi_offset - part.app_offset).max(0));
+                }
+            }
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for LagContext {}
+
 /// Consumes one topic from the offsets stored in the consuming log.
 pub struct KafkaSource {
-    consumer: StreamConsumer,
+    consumer: StreamConsumer<LagContext>,
+    lag: PartitionLag,
     topic: String,
     max_batch: usize,
 }
@@ -248,8 +276,11 @@ impl KafkaSource {
     /// assigned explicitly, each from the offset stored in that log (no group commits:
     /// the log is the only place progress lives).
     pub async fn new(kafka: &KafkaConfig, topic: &str, group: &str, consumer_log: &EventLog) -> Result<Self, BusError> {
-        let consumer: StreamConsumer = kafka
+        let lag = PartitionLag::default();
+        let context = LagContext { topic: topic.to_owned(), lag: lag.clone() };
+        let consumer: StreamConsumer<LagContext> = kafka
             .client(&[
+                ("statistics.interval.ms", "1000"),
                 ("group.id", group),
                 ("enable.auto.commit", "false"),
                 ("enable.auto.offset.store", "false"),
@@ -258,7 +289,7 @@ impl KafkaSource {
                 ("fetch.wait.max.ms", "10"),
                 ("socket.nagle.disable", "true"),
             ])
-            .create()?;
+            .create_with_context(context)?;
         let partitions = loop {
             let metadata = {
                 let topic = topic.to_owned();
@@ -280,7 +311,13 @@ impl KafkaSource {
             tpl.add_partition_offset(topic, p, resume)?;
         }
         consumer.assign(&tpl)?;
-        Ok(Self { consumer, topic: topic.to_owned(), max_batch: 2048 })
+        Ok(Self { consumer, lag, topic: topic.to_owned(), max_batch: 2048 })
+    }
+
+    /// Messages not yet consumed, per partition (updated every second; the metric
+    /// `consumer lag per partition`).
+    pub fn lag(&self) -> PartitionLag {
+        self.lag.clone()
     }
 }
 
@@ -341,5 +378,33 @@ impl EventSource for KafkaSource {
         let progress =
             next_offsets.into_iter().map(|(p, o)| (offset_key(&self.topic, p), o.to_be_bytes().to_vec())).collect();
         Ok(SourceBatch { items, progress })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dvk_kafka_variables_become_librdkafka_settings() {
+        let vars = [
+            ("DVK_KAFKA_BOOTSTRAP_SERVERS", "k1:9093,k2:9093"),
+            ("DVK_KAFKA_SECURITY_PROTOCOL", "SASL_SSL"),
+            ("DVK_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512"),
+            ("DVK_KAFKA_SSL_CA_LOCATION", "/etc/kafka/ca.pem"),
+            ("DVK_DATA_DIR", "/data"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let c = KafkaConfig::from_vars(vars);
+        let got: Vec<(&str, &str)> = c.settings.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                ("bootstrap.servers", "k1:9093,k2:9093"),
+                ("sasl.mechanism", "SCRAM-SHA-512"),
+                ("security.protocol", "SASL_SSL"),
+                ("ssl.ca.location", "/etc/kafka/ca.pem"),
+            ]
+        );
     }
 }
