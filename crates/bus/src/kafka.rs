@@ -226,37 +226,11 @@ async fn relay_once(
     Ok(())
 }
 
-/// Consumer lag per partition, from librdkafka's statistics (every second).
-pub type PartitionLag = std::sync::Arc<std::sync::Mutex<BTreeMap<i32, i64>>>;
-
-/// A consumer context that records each partition's lag.
-#[derive(Debug, Clone)]
-pub struct LagContext {
-    topic: String,
-    lag: PartitionLag,
-}
-
-impl rdkafka::ClientContext for LagContext {
-    fn stats(&self, statistics: rdkafka::Statistics) {
-        if let Some(t) = statistics.topics.get(&self.topic) {
-            let mut lag = self.lag.lock().expect("lag lock");
-            // Offsets are kept in the consuming log, not committed, so the lag is the
-            // high watermark minus the position handed to the application.
-            for (p, part) in &t.partitions {
-                if *p >= 0 && part.hi_offset >= 0 && part.app_offset >= 0 {
-                    lag.insert(*p, (part.hi_offset - part.app_offset).max(0));
-                }
-            }
-        }
-    }
-}
-
-impl rdkafka::consumer::ConsumerContext for LagContext {}
-
 /// Consumes one topic from the offsets stored in the consuming log.
 pub struct KafkaSource {
-    consumer: StreamConsumer<LagContext>,
-    lag: PartitionLag,
+    consumer: StreamConsumer,
+    /// The next offset to consume, per partition (for the lag).
+    positions: BTreeMap<i32, i64>,
     topic: String,
     max_batch: usize,
 }
@@ -276,11 +250,8 @@ impl KafkaSource {
     /// assigned explicitly, each from the offset stored in that log (no group commits:
     /// the log is the only place progress lives).
     pub async fn new(kafka: &KafkaConfig, topic: &str, group: &str, consumer_log: &EventLog) -> Result<Self, BusError> {
-        let lag = PartitionLag::default();
-        let context = LagContext { topic: topic.to_owned(), lag: lag.clone() };
-        let consumer: StreamConsumer<LagContext> = kafka
+        let consumer: StreamConsumer = kafka
             .client(&[
-                ("statistics.interval.ms", "1000"),
                 ("group.id", group),
                 ("enable.auto.commit", "false"),
                 ("enable.auto.offset.store", "false"),
@@ -289,7 +260,7 @@ impl KafkaSource {
                 ("fetch.wait.max.ms", "10"),
                 ("socket.nagle.disable", "true"),
             ])
-            .create_with_context(context)?;
+            .create()?;
         let partitions = loop {
             let metadata = {
                 let topic = topic.to_owned();
@@ -304,20 +275,29 @@ impl KafkaSource {
             tokio::time::sleep(Duration::from_millis(500)).await;
         };
         let mut tpl = TopicPartitionList::new();
+        let mut positions = BTreeMap::new();
         for p in 0..partitions {
             let next =
                 consumer_log.meta(&offset_key(topic, p))?.and_then(|v| v.try_into().ok()).map(i64::from_be_bytes);
             let resume = next.map_or(Offset::Beginning, |n| Offset::Offset((n - BATCH_MESSAGES).max(0)));
+            positions.insert(p, next.unwrap_or(0));
             tpl.add_partition_offset(topic, p, resume)?;
         }
         consumer.assign(&tpl)?;
-        Ok(Self { consumer, lag, topic: topic.to_owned(), max_batch: 2048 })
+        Ok(Self { consumer, positions, topic: topic.to_owned(), max_batch: 2048 })
     }
 
-    /// Messages not yet consumed, per partition (updated every second; the metric
-    /// `consumer lag per partition`).
-    pub fn lag(&self) -> PartitionLag {
-        self.lag.clone()
+    /// Messages not yet consumed, per partition: the partition's high watermark minus
+    /// the next offset to consume. Asks the broker (blocking, at most `timeout` per
+    /// partition); partitions whose watermark did not come back in time are absent.
+    pub fn lag(&self, timeout: Duration) -> BTreeMap<i32, i64> {
+        self.positions
+            .iter()
+            .filter_map(|(p, next)| {
+                let (_, high) = self.consumer.fetch_watermarks(&self.topic, *p, timeout).ok()?;
+                (high >= 0).then_some((*p, (high - next).max(0)))
+            })
+            .collect()
     }
 }
 

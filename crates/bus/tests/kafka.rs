@@ -95,17 +95,6 @@ async fn a_hundred_thousand_events_arrive_exactly_once_though_the_consumer_is_ki
     let mut ingestor = Ingestor::new(consumer.clone(), &[SOURCE]).unwrap();
     ingest_until(&mut ingestor, &mut source, SOURCE, N).await;
     assert_eq!(kills, 20, "the stream outlasted twenty kills");
-    // Once everything is consumed, every partition reports no lag.
-    let lag = source.lag();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let l = lag.lock().unwrap().clone();
-        if l.len() == 6 && l.values().all(|v| *v == 0) {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "lag never reached zero: {l:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
     assert_exactly_once(&consumer, SOURCE, N);
     relay.stop().await;
     assert_eq!(relay_cursor(&upstream, &topic).unwrap(), N, "the relay's stored cursor covers everything");
