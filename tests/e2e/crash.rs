@@ -23,6 +23,14 @@ struct Ack {
     position: u64,
 }
 
+impl Ack {
+    /// Reads a writer's `ack <stream> <version> <position>` line.
+    fn parse(line: &str) -> Option<Ack> {
+        let mut f = line.strip_prefix("ack ")?.split(' ');
+        Some(Ack { stream: f.next()?.into(), version: f.next()?.parse().ok()?, position: f.next()?.parse().ok()? })
+    }
+}
+
 fn child(dir: &str, round: &str) {
     let log = EventLog::open(LogConfig::new(dir, "registration")).expect("child opens the log");
     let mut threads = Vec::new();
@@ -87,13 +95,8 @@ fn acknowledged_appends_survive_sigkill() {
         let mut this_round = 0;
         while this_round < target {
             let line = rx.recv_timeout(deadline - Instant::now()).expect("the writer keeps acknowledging");
-            if let Some(rest) = line.strip_prefix("ack ") {
-                let f: Vec<&str> = rest.split(' ').collect();
-                acked.push(Ack {
-                    stream: f[0].into(),
-                    version: f[1].parse().unwrap(),
-                    position: f[2].parse().unwrap(),
-                });
+            if let Some(ack) = Ack::parse(&line) {
+                acked.push(ack);
                 this_round += 1;
             }
         }
@@ -101,14 +104,7 @@ fn acknowledged_appends_survive_sigkill() {
         proc.wait().unwrap();
         // Acknowledgements already in the pipe were acknowledged before the kill too.
         while let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
-            if let Some(rest) = line.strip_prefix("ack ") {
-                let f: Vec<&str> = rest.split(' ').collect();
-                acked.push(Ack {
-                    stream: f[0].into(),
-                    version: f[1].parse().unwrap(),
-                    position: f[2].parse().unwrap(),
-                });
-            }
+            acked.extend(Ack::parse(&line));
         }
     }
 

@@ -68,6 +68,41 @@ fn page_size(requested: i32) -> Result<usize, Status> {
     }
 }
 
+/// A date field that defaults to today.
+fn optional_date(field: &str, d: Option<&pc::Date>) -> Result<Date, Status> {
+    Ok(convert::date_in(field, d).map_err(status::domain)?.unwrap_or_else(today))
+}
+
+/// A request that changes an existing model.
+trait ModelChange: Message + Clone + Send + Sync + 'static {
+    /// The request id, the model id and the expected version.
+    fn target(&self) -> (&str, &str, u64);
+    /// The request without its request id: what a retry must repeat exactly.
+    fn body(&self) -> Self;
+}
+
+macro_rules! model_change {
+    ($($t:ty),* $(,)?) => {$(
+        impl ModelChange for $t {
+            fn target(&self) -> (&str, &str, u64) {
+                (&self.request_id, &self.model_id, self.expected_version)
+            }
+            fn body(&self) -> Self {
+                Self { request_id: String::new(), ..self.clone() }
+            }
+        }
+    )*};
+}
+
+model_change!(
+    pr::AmendModelRequest,
+    pr::StartModelRequest,
+    pr::RecognizeModelRequest,
+    pr::CommendModelRequest,
+    pr::ReplicateModelRequest,
+    pr::RetireModelRequest,
+);
+
 /// What a write decided: the stream, the expected version and the events.
 struct Decision {
     stream: String,
@@ -206,6 +241,31 @@ impl Registration {
             version: receipt.last_version,
             position: Some(position(receipt.last_position)),
         }))
+    }
+
+    /// One RPC that changes a model: metrics, authentication, role, then `command`
+    /// turns the request into a domain command against the current state.
+    async fn model_rpc<R: ModelChange>(
+        &self,
+        method: &'static str,
+        roles: &[Role],
+        request: Request<R>,
+        command: impl FnOnce(&Caller, &R, &State, &ModelEntry) -> Result<ModelCommand, Status> + Send,
+    ) -> Result<Response<pr::WriteModelResponse>, Status> {
+        self.metrics
+            .clone()
+            .track(method, async {
+                let caller = self.caller(&request).await?;
+                caller.require_role(roles, method)?;
+                let req = request.into_inner();
+                let (request_id, model_id, expected) = req.target();
+                let body = req.body();
+                self.change_model(&caller, method, request_id, &body, (model_id, expected), |state, entry| {
+                    command(&caller, &req, state, entry)
+                })
+                .await
+            })
+            .await
     }
 
     fn model_out(id: &str, entry: &ModelEntry) -> pr::Model {
@@ -622,182 +682,81 @@ impl RegistrationService for Registration {
         &self,
         request: Request<pr::AmendModelRequest>,
     ) -> Result<Response<pr::WriteModelResponse>, Status> {
-        self.metrics
-            .clone()
-            .track("AmendModel", async {
-                let caller = self.caller(&request).await?;
-                caller.require_role(&[Role::Reporter, Role::Admin], "AmendModel")?;
-                let req = request.into_inner();
-                let details = convert::details_in(req.details.as_ref()).map_err(status::domain)?;
-                let body = pr::AmendModelRequest { request_id: String::new(), ..req.clone() };
-                self.change_model(
-                    &caller,
-                    "AmendModel",
-                    &req.request_id,
-                    &body,
-                    (&req.model_id, req.expected_version),
-                    |_, _| Ok(ModelCommand::Amend { details, reason: req.reason.clone() }),
-                )
-                .await
-            })
-            .await
+        self.model_rpc("AmendModel", &[Role::Reporter, Role::Admin], request, |_, req, _, _| {
+            let details = convert::details_in(req.details.as_ref()).map_err(status::domain)?;
+            Ok(ModelCommand::Amend { details, reason: req.reason.clone() })
+        })
+        .await
     }
 
     async fn start_model(
         &self,
         request: Request<pr::StartModelRequest>,
     ) -> Result<Response<pr::WriteModelResponse>, Status> {
-        self.metrics
-            .clone()
-            .track("StartModel", async {
-                let caller = self.caller(&request).await?;
-                caller.require_role(&[Role::Reporter, Role::Admin], "StartModel")?;
-                let req = request.into_inner();
-                let started_on = convert::date_in("started_on", req.started_on.as_ref())
-                    .map_err(status::domain)?
-                    .unwrap_or_else(today);
-                let body = pr::StartModelRequest { request_id: String::new(), ..req.clone() };
-                self.change_model(
-                    &caller,
-                    "StartModel",
-                    &req.request_id,
-                    &body,
-                    (&req.model_id, req.expected_version),
-                    |_, _| Ok(ModelCommand::Start { started_on }),
-                )
-                .await
-            })
-            .await
+        self.model_rpc("StartModel", &[Role::Reporter, Role::Admin], request, |_, req, _, _| {
+            let started_on = optional_date("started_on", req.started_on.as_ref())?;
+            Ok(ModelCommand::Start { started_on })
+        })
+        .await
     }
 
     async fn recognize_model(
         &self,
         request: Request<pr::RecognizeModelRequest>,
     ) -> Result<Response<pr::WriteModelResponse>, Status> {
-        self.metrics
-            .clone()
-            .track("RecognizeModel", async {
-                let caller = self.caller(&request).await?;
-                caller.require_role(&[Role::Approver, Role::Admin], "RecognizeModel")?;
-                let req = request.into_inner();
-                let level = convert::level_in("level", req.level).map_err(status::domain)?;
-                let unit =
-                    convert::unit_in("recognizing_unit", req.recognizing_unit.as_ref()).map_err(status::domain)?;
-                let decision = convert::decision_in("decision", req.decision.as_ref()).map_err(status::domain)?;
-                let body = pr::RecognizeModelRequest { request_id: String::new(), ..req.clone() };
-                self.change_model(
-                    &caller,
-                    "RecognizeModel",
-                    &req.request_id,
-                    &body,
-                    (&req.model_id, req.expected_version),
-                    |state, entry| {
-                        let tree = entry.model.state().expect("registered").tree;
-                        caller.require_scope(&state.trees, tree, &unit, "RecognizeModel")?;
-                        Ok(ModelCommand::Recognize(Recognition {
-                            level,
-                            recognizing_unit: unit,
-                            decision,
-                            exemplary: req.exemplary,
-                        }))
-                    },
-                )
-                .await
-            })
-            .await
+        self.model_rpc("RecognizeModel", &[Role::Approver, Role::Admin], request, |caller, req, state, entry| {
+            let level = convert::level_in("level", req.level).map_err(status::domain)?;
+            let unit = convert::unit_in("recognizing_unit", req.recognizing_unit.as_ref()).map_err(status::domain)?;
+            let decision = convert::decision_in("decision", req.decision.as_ref()).map_err(status::domain)?;
+            let tree = entry.model.state().expect("registered").tree;
+            caller.require_scope(&state.trees, tree, &unit, "RecognizeModel")?;
+            Ok(ModelCommand::Recognize(Recognition {
+                level,
+                recognizing_unit: unit,
+                decision,
+                exemplary: req.exemplary,
+            }))
+        })
+        .await
     }
 
     async fn commend_model(
         &self,
         request: Request<pr::CommendModelRequest>,
     ) -> Result<Response<pr::WriteModelResponse>, Status> {
-        self.metrics
-            .clone()
-            .track("CommendModel", async {
-                let caller = self.caller(&request).await?;
-                caller.require_role(&[Role::Approver, Role::Admin], "CommendModel")?;
-                let req = request.into_inner();
-                let form = convert::award_in("form", req.form).map_err(status::domain)?;
-                let level = convert::level_in("level", req.level).map_err(status::domain)?;
-                let unit = convert::unit_in("awarding_unit", req.awarding_unit.as_ref()).map_err(status::domain)?;
-                let decision = convert::decision_in("decision", req.decision.as_ref()).map_err(status::domain)?;
-                let body = pr::CommendModelRequest { request_id: String::new(), ..req.clone() };
-                self.change_model(
-                    &caller,
-                    "CommendModel",
-                    &req.request_id,
-                    &body,
-                    (&req.model_id, req.expected_version),
-                    |state, entry| {
-                        let tree = entry.model.state().expect("registered").tree;
-                        caller.require_scope(&state.trees, tree, &unit, "CommendModel")?;
-                        Ok(ModelCommand::Commend(Commendation { form, level, awarding_unit: unit, decision }))
-                    },
-                )
-                .await
-            })
-            .await
+        self.model_rpc("CommendModel", &[Role::Approver, Role::Admin], request, |caller, req, state, entry| {
+            let form = convert::award_in("form", req.form).map_err(status::domain)?;
+            let level = convert::level_in("level", req.level).map_err(status::domain)?;
+            let unit = convert::unit_in("awarding_unit", req.awarding_unit.as_ref()).map_err(status::domain)?;
+            let decision = convert::decision_in("decision", req.decision.as_ref()).map_err(status::domain)?;
+            let tree = entry.model.state().expect("registered").tree;
+            caller.require_scope(&state.trees, tree, &unit, "CommendModel")?;
+            Ok(ModelCommand::Commend(Commendation { form, level, awarding_unit: unit, decision }))
+        })
+        .await
     }
 
     async fn replicate_model(
         &self,
         request: Request<pr::ReplicateModelRequest>,
     ) -> Result<Response<pr::WriteModelResponse>, Status> {
-        self.metrics
-            .clone()
-            .track("ReplicateModel", async {
-                let caller = self.caller(&request).await?;
-                caller.require_role(&[Role::Reporter, Role::Admin], "ReplicateModel")?;
-                let req = request.into_inner();
-                let target = convert::unit_in("target_unit", req.target_unit.as_ref()).map_err(status::domain)?;
-                let on = convert::date_in("replicated_on", req.replicated_on.as_ref())
-                    .map_err(status::domain)?
-                    .unwrap_or_else(today);
-                let body = pr::ReplicateModelRequest { request_id: String::new(), ..req.clone() };
-                self.change_model(
-                    &caller,
-                    "ReplicateModel",
-                    &req.request_id,
-                    &body,
-                    (&req.model_id, req.expected_version),
-                    |_, _| {
-                        Ok(ModelCommand::Replicate(Replication {
-                            target_unit: target,
-                            replicated_on: on,
-                            note: req.note.clone(),
-                        }))
-                    },
-                )
-                .await
-            })
-            .await
+        self.model_rpc("ReplicateModel", &[Role::Reporter, Role::Admin], request, |_, req, _, _| {
+            let target_unit = convert::unit_in("target_unit", req.target_unit.as_ref()).map_err(status::domain)?;
+            let replicated_on = optional_date("replicated_on", req.replicated_on.as_ref())?;
+            Ok(ModelCommand::Replicate(Replication { target_unit, replicated_on, note: req.note.clone() }))
+        })
+        .await
     }
 
     async fn retire_model(
         &self,
         request: Request<pr::RetireModelRequest>,
     ) -> Result<Response<pr::WriteModelResponse>, Status> {
-        self.metrics
-            .clone()
-            .track("RetireModel", async {
-                let caller = self.caller(&request).await?;
-                caller.require_role(&[Role::Reporter, Role::Admin], "RetireModel")?;
-                let req = request.into_inner();
-                let on = convert::date_in("retired_on", req.retired_on.as_ref())
-                    .map_err(status::domain)?
-                    .unwrap_or_else(today);
-                let body = pr::RetireModelRequest { request_id: String::new(), ..req.clone() };
-                self.change_model(
-                    &caller,
-                    "RetireModel",
-                    &req.request_id,
-                    &body,
-                    (&req.model_id, req.expected_version),
-                    |_, _| Ok(ModelCommand::Retire { reason: req.reason.clone(), retired_on: on }),
-                )
-                .await
-            })
-            .await
+        self.model_rpc("RetireModel", &[Role::Reporter, Role::Admin], request, |_, req, _, _| {
+            let retired_on = optional_date("retired_on", req.retired_on.as_ref())?;
+            Ok(ModelCommand::Retire { reason: req.reason.clone(), retired_on })
+        })
+        .await
     }
 
     async fn get_model(&self, request: Request<pr::GetModelRequest>) -> Result<Response<pr::Model>, Status> {
