@@ -68,6 +68,15 @@ fn page_size(requested: i32) -> Result<usize, Status> {
     }
 }
 
+/// The model `id`, if it exists and lies in the caller's subtree.
+fn readable_model<'s>(state: &'s State, caller: &Caller, id: &ModelId, method: &str) -> Result<&'s ModelEntry, Status> {
+    let entry =
+        state.models.get(id.as_str()).ok_or_else(|| Status::not_found(format!("model {} not found", id.as_str())))?;
+    let m = entry.model.state().expect("stored models are registered");
+    caller.require_scope(&state.trees, m.tree, &m.unit, method)?;
+    Ok(entry)
+}
+
 /// A date field that defaults to today.
 fn optional_date(field: &str, d: Option<&pc::Date>) -> Result<Date, Status> {
     Ok(convert::date_in(field, d).map_err(status::domain)?.unwrap_or_else(today))
@@ -767,12 +776,7 @@ impl RegistrationService for Registration {
                 let req = request.into_inner();
                 let id = ModelId::parse("model_id", &req.model_id).map_err(status::domain)?;
                 let state = self.state.read().await;
-                let entry = state
-                    .models
-                    .get(id.as_str())
-                    .ok_or_else(|| Status::not_found(format!("model {} not found", req.model_id)))?;
-                let m = entry.model.state().expect("registered");
-                caller.require_scope(&state.trees, m.tree, &m.unit, "GetModel")?;
+                let entry = readable_model(&state, &caller, &id, "GetModel")?;
                 Ok(Response::new(Self::model_out(id.as_str(), entry)))
             })
             .await
@@ -880,12 +884,7 @@ impl RegistrationService for Registration {
                 let size = page_size(req.page_size)?;
                 {
                     let state = self.state.read().await;
-                    let entry = state
-                        .models
-                        .get(id.as_str())
-                        .ok_or_else(|| Status::not_found(format!("model {} not found", req.model_id)))?;
-                    let m = entry.model.state().expect("registered");
-                    caller.require_scope(&state.trees, m.tree, &m.unit, "GetModelHistory")?;
+                    readable_model(&state, &caller, &id, "GetModelHistory")?;
                 }
                 let from: u64 = if req.page_token.is_empty() {
                     1
