@@ -1,21 +1,41 @@
 //! Shutdown on SIGTERM or SIGINT.
 
-/// Resolves on the first SIGINT (Ctrl-C) or SIGTERM.
-pub async fn signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let term = async {
-        match signal(SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
+use tokio::signal::unix::{Signal, SignalKind};
+
+/// SIGTERM and SIGINT handlers. Install them before announcing readiness: a signal
+/// that arrives before the handlers exist would kill the process outright.
+#[derive(Debug)]
+pub struct Signals {
+    term: Signal,
+    int: Signal,
+}
+
+impl Signals {
+    /// Installs the handlers now (needs a tokio runtime).
+    pub fn install() -> std::io::Result<Signals> {
+        Ok(Signals {
+            term: tokio::signal::unix::signal(SignalKind::terminate())?,
+            int: tokio::signal::unix::signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// Resolves on the first SIGTERM or SIGINT.
+    pub async fn recv(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => tracing::info!("SIGTERM received, shutting down"),
+            _ = self.int.recv() => tracing::info!("SIGINT received, shutting down"),
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
-        () = term => tracing::info!("SIGTERM received, shutting down"),
+    }
+}
+
+/// Resolves on the first SIGINT (Ctrl-C) or SIGTERM; the handlers are installed when
+/// this is first polled (prefer `Signals::install` at start-up).
+pub async fn signal() {
+    match Signals::install() {
+        Ok(s) => s.recv().await,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM/SIGINT");
+            std::future::pending::<()>().await;
+        }
     }
 }

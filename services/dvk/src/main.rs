@@ -87,6 +87,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         auth,
     };
     runtime.block_on(async {
+        let signals = dvk_runtime::shutdown::Signals::install()?;
         let listener = tokio::net::TcpListener::bind(args.registration_listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {} (DVK_REGISTRATION_LISTEN): {e}", args.registration_listen))?;
@@ -132,7 +133,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
         println!("Stop with Ctrl-C.");
         tokio::select! {
-            () = dvk_runtime::shutdown::signal() => {
+            () = signals.recv() => {
                 let _ = stop_tx.send(());
                 registration.await??;
             }

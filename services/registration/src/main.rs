@@ -15,6 +15,13 @@ struct Args {
 async fn main() -> ExitCode {
     let args = Args::parse();
     dvk_runtime::telemetry::init();
+    let signals = match dvk_runtime::shutdown::Signals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot install signal handlers");
+            return ExitCode::FAILURE;
+        }
+    };
     let listener = match tokio::net::TcpListener::bind(args.settings.listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -22,7 +29,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(dvk_runtime::settings::EXIT_BAD_SETTINGS as u8);
         }
     };
-    match dvk_registration::run(listener, args.settings.server, dvk_runtime::shutdown::signal()).await {
+    match dvk_registration::run(listener, args.settings.server, signals.recv()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e @ dvk_registration::Error::Auth(_)) => {
             tracing::error!("{e}");
