@@ -226,11 +226,43 @@ async fn relay_once(
     Ok(())
 }
 
+/// Consumer lag per partition, shared with whoever exports it as a metric.
+pub type PartitionLag = std::sync::Arc<std::sync::Mutex<BTreeMap<i32, i64>>>;
+
+/// Reads each partition's lag from librdkafka's statistics. (The statistics are read
+/// as plain JSON: brokers other than Kafka leave out fields a typed parse requires.)
+#[derive(Debug, Clone)]
+pub struct LagContext {
+    topic: String,
+    lag: PartitionLag,
+}
+
+impl rdkafka::ClientContext for LagContext {
+    fn stats_raw(&self, statistics: &[u8]) {
+        let Ok(stats) = serde_json::from_slice::<serde_json::Value>(statistics) else { return };
+        let Some(partitions) = stats["topics"][&self.topic]["partitions"].as_object() else { return };
+        let mut lag = self.lag.lock().expect("lag lock");
+        for (p, part) in partitions {
+            let (Ok(p), Some(high), Some(app)) =
+                (p.parse::<i32>(), part["hi_offset"].as_i64(), part["app_offset"].as_i64())
+            else {
+                continue;
+            };
+            // Offsets live in the consuming log, not in the broker: the lag is the high
+            // watermark minus the position handed to the application.
+            if p >= 0 && high >= 0 && app >= 0 {
+                lag.insert(p, (high - app).max(0));
+            }
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for LagContext {}
+
 /// Consumes one topic from the offsets stored in the consuming log.
 pub struct KafkaSource {
-    consumer: StreamConsumer,
-    /// The next offset to consume, per partition (for the lag).
-    positions: BTreeMap<i32, i64>,
+    consumer: StreamConsumer<LagContext>,
+    lag: PartitionLag,
     topic: String,
     max_batch: usize,
 }
@@ -250,8 +282,11 @@ impl KafkaSource {
     /// assigned explicitly, each from the offset stored in that log (no group commits:
     /// the log is the only place progress lives).
     pub async fn new(kafka: &KafkaConfig, topic: &str, group: &str, consumer_log: &EventLog) -> Result<Self, BusError> {
-        let consumer: StreamConsumer = kafka
+        let lag = PartitionLag::default();
+        let context = LagContext { topic: topic.to_owned(), lag: lag.clone() };
+        let consumer: StreamConsumer<LagContext> = kafka
             .client(&[
+                ("statistics.interval.ms", "1000"),
                 ("group.id", group),
                 ("enable.auto.commit", "false"),
                 ("enable.auto.offset.store", "false"),
@@ -260,7 +295,7 @@ impl KafkaSource {
                 ("fetch.wait.max.ms", "10"),
                 ("socket.nagle.disable", "true"),
             ])
-            .create()?;
+            .create_with_context(context)?;
         let partitions = loop {
             let metadata = {
                 let topic = topic.to_owned();
@@ -275,29 +310,21 @@ impl KafkaSource {
             tokio::time::sleep(Duration::from_millis(500)).await;
         };
         let mut tpl = TopicPartitionList::new();
-        let mut positions = BTreeMap::new();
         for p in 0..partitions {
             let next =
                 consumer_log.meta(&offset_key(topic, p))?.and_then(|v| v.try_into().ok()).map(i64::from_be_bytes);
             let resume = next.map_or(Offset::Beginning, |n| Offset::Offset((n - BATCH_MESSAGES).max(0)));
-            positions.insert(p, next.unwrap_or(0));
             tpl.add_partition_offset(topic, p, resume)?;
         }
         consumer.assign(&tpl)?;
-        Ok(Self { consumer, positions, topic: topic.to_owned(), max_batch: 2048 })
+        Ok(Self { consumer, lag, topic: topic.to_owned(), max_batch: 2048 })
     }
 
-    /// Messages not yet consumed, per partition: the partition's high watermark minus
-    /// the next offset to consume. Asks the broker (blocking, at most `timeout` per
-    /// partition); partitions whose watermark did not come back in time are absent.
-    pub fn lag(&self, timeout: Duration) -> BTreeMap<i32, i64> {
-        self.positions
-            .iter()
-            .filter_map(|(p, next)| {
-                let (_, high) = self.consumer.fetch_watermarks(&self.topic, *p, timeout).ok()?;
-                (high >= 0).then_some((*p, (high - next).max(0)))
-            })
-            .collect()
+    /// Messages not yet consumed, per partition (high watermark − position), as
+    /// librdkafka last reported them (its statistics, every second). Share it with a
+    /// metrics exporter: it stays current while the source is consumed.
+    pub fn lag(&self) -> PartitionLag {
+        self.lag.clone()
     }
 }
 

@@ -37,8 +37,9 @@ impl Relay {
     }
 }
 
-/// Appends `n` events over `streams` streams, `per_append` events at a time.
-async fn append_bulk(log: &EventLog, n: u64, streams: u64, per_append: u64) {
+/// Appends `n` events over `streams` streams, `per_append` events at a time, pausing
+/// `pause` between appends.
+async fn append_bulk(log: &EventLog, n: u64, streams: u64, per_append: u64, pause: Duration) {
     let mut i = 0;
     while i < n {
         let stream = format!("model-{}", (i / per_append) % streams);
@@ -47,6 +48,7 @@ async fn append_bulk(log: &EventLog, n: u64, streams: u64, per_append: u64) {
             (0..count).map(|j| Envelope { correlation_id: format!("c{}", i + j), ..Envelope::default() }).collect();
         log.append(AppendRequest::new(stream, ExpectedVersion::Any, events)).await.unwrap();
         i += count;
+        tokio::time::sleep(pause).await;
     }
 }
 
@@ -65,19 +67,17 @@ async fn a_hundred_thousand_events_arrive_exactly_once_though_the_consumer_is_ki
     let relay = start_relay(&upstream, &kafka);
     let producer = {
         let upstream = upstream.clone();
-        tokio::spawn(async move { append_bulk(&upstream, N, 97, 50).await })
+        // About 10 s of production: the twenty kills all fall inside the stream.
+        tokio::spawn(async move { append_bulk(&upstream, N, 97, 50, Duration::from_millis(5)).await })
     };
     let consumer_dir = dir.path().join("consumer");
     let topic = topic_of(SOURCE);
     let mut kills = 0;
     while kills < 20 {
+        assert!(!producer.is_finished(), "the stream ended before the twentieth kill");
         let consumer = open(&consumer_dir, "aggregation");
         let source = KafkaSource::new(&kafka, &topic, "kill-test", &consumer).await.unwrap();
         let ingestor = Ingestor::new(consumer.clone(), &[SOURCE]).unwrap();
-        let mark = ingestor.watermarks().borrow()[SOURCE];
-        if mark >= N {
-            break;
-        }
         let (_stop_tx, stop) = watch::channel(false);
         let task = tokio::spawn(ingestor.run(source, stop));
         // Kill it at a random moment: abort the task, then drop every handle.
@@ -93,8 +93,31 @@ async fn a_hundred_thousand_events_arrive_exactly_once_though_the_consumer_is_ki
     let consumer = open(&consumer_dir, "aggregation");
     let mut source = KafkaSource::new(&kafka, &topic, "kill-test", &consumer).await.unwrap();
     let mut ingestor = Ingestor::new(consumer.clone(), &[SOURCE]).unwrap();
-    ingest_until(&mut ingestor, &mut source, SOURCE, N).await;
+    let lag = source.lag();
+    let mut peak = 0;
+    let watermarks = ingestor.watermarks();
+    tokio::time::timeout(Duration::from_secs(120), async {
+        while watermarks.borrow().get(SOURCE).copied().unwrap_or(0) < N {
+            let batch = source.next_batch().await.unwrap();
+            ingestor.ingest(batch).await.unwrap();
+            peak = peak.max(lag.lock().unwrap().values().sum::<i64>());
+        }
+    })
+    .await
+    .expect("the last consumer finishes the stream");
     assert_eq!(kills, 20, "the stream outlasted twenty kills");
+    // The lag per partition showed the backlog, then drains to zero once it is consumed.
+    assert!(peak > 0, "the lag never showed the backlog");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        // Statistics are gathered while the consumer is polled.
+        let _ = tokio::time::timeout(Duration::from_millis(200), source.next_batch()).await;
+        let l = lag.lock().unwrap().clone();
+        if l.len() == 6 && l.values().all(|v| *v == 0) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "lag did not drain to zero: {l:?}");
+    }
     assert_exactly_once(&consumer, SOURCE, N);
     relay.stop().await;
     assert_eq!(relay_cursor(&upstream, &topic).unwrap(), N, "the relay's stored cursor covers everything");

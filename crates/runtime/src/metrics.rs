@@ -23,6 +23,12 @@ struct MethodLabels {
     method: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PartitionLabels {
+    topic: String,
+    partition: i32,
+}
+
 /// A service's metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -37,6 +43,7 @@ pub struct Metrics {
     pub replayed: Counter,
     /// Events in the log not yet on the service's Kafka topic (log head − relay cursor).
     pub relay_lag: Gauge,
+    consumer_lag: Family<PartitionLabels, Gauge>,
 }
 
 impl Metrics {
@@ -53,13 +60,19 @@ impl Metrics {
         let projected = Gauge::default();
         let replayed = Counter::default();
         let relay_lag = Gauge::default();
+        let consumer_lag = Family::<PartitionLabels, Gauge>::default();
         registry.register("rpc_requests", "gRPC requests by method and status code", requests.clone());
         registry.register("rpc_latency_seconds", "gRPC request latency", latency.clone());
         registry.register("log_head_position", "Highest durable position of the service's log", log_head.clone());
         registry.register("projected_position", "Highest position applied to the read models", projected.clone());
         registry.register("replayed_events", "Events replayed from the log at start", replayed.clone());
         registry.register("relay_lag_events", "Log head minus the relay's delivered cursor", relay_lag.clone());
-        Self { registry, requests, latency, log_head, projected, replayed, relay_lag }
+        registry.register(
+            "consumer_lag_messages",
+            "Messages not yet consumed, per topic partition",
+            consumer_lag.clone(),
+        );
+        Self { registry, requests, latency, log_head, projected, replayed, relay_lag, consumer_lag }
     }
 
     /// Runs one RPC, counting it under its status code and timing it.
@@ -77,6 +90,15 @@ impl Metrics {
         self.requests.get_or_create(&RpcLabels { method, code: format!("{code:?}") }).inc();
         self.latency.get_or_create(&MethodLabels { method }).observe(started.elapsed().as_secs_f64());
         result
+    }
+
+    /// Records a consumer's lag per partition of `topic` (e.g. from `KafkaSource::lag`).
+    pub fn set_consumer_lag(&self, topic: &str, lag: &std::collections::BTreeMap<i32, i64>) {
+        for (partition, value) in lag {
+            self.consumer_lag
+                .get_or_create(&PartitionLabels { topic: topic.to_owned(), partition: *partition })
+                .set(*value);
+        }
     }
 
     /// The metrics in Prometheus' text format.
@@ -101,4 +123,22 @@ pub async fn serve(
         }),
     );
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consumer_lag_is_exported_per_partition() {
+        let m = Metrics::new("aggregation");
+        m.set_consumer_lag("dvk.registration.v1", &[(0, 0), (3, 42)].into_iter().collect());
+        let text = m.render();
+        assert!(
+            text.contains(
+                "dvk_consumer_lag_messages{service=\"aggregation\",topic=\"dvk.registration.v1\",partition=\"3\"} 42"
+            ),
+            "{text}"
+        );
+    }
 }
