@@ -64,6 +64,23 @@ impl Date {
         Self::new("date", i32::try_from(year).ok()?, month, day).ok()
     }
 
+    /// Days since 1970-01-01 (negative: before).
+    pub fn to_unix_days(self) -> i64 {
+        // Howard Hinnant's civil-to-days algorithm.
+        let (m, d) = (i64::from(self.month), i64::from(self.day));
+        let y = i64::from(self.year) - i64::from(m <= 2);
+        let era = y.div_euclid(400);
+        let yoe = y.rem_euclid(400);
+        let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        era * 146_097 + doe - 719_468
+    }
+
+    /// The date `days` days later (earlier if negative), if the ledger accepts it.
+    pub fn add_days(self, days: i64) -> Option<Self> {
+        Self::from_unix_days(self.to_unix_days() + days)
+    }
+
     pub const fn year(self) -> i32 {
         self.year
     }
@@ -141,6 +158,13 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn days_round_trip(days in -9_000i64..80_000) {
+            let d = Date::from_unix_days(days).unwrap();
+            prop_assert_eq!(d.to_unix_days(), days);
+            prop_assert_eq!(d.add_days(1).unwrap().to_unix_days(), days + 1);
+        }
+
         #[test]
         fn format_then_parse_is_identity(y in MIN_YEAR..=MAX_YEAR, m in 1u32..=12, d in 1u32..=31) {
             if let Ok(date) = Date::new("d", y, m, d) {

@@ -10,6 +10,7 @@ pub mod error;
 pub mod model;
 pub mod period;
 pub mod report;
+pub mod schedule;
 pub mod text;
 pub mod unit;
 

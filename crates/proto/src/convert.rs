@@ -6,8 +6,9 @@ use dvk_domain::model::{
     AwardForm, Commendation, Decision, Field, ModelDetails, ModelDetailsDraft, ModelEvent, ModelId, Recognition,
     Replication, RunnerKind, Sponsor,
 };
+use dvk_domain::report::{Figures, ReportEvent, ReportId, Revision};
 use dvk_domain::unit::{MergeKind, ReorgLink, Unit, UnitKind};
-use dvk_domain::{Date, DomainError, Level, Tree, UnitCode};
+use dvk_domain::{Date, DomainError, Level, Period, Tree, UnitCode};
 
 use crate::common::v1 as pc;
 use crate::events::v1 as pe;
@@ -465,9 +466,153 @@ pub fn model_event_in(p: &pe::envelope::Payload) -> Result<Option<ModelEvent>, D
     }))
 }
 
+// ---- reports ----
+
+/// The figures of a request as sent (validated by the domain); absent figures are 0.
+pub fn figures_in(f: Option<&pc::Figures>) -> Figures {
+    let f = f.cloned().unwrap_or_default();
+    Figures {
+        models_registered: f.models_registered,
+        models_recognized: f.models_recognized,
+        funds_mobilized_vnd: f.funds_mobilized.map_or(0, |m| m.vnd),
+        workdays: f.workdays,
+        participants: f.participants,
+        dialogues_held: f.dialogues_held,
+        petitions_received: f.petitions_received,
+        petitions_resolved: f.petitions_resolved,
+        dan_van_days: f.dan_van_days,
+        commendations_collective: f.commendations_collective,
+        commendations_individual: f.commendations_individual,
+    }
+}
+
+pub fn figures_out(f: &Figures) -> pc::Figures {
+    pc::Figures {
+        models_registered: f.models_registered,
+        models_recognized: f.models_recognized,
+        funds_mobilized: Some(pc::Money { vnd: f.funds_mobilized_vnd }),
+        workdays: f.workdays,
+        participants: f.participants,
+        dialogues_held: f.dialogues_held,
+        petitions_received: f.petitions_received,
+        petitions_resolved: f.petitions_resolved,
+        dan_van_days: f.dan_van_days,
+        commendations_collective: f.commendations_collective,
+        commendations_individual: f.commendations_individual,
+    }
+}
+
+pub fn period_in(field: &str, p: Option<&pc::Period>) -> Result<Period, DomainError> {
+    match p {
+        Some(p) if !p.code.trim().is_empty() => Period::parse(field, &p.code),
+        _ => Err(DomainError::invalid(field, "is required, e.g. 2024-H1, 2024 or 2021-2025")),
+    }
+}
+
+pub fn period_out(p: Period) -> pc::Period {
+    pc::Period { code: p.to_string() }
+}
+
+pub fn report_event_out(e: &ReportEvent) -> pe::envelope::Payload {
+    use pe::envelope::Payload as P;
+    match e {
+        ReportEvent::Submitted { id, tree, revision } => P::ReportSubmitted(pe::ReportSubmitted {
+            unit: Some(unit_out(&id.unit)),
+            period: Some(period_out(id.period)),
+            tree: tree_out(*tree) as i32,
+            revision: revision.number,
+            figures: Some(figures_out(&revision.figures)),
+            summary: revision.summary.clone(),
+            on_time: revision.on_time,
+        }),
+        ReportEvent::Amended { revision } => P::ReportAmended(pe::ReportAmended {
+            revision: revision.number,
+            figures: Some(figures_out(&revision.figures)),
+            summary: revision.summary.clone(),
+            reason: revision.reason.clone(),
+            on_time: revision.on_time,
+        }),
+        ReportEvent::Returned { revision, reason } => {
+            P::ReportReturned(pe::ReportReturned { revision: *revision, reason: reason.clone() })
+        }
+        ReportEvent::Approved { revision } => P::ReportApproved(pe::ReportApproved { revision: *revision }),
+        ReportEvent::Reopened { revision, reason } => {
+            P::ReportReopened(pe::ReportReopened { revision: *revision, reason: reason.clone() })
+        }
+    }
+}
+
+/// Decodes a stored report event; `Ok(None)` for payloads of other aggregates.
+pub fn report_event_in(p: &pe::envelope::Payload) -> Result<Option<ReportEvent>, DecodeError> {
+    use pe::envelope::Payload as P;
+    let d = |e: DomainError| bad("report event", e);
+    Ok(Some(match p {
+        P::ReportSubmitted(r) => ReportEvent::Submitted {
+            id: ReportId {
+                unit: unit_in("unit", r.unit.as_ref()).map_err(d)?,
+                period: period_in("period", r.period.as_ref()).map_err(d)?,
+            },
+            tree: tree_in("tree", r.tree).map_err(d)?,
+            revision: Revision {
+                number: r.revision,
+                figures: figures_in(r.figures.as_ref()),
+                summary: r.summary.clone(),
+                reason: String::new(),
+                on_time: r.on_time,
+            },
+        },
+        P::ReportAmended(a) => ReportEvent::Amended {
+            revision: Revision {
+                number: a.revision,
+                figures: figures_in(a.figures.as_ref()),
+                summary: a.summary.clone(),
+                reason: a.reason.clone(),
+                on_time: a.on_time,
+            },
+        },
+        P::ReportReturned(r) => ReportEvent::Returned { revision: r.revision, reason: r.reason.clone() },
+        P::ReportApproved(a) => ReportEvent::Approved { revision: a.revision },
+        P::ReportReopened(r) => ReportEvent::Reopened { revision: r.revision, reason: r.reason.clone() },
+        _ => return Ok(None),
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_report_event_round_trips_through_its_payload() {
+        let figures = Figures {
+            models_registered: 191,
+            models_recognized: 54,
+            funds_mobilized_vnd: 81_000_000_000,
+            commendations_collective: 12,
+            commendations_individual: 11,
+            ..Figures::default()
+        };
+        let id =
+            ReportId { unit: UnitCode::parse("u", "001").unwrap(), period: Period::parse("p", "2024-H1").unwrap() };
+        let rev = |n: u32, reason: &str| Revision {
+            number: n,
+            figures,
+            summary: "Sơ kết".into(),
+            reason: reason.into(),
+            on_time: n == 1,
+        };
+        let events = vec![
+            ReportEvent::Submitted { id, tree: Tree::Pre2025, revision: rev(1, "") },
+            ReportEvent::Returned { revision: 1, reason: "thiếu số liệu".into() },
+            ReportEvent::Amended { revision: rev(2, "bổ sung") },
+            ReportEvent::Approved { revision: 2 },
+            ReportEvent::Reopened { revision: 2, reason: "sai".into() },
+        ];
+        for e in events {
+            assert_eq!(report_event_in(&report_event_out(&e)).unwrap().unwrap(), e);
+        }
+        assert_eq!(figures_in(Some(&figures_out(&figures))), figures);
+        assert_eq!(period_in("period", None).unwrap_err().violations()[0].field, "period");
+    }
 
     fn date(s: &str) -> Date {
         Date::parse("d", s).unwrap()
