@@ -184,6 +184,8 @@ async fn relay_once(
     cursor_tx.send_replace(cursor);
     let mut sub = log.subscribe(cursor + 1);
     let mut in_flight: VecDeque<(u64, rdkafka::producer::DeliveryFuture)> = VecDeque::new();
+    // Positions of foreign events passed over while earlier sends were in flight.
+    let mut skipped: VecDeque<u64> = VecDeque::new();
     let mut stored = cursor;
     let mut save = tokio::time::interval(Duration::from_millis(100));
     loop {
@@ -195,6 +197,11 @@ async fn relay_once(
                 match done {
                     Ok(Ok(_)) => {
                         cursor = position;
+                        // Foreign events between this one and the next in flight.
+                        let next = in_flight.front().map_or(u64::MAX, |(p, _)| *p);
+                        while skipped.front().is_some_and(|p| *p < next) {
+                            cursor = skipped.pop_front().expect("checked");
+                        }
                         cursor_tx.send_replace(cursor);
                     }
                     Ok(Err((e, _))) => return Err(e.into()),
@@ -204,6 +211,16 @@ async fn relay_once(
             record = sub.next(), if in_flight.len() < config.max_in_flight => {
                 let record = record?;
                 let env = record.envelope()?;
+                // Events this log received from other services are theirs to publish.
+                if env.source != log.source() {
+                    if in_flight.is_empty() {
+                        cursor = record.position();
+                        cursor_tx.send_replace(cursor);
+                    } else {
+                        skipped.push_back(record.position());
+                    }
+                    continue;
+                }
                 let crc = crc32fast::hash(record.payload()).to_be_bytes();
                 let headers = OwnedHeaders::new().insert(Header { key: CRC_HEADER, value: Some(&crc[..]) });
                 let message = FutureRecord::to(&config.topic).key(&env.stream_id).payload(record.payload()).headers(headers);

@@ -217,3 +217,32 @@ async fn malformed_messages_are_counted_and_skipped() {
     assert_eq!(ingestor.totals().appended, 1);
     assert_exactly_once(&consumer, SOURCE, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_publishes_only_the_events_its_service_originated() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::memory();
+    let kafka = broker.kafka();
+    let upstream = open(&dir.path().join("upstream"), SOURCE);
+    for i in 0..30u64 {
+        let mut e = Envelope { correlation_id: format!("c{i}"), ..Envelope::default() };
+        if i % 3 == 0 {
+            // Received from another service: keeps its origin.
+            e.source = "other".into();
+            e.source_position = i + 1;
+            e.stream_id = format!("tree-{i}");
+            e.stream_version = 1;
+        }
+        upstream.append(AppendRequest::new(format!("s-{i}"), ExpectedVersion::Any, vec![e])).await.unwrap();
+    }
+    let relay = start_relay(&upstream, &kafka);
+    let consumer = open(&dir.path().join("consumer"), "aggregation");
+    let mut source = KafkaSource::new(&kafka, &topic_of(SOURCE), "origin-test", &consumer).await.unwrap();
+    let mut ingestor = Ingestor::new(consumer.clone(), &[SOURCE, "other"]).unwrap();
+    // Own events carry their own sequence, 1..=20, without gaps where foreign ones sit.
+    ingest_until(&mut ingestor, &mut source, SOURCE, 20).await;
+    assert_eq!(ingestor.totals().appended, 20, "only the service's own events travel on its topic");
+    assert_eq!(ingestor.watermarks().borrow().get("other").copied(), Some(0));
+    relay.stop().await;
+    assert_eq!(relay_cursor(&upstream, &topic_of(SOURCE)).unwrap(), 30, "the cursor passes over foreign events");
+}

@@ -12,6 +12,9 @@ pub(crate) const VERSION: u8 = b'V';
 pub(crate) const REQUEST: u8 = b'R';
 pub(crate) const META: u8 = b'M';
 
+/// Metadata key of the count of events this log originated (its own sequence).
+pub(crate) const OWN_SEQUENCE: &[u8] = b"eventlog/own-sequence";
+
 pub(crate) fn event(position: u64) -> [u8; 9] {
     let mut k = [0u8; 9];
     k[0] = EVENT;

@@ -98,6 +98,10 @@ pub struct Receipt {
     pub last_version: u64,
     pub first_position: u64,
     pub last_position: u64,
+    /// The `source_position` stamped on the last event (for events this log originates:
+    /// its own sequence, 1, 2, 3, ... without the events received from elsewhere). This
+    /// is the read-your-writes token a service returns.
+    pub last_source_position: u64,
     /// True when this is the stored answer to an earlier request with the same id.
     pub deduplicated: bool,
 }
@@ -231,10 +235,11 @@ impl EventLog {
                 record::last_position(first, &v)?
             }
         };
+        let own = log.get(keys::meta(keys::OWN_SEQUENCE))?.and_then(|v| keys::u64_value(&v)).unwrap_or(0);
         let (durable, _) = watch::channel(head);
         let shared = Arc::new(Shared { db, log, snapshots, source: config.source, durable });
         let (tx, rx) = mpsc::channel();
-        let thread = writer::spawn(shared.clone(), rx, head, config.max_group.max(1))
+        let thread = writer::spawn(shared.clone(), rx, head, own, config.max_group.max(1))
             .map_err(|e| LogError::Failed(format!("cannot start the writer thread: {e}")))?;
         Ok(Self { inner: Arc::new(Inner { shared, jobs: Mutex::new(Some(tx)), thread: Mutex::new(Some(thread)) }) })
     }
@@ -404,7 +409,9 @@ impl Receipt {
         v.extend_from_slice(fingerprint);
         v.extend_from_slice(&(self.stream_id.len() as u32).to_be_bytes());
         v.extend_from_slice(self.stream_id.as_bytes());
-        for n in [self.first_version, self.last_version, self.first_position, self.last_position] {
+        for n in
+            [self.first_version, self.last_version, self.first_position, self.last_position, self.last_source_position]
+        {
             v.extend_from_slice(&n.to_be_bytes());
         }
         v
@@ -422,7 +429,7 @@ impl Receipt {
         let fingerprint = take(flen)?.to_vec();
         let slen = u32::from_be_bytes(take(4)?.try_into().ok()?) as usize;
         let stream_id = String::from_utf8(take(slen)?.to_vec()).ok()?;
-        let mut n = [0u64; 4];
+        let mut n = [0u64; 5];
         for x in &mut n {
             *x = u64::from_be_bytes(take(8)?.try_into().ok()?);
         }
@@ -432,6 +439,7 @@ impl Receipt {
             last_version: n[1],
             first_position: n[2],
             last_position: n[3],
+            last_source_position: n[4],
             deduplicated: true,
         };
         Some((receipt, fingerprint))

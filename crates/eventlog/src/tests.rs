@@ -133,6 +133,29 @@ fn events_from_another_source_keep_their_origin() {
 }
 
 #[test]
+fn own_source_positions_stay_contiguous_between_received_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let positions = {
+        let log = open(dir.path());
+        let mut foreign = event(0);
+        foreign.source = "registration-elsewhere".into();
+        foreign.source_position = 900;
+        foreign.stream_id = "tree-2025".into();
+        let a = append(&log, "a", ExpectedVersion::Any, 2).unwrap();
+        log.append_blocking(AppendRequest::new("inbox", ExpectedVersion::Any, vec![foreign])).unwrap();
+        let b = append(&log, "b", ExpectedVersion::Any, 1).unwrap();
+        assert_eq!((a.last_source_position, b.last_source_position), (2, 3), "the token counts own events only");
+        assert_eq!(b.last_position, 4);
+        log.close().unwrap();
+        log.read_all(1).map(|r| r.unwrap().envelope().unwrap().source_position).collect::<Vec<_>>()
+    };
+    assert_eq!(positions, [1, 2, 900, 3]);
+    // The sequence survives a restart.
+    let log = open(dir.path());
+    assert_eq!(append(&log, "c", ExpectedVersion::Any, 1).unwrap().last_source_position, 4);
+}
+
+#[test]
 fn a_flipped_byte_is_an_error_naming_the_position() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path());

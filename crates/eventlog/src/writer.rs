@@ -60,6 +60,7 @@ pub(crate) fn spawn(
     shared: Arc<Shared>,
     jobs: mpsc::Receiver<Job>,
     head: u64,
+    own: u64,
     max_group: usize,
 ) -> std::io::Result<JoinHandle<()>> {
     let failure: Failure = Arc::default();
@@ -72,7 +73,7 @@ pub(crate) fn spawn(
             .spawn(move || flush_loop(&shared, &applied_rx, &failure))?
     };
     std::thread::Builder::new().name(format!("eventlog-writer-{}", shared.source)).spawn(move || {
-        Writer { shared, head, failure }.run(&jobs, &applied_tx, max_group);
+        Writer { shared, head, own, failure }.run(&jobs, &applied_tx, max_group);
         drop(applied_tx);
         let _ = flusher.join();
     })
@@ -115,6 +116,8 @@ fn fail(failure: &Failure, source: &str, why: &str) {
 
 struct Writer {
     shared: Arc<Shared>,
+    /// How many events this log originated (the last own `source_position`).
+    own: u64,
     /// The last position applied (durable once its group is flushed).
     head: u64,
     failure: Failure,
@@ -156,7 +159,7 @@ impl Writer {
             }
             return Vec::new();
         }
-        let start_head = self.head;
+        let (start_head, start_own) = (self.head, self.own);
         let mut batch = sled::Batch::default();
         let mut pending = Pending::default();
         let mut replies = Vec::with_capacity(group.len());
@@ -177,12 +180,15 @@ impl Writer {
         if let Some(last) = pending.chunk.take() {
             batch.insert(&keys::event(last.first)[..], last.bytes);
         }
+        if self.own != start_own {
+            batch.insert(keys::meta(keys::OWN_SEQUENCE), &self.own.to_be_bytes()[..]);
+        }
         if writes > 0
             && let Err(e) = self.shared.log.apply_batch(batch)
         {
             let why = e.to_string();
             fail(&self.failure, &self.shared.source, &why);
-            self.head = start_head;
+            (self.head, self.own) = (start_head, start_own);
             replies.into_iter().for_each(|r| r.fail(&why));
             return Vec::new();
         }
@@ -252,15 +258,19 @@ impl Writer {
         let first_position = self.head + 1;
         let mut version = current;
         let mut position = self.head;
+        let mut own = self.own;
+        let mut last_source_position = 0;
         for mut env in req.events {
             version += 1;
             position += 1;
             if env.source.is_empty() {
                 env.source = self.shared.source.clone();
-                env.source_position = position;
+                own += 1;
+                env.source_position = own;
                 env.stream_id = req.stream_id.clone();
                 env.stream_version = version;
             }
+            last_source_position = env.source_position;
             if env.event_id.is_empty() {
                 env.event_id = uuid::Uuid::now_v7().to_string();
             }
@@ -290,6 +300,7 @@ impl Writer {
             last_version: version,
             first_position,
             last_position: position,
+            last_source_position,
             deduplicated: false,
         };
         if let Some(idem) = req.idempotency {
@@ -298,6 +309,7 @@ impl Writer {
         }
         pending.versions.insert(req.stream_id, version);
         self.head = position;
+        self.own = own;
         Ok(receipt)
     }
 }

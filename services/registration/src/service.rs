@@ -248,7 +248,7 @@ impl Registration {
         Ok(Response::new(pr::WriteModelResponse {
             model_id: id.as_str().to_owned(),
             version: receipt.last_version,
-            position: Some(position(receipt.last_position)),
+            position: Some(position(receipt.last_source_position)),
         }))
     }
 
@@ -477,7 +477,7 @@ impl RegistrationService for Registration {
                     units_received: received,
                     units_added: added,
                     units_unchanged: unchanged,
-                    position: Some(position(receipt.last_position)),
+                    position: Some(position(receipt.last_source_position)),
                 }))
             })
             .await
@@ -564,7 +564,7 @@ impl RegistrationService for Registration {
                 Ok(Response::new(pr::ReorganizeUnitsResponse {
                     links_received: received,
                     links_added: if receipt.deduplicated { received } else { added_count },
-                    position: Some(position(receipt.last_position)),
+                    position: Some(position(receipt.last_source_position)),
                 }))
             })
             .await
@@ -681,7 +681,7 @@ impl RegistrationService for Registration {
                 Ok(Response::new(pr::WriteModelResponse {
                     model_id,
                     version: receipt.last_version,
-                    position: Some(position(receipt.last_position)),
+                    position: Some(position(receipt.last_source_position)),
                 }))
             })
             .await
