@@ -141,12 +141,8 @@ pub async fn relay(
 ) -> Result<(), BusError> {
     let mut backoff = Duration::from_millis(100);
     loop {
-        let attempt = relay_once(&log, &config, &cursor, stop.clone());
-        let outcome = tokio::select! {
-            r = attempt => r,
-            () = crate::stopped(&mut stop) => return Ok(()),
-        };
-        match outcome {
+        // `relay_once` watches `stop` itself, so that it stores its cursor on the way out.
+        match relay_once(&log, &config, &cursor, stop.clone()).await {
             Ok(()) => return Ok(()),
             Err(e) => {
                 tracing::warn!(topic = %config.topic, error = %e, ?backoff, "relay interrupted; resuming from the cursor");
@@ -166,7 +162,10 @@ async fn relay_once(
     cursor_tx: &watch::Sender<u64>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), BusError> {
-    ensure_topic(&config.kafka, &config.topic, config.partitions, config.replication).await?;
+    tokio::select! {
+        r = ensure_topic(&config.kafka, &config.topic, config.partitions, config.replication) => r?,
+        () = crate::stopped(&mut stop) => return Ok(()),
+    }
     let producer: FutureProducer = config
         .kafka
         .client(&[

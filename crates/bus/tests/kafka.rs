@@ -37,21 +37,6 @@ impl Relay {
     }
 }
 
-/// Appends `n` events over `streams` streams, `per_append` events at a time, pausing
-/// `pause` between appends.
-async fn append_bulk(log: &EventLog, n: u64, streams: u64, per_append: u64, pause: Duration) {
-    let mut i = 0;
-    while i < n {
-        let stream = format!("model-{}", (i / per_append) % streams);
-        let count = per_append.min(n - i);
-        let events =
-            (0..count).map(|j| Envelope { correlation_id: format!("c{}", i + j), ..Envelope::default() }).collect();
-        log.append(AppendRequest::new(stream, ExpectedVersion::Any, events)).await.unwrap();
-        i += count;
-        tokio::time::sleep(pause).await;
-    }
-}
-
 fn jitter(max: u64) -> u64 {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
     u64::from(nanos) % max
@@ -65,16 +50,26 @@ async fn a_hundred_thousand_events_arrive_exactly_once_though_the_consumer_is_ki
     let kafka = broker.kafka();
     let upstream = open(&dir.path().join("upstream"), SOURCE);
     let relay = start_relay(&upstream, &kafka);
+    // The stream goes on until the twenty kills are done, and to at least N events.
+    let (kills_done, mut kills_done_rx) = watch::channel(false);
     let producer = {
         let upstream = upstream.clone();
-        // About 10 s of production: the twenty kills all fall inside the stream.
-        tokio::spawn(async move { append_bulk(&upstream, N, 97, 50, Duration::from_millis(5)).await })
+        tokio::spawn(async move {
+            let mut i = 0u64;
+            while i < N || !*kills_done_rx.borrow_and_update() {
+                let events =
+                    (i..i + 50).map(|j| Envelope { correlation_id: format!("c{j}"), ..Envelope::default() }).collect();
+                let stream = format!("model-{}", (i / 50) % 97);
+                upstream.append(AppendRequest::new(stream, ExpectedVersion::Any, events)).await.unwrap();
+                i += 50;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
     };
     let consumer_dir = dir.path().join("consumer");
     let topic = topic_of(SOURCE);
     let mut kills = 0;
     while kills < 20 {
-        assert!(!producer.is_finished(), "the stream ended before the twentieth kill");
         let consumer = open(&consumer_dir, "aggregation");
         let source = KafkaSource::new(&kafka, &topic, "kill-test", &consumer).await.unwrap();
         let ingestor = Ingestor::new(consumer.clone(), &[SOURCE]).unwrap();
@@ -88,7 +83,10 @@ async fn a_hundred_thousand_events_arrive_exactly_once_though_the_consumer_is_ki
         drop(consumer);
         kills += 1;
     }
+    kills_done.send(true).unwrap();
     producer.await.unwrap();
+    let total = upstream.head();
+    assert!(total >= N);
     // A last consumer finishes the stream.
     let consumer = open(&consumer_dir, "aggregation");
     let mut source = KafkaSource::new(&kafka, &topic, "kill-test", &consumer).await.unwrap();
@@ -97,7 +95,7 @@ async fn a_hundred_thousand_events_arrive_exactly_once_though_the_consumer_is_ki
     let mut peak = 0;
     let watermarks = ingestor.watermarks();
     tokio::time::timeout(Duration::from_secs(120), async {
-        while watermarks.borrow().get(SOURCE).copied().unwrap_or(0) < N {
+        while watermarks.borrow().get(SOURCE).copied().unwrap_or(0) < total {
             let batch = source.next_batch().await.unwrap();
             ingestor.ingest(batch).await.unwrap();
             peak = peak.max(lag.lock().unwrap().values().sum::<i64>());
@@ -118,9 +116,9 @@ async fn a_hundred_thousand_events_arrive_exactly_once_though_the_consumer_is_ki
         }
         assert!(std::time::Instant::now() < deadline, "lag did not drain to zero: {l:?}");
     }
-    assert_exactly_once(&consumer, SOURCE, N);
+    assert_exactly_once(&consumer, SOURCE, total);
     relay.stop().await;
-    assert_eq!(relay_cursor(&upstream, &topic).unwrap(), N, "the relay's stored cursor covers everything");
+    assert_eq!(relay_cursor(&upstream, &topic).unwrap(), total, "the relay's stored cursor covers everything");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
