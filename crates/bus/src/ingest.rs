@@ -8,7 +8,7 @@
 //!   batch** as the events: a crash at any point neither loses nor repeats an event.
 //! - The watermark per source (every position ≤ it received) serves read-your-writes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use dvk_eventlog::{AppendRequest, EventLog, ExpectedVersion};
 use tokio::sync::watch;
@@ -129,31 +129,31 @@ impl Ingestor {
                 }
             }
         }
-        // The watermarks as they will be once the events are in the log.
-        let mut received = self.received.clone();
+        // The watermarks move now, before the append: an append here fails only when
+        // the log can no longer write at all (it then refuses every later write), so a
+        // view ahead of the log is never acted on. The log positions recorded for a
+        // rescan are a lower bound (other writers may append first), and a rescan from
+        // an earlier position still finds every event.
         let first_position = self.log.head() + 1;
+        let mut moved: HashSet<&str> = HashSet::new();
         for (i, env) in events.iter().enumerate() {
-            received.entry(env.source.clone()).or_default().insert(env.source_position, first_position + i as u64);
+            self.received.entry(env.source.clone()).or_default().insert(env.source_position, first_position + i as u64);
+            moved.insert(&env.source);
         }
         let mut meta: Vec<(Vec<u8>, Option<Vec<u8>>)> = batch.progress.into_iter().map(|(k, v)| (k, Some(v))).collect();
         for ((source, stream), position) in &touched {
             meta.push((last_key(source, stream), Some(position.to_be_bytes().to_vec())));
         }
-        for (source, r) in &received {
-            if self.received.get(source) != Some(r) {
-                meta.push((received_key(source), Some(r.encode())));
-            }
+        for source in moved {
+            meta.push((received_key(source), Some(self.received[source].encode())));
         }
         report.appended = events.len() as u64;
         if !events.is_empty() {
             let request = AppendRequest { meta, ..AppendRequest::new(INBOX_STREAM, ExpectedVersion::Any, events) };
-            let receipt = self.log.append(request).await?;
-            debug_assert_eq!(receipt.first_position, first_position, "the ingestor is the log's only writer");
+            self.log.append(request).await?;
         } else if !meta.is_empty() {
             self.log.put_meta(meta).await?;
         }
-        // Durable: now the in-memory view may move.
-        self.received = received;
         self.last.extend(touched);
         let marks: Watermarks = self.received.iter().map(|(k, v)| (k.clone(), v.watermark())).collect();
         self.watermarks.send_if_modified(|w| {

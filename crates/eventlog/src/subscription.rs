@@ -25,11 +25,6 @@ impl Subscription {
         Self { log, next: from.max(1), head, buffer: VecDeque::new() }
     }
 
-    /// The position of the next event this subscription will yield.
-    pub fn next_position(&self) -> u64 {
-        self.buffer.front().map_or(self.next, Record::position)
-    }
-
     /// The next event, waiting for it if the subscription has caught up.
     pub async fn next(&mut self) -> Result<Record, LogError> {
         loop {

@@ -27,15 +27,3 @@ impl Signals {
         }
     }
 }
-
-/// Resolves on the first SIGINT (Ctrl-C) or SIGTERM; the handlers are installed when
-/// this is first polled (prefer `Signals::install` at start-up).
-pub async fn signal() {
-    match Signals::install() {
-        Ok(s) => s.recv().await,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGTERM/SIGINT");
-            std::future::pending::<()>().await;
-        }
-    }
-}

@@ -838,30 +838,28 @@ impl RegistrationService for Registration {
                         && unit.as_ref().is_none_or(|u| state.trees.get(m.tree).is_within(u, &m.unit))
                         && caller.covers(&state.trees, m.tree, &m.unit)
                 };
+                // One pass: count every match (total_size) and keep the page after the token.
                 let after = req.page_token.as_str();
-                let range = if after.is_empty() {
-                    state.models.range::<str, _>(..)
-                } else {
-                    state.models.range::<str, _>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
-                };
                 let mut models = Vec::new();
                 let mut last = None;
                 let mut more = false;
-                for (id, entry) in range {
-                    let Some(m) = entry.model.state() else {
-                        continue;
-                    };
+                let mut total = 0usize;
+                for (id, entry) in &state.models {
+                    let Some(m) = entry.model.state() else { continue };
                     if !matches(m) {
+                        continue;
+                    }
+                    total += 1;
+                    if !after.is_empty() && id.as_str() <= after {
                         continue;
                     }
                     if models.len() == size {
                         more = true;
-                        break;
+                    } else {
+                        models.push(Self::model_out(id, entry));
+                        last = Some(id.clone());
                     }
-                    models.push(Self::model_out(id, entry));
-                    last = Some(id.clone());
                 }
-                let total = state.models.values().filter_map(|e| e.model.state()).filter(|m| matches(m)).count();
                 Ok(Response::new(pr::ListModelsResponse {
                     models,
                     next_page_token: if more { last.unwrap_or_default() } else { String::new() },
