@@ -466,6 +466,61 @@ pub fn model_event_in(p: &pe::envelope::Payload) -> Result<Option<ModelEvent>, D
     }))
 }
 
+// ---- trees ----
+
+/// Which tree stream an event changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TreeChange {
+    Units(Tree),
+    Reorganization,
+}
+
+/// Folds a tree event (units imported, units reorganised) into `trees`; any other
+/// payload is left alone (`None`). Every service that needs the trees folds them the
+/// same way. Stored records that no longer decode or fit are skipped and described in
+/// `problems`, never half-applied.
+pub fn apply_tree_event(
+    trees: &mut dvk_domain::unit::Trees,
+    payload: &pe::envelope::Payload,
+    problems: &mut Vec<String>,
+) -> Option<TreeChange> {
+    use pe::envelope::Payload as P;
+    match payload {
+        P::UnitsImported(imported) => {
+            let tree = match tree_in("tree", imported.tree) {
+                Ok(t) => t,
+                Err(e) => {
+                    problems.push(format!("units imported into an unknown tree: {e}"));
+                    return None;
+                }
+            };
+            for (i, record) in imported.units.iter().enumerate() {
+                match unit_record_in(&format!("units[{i}]"), tree, record) {
+                    Ok(unit) => {
+                        if let Err(e) = trees.get_mut(tree).insert(unit) {
+                            problems.push(format!("stored unit does not fit the tree: {e}"));
+                        }
+                    }
+                    Err(e) => problems.push(format!("stored unit does not decode: {e}")),
+                }
+            }
+            Some(TreeChange::Units(tree))
+        }
+        P::UnitsReorganized(r) => {
+            for (i, link) in r.links.iter().enumerate() {
+                match reorg_link_in(&format!("links[{i}]"), link) {
+                    Ok(link) => {
+                        trees.reorganization.add(link);
+                    }
+                    Err(e) => problems.push(format!("stored link does not decode: {e}")),
+                }
+            }
+            Some(TreeChange::Reorganization)
+        }
+        _ => None,
+    }
+}
+
 // ---- reports ----
 
 /// The figures of a request as sent (validated by the domain); absent figures are 0.

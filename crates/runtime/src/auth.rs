@@ -117,6 +117,32 @@ impl Caller {
     }
 }
 
+impl Caller {
+    /// Requires the caller's unit to be strictly above `unit` (of `tree`): an approver
+    /// acts on the units below its own, never on its own unit. The nation is above
+    /// every unit.
+    pub fn require_above(
+        &self,
+        units: &dyn UnitLookup,
+        tree: Tree,
+        unit: &UnitCode,
+        action: &str,
+    ) -> Result<(), Status> {
+        let above = match &self.unit {
+            None => true,
+            Some(own) => own != unit && units.is_within(tree, own, unit),
+        };
+        if above {
+            return Ok(());
+        }
+        let own = self.unit.as_ref().map_or("the nation", UnitCode::as_str);
+        tracing::warn!(subject = %self.subject, role = self.role.as_str(), own, target = %unit, action, "permission denied: not above");
+        Err(Status::permission_denied(format!(
+            "{action}: the caller's unit {own} is not above unit {unit}; only a unit above it may do this"
+        )))
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     #[error("no JWT key configured: set DVK_JWT_PUBLIC_KEY_FILE (or DVK_JWT_HS256_SECRET_FILE in development)")]

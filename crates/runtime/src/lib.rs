@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod host;
 pub mod metrics;
 pub mod server;
 pub mod settings;

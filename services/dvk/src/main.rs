@@ -1,6 +1,7 @@
 //! `dvk`: DVK Ledger in one process, the embedded default. Serves the registration
-//! service and keeps every service's event log under one data directory, until SIGINT
-//! or SIGTERM.
+//! and reporting services (reporting follows registration's log in the process, through
+//! the same `EventSource` interface the Kafka consumer implements) and keeps every
+//! service's event log under one data directory, until SIGINT or SIGTERM.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -12,7 +13,7 @@ use dvk_eventlog::{EventLog, LogConfig};
 use dvk_runtime::settings::{AuthSettings, ServerSettings};
 
 /// Logs opened here until their services are served by this binary.
-const LOG_ONLY: [&str; 2] = ["reporting", "aggregation"];
+const LOG_ONLY: [&str; 1] = ["aggregation"];
 
 /// DVK Ledger, all services in one process.
 #[derive(Debug, Parser)]
@@ -24,6 +25,12 @@ struct Args {
     /// The registration service's gRPC address.
     #[arg(long, env = "DVK_REGISTRATION_LISTEN", default_value = "127.0.0.1:50051")]
     registration_listen: SocketAddr,
+    /// The reporting service's gRPC address.
+    #[arg(long, env = "DVK_REPORTING_LISTEN", default_value = "127.0.0.1:50052")]
+    reporting_listen: SocketAddr,
+    /// TOML file with the reporting schedule; unset: the defaults.
+    #[arg(long, env = "DVK_REPORTING_SCHEDULE_FILE")]
+    schedule_file: Option<PathBuf>,
     /// Address of the Prometheus `/metrics` endpoint; unset: none.
     #[arg(long, env = "DVK_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
@@ -79,41 +86,72 @@ fn run(args: Args) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("cannot open the {service} log at {}: {e}", path.display()))?;
         logs.push(log);
     }
-    let settings = ServerSettings {
-        data_dir: args.data_dir.join("registration"),
-        metrics_listen: args.metrics_listen,
+    let schedule = dvk_reporting::schedule::load(args.schedule_file.as_deref())?;
+    let settings = |service: &str, metrics_listen: Option<SocketAddr>| ServerSettings {
+        data_dir: args.data_dir.join(service),
+        metrics_listen,
         shutdown_timeout: Duration::from_secs(20),
         max_message_bytes: 16 << 20,
-        auth,
+        auth: auth.clone(),
     };
+    let registration_settings = settings("registration", args.metrics_listen);
+    let reporting_settings = settings("reporting", None);
+    let registration_log = dvk_registration::open_log(&registration_settings)?;
+    let reporting_log = dvk_reporting::open_log(&reporting_settings)?;
     runtime.block_on(async {
         let signals = dvk_runtime::shutdown::Signals::install()?;
-        let listener = tokio::net::TcpListener::bind(args.registration_listen)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {} (DVK_REGISTRATION_LISTEN): {e}", args.registration_listen))?;
-        let bound = listener.local_addr()?;
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
-        let mut registration = tokio::spawn(dvk_registration::run_notify(
-            listener,
-            settings,
-            async move {
-                let _ = stop_rx.await;
-            },
+        let bind = |addr: SocketAddr, var: &'static str| async move {
+            tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr} ({var}): {e}"))
+        };
+        let registration_listener = bind(args.registration_listen, "DVK_REGISTRATION_LISTEN").await?;
+        let reporting_listener = bind(args.reporting_listen, "DVK_REPORTING_LISTEN").await?;
+        let registration_addr = registration_listener.local_addr()?;
+        let reporting_addr = reporting_listener.local_addr()?;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(2);
+        let ready = |tx: tokio::sync::mpsc::Sender<()>| {
             move || {
-                let _ = ready_tx.send(());
-            },
+                let _ = tx.try_send(());
+            }
+        };
+        let mut services = tokio::task::JoinSet::new();
+        services.spawn(dvk_registration::serve(
+            registration_listener,
+            registration_settings,
+            registration_log.clone(),
+            None,
+            stopped(stop_rx.clone()),
+            ready(ready_tx.clone()),
         ));
-        // Say where things are only once the service answers.
-        tokio::select! {
-            _ = ready_rx => {}
-            r = &mut registration => {
-                r??;
-                anyhow::bail!("the registration service stopped unexpectedly");
+        let links = dvk_reporting::Links {
+            relay: None,
+            registration: Some(dvk_runtime::host::Upstream::Local(registration_log.clone())),
+        };
+        services.spawn(dvk_reporting::serve(
+            reporting_listener,
+            reporting_settings,
+            schedule,
+            reporting_log,
+            links,
+            stopped(stop_rx.clone()),
+            ready(ready_tx),
+        ));
+        // Say where things are only once every service answers.
+        for _ in 0..2 {
+            tokio::select! {
+                _ = ready_rx.recv() => {}
+                r = services.join_next() => {
+                    if let Some(r) = r { r??; }
+                    anyhow::bail!("a service stopped unexpectedly");
+                }
             }
         }
         println!("DVK Ledger: data under {}", args.data_dir.display());
-        println!("  registration  gRPC on {bound}");
+        println!("  registration  gRPC on {registration_addr}");
+        println!("  reporting     gRPC on {reporting_addr}");
         for log in &logs {
             println!("  {:<13} log open, {} events (service not served by this build yet)", log.source(), log.head());
         }
@@ -133,14 +171,15 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
         println!("Stop with Ctrl-C.");
         tokio::select! {
-            () = signals.recv() => {
-                let _ = stop_tx.send(());
-                registration.await??;
+            () = signals.recv() => {}
+            r = services.join_next() => {
+                if let Some(r) = r { r??; }
+                anyhow::bail!("a service stopped unexpectedly");
             }
-            r = &mut registration => {
-                r??;
-                anyhow::bail!("the registration service stopped unexpectedly");
-            }
+        }
+        let _ = stop_tx.send(true);
+        while let Some(r) = services.join_next().await {
+            r??;
         }
         anyhow::Ok(())
     })?;

@@ -19,7 +19,7 @@ fn start(data_dir: &std::path::Path) -> (Running, Vec<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_dvk"))
         .arg("--data-dir")
         .arg(data_dir)
-        .args(["--registration-listen", "127.0.0.1:0"])
+        .args(["--registration-listen", "127.0.0.1:0", "--reporting-listen", "127.0.0.1:0"])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -67,6 +67,7 @@ fn dvk_opens_one_log_per_service_and_stops_on_sigterm() {
         assert!(dir.path().join(service).join("db").exists(), "{service} log directory");
     }
     assert!(text.contains("registration  gRPC on 127.0.0.1:"), "{text}");
+    assert!(text.contains("reporting     gRPC on 127.0.0.1:"), "{text}");
     // A development secret is created and the printed commands use it.
     let secret = dir.path().join("dev-jwt-secret");
     assert_eq!(std::fs::read(&secret).unwrap().len(), 64);
@@ -77,7 +78,8 @@ fn dvk_opens_one_log_per_service_and_stops_on_sigterm() {
 
     // A second start opens the same logs (the directory locks were released).
     let (mut child, lines) = start(dir.path());
-    assert!(lines.iter().any(|l| l.contains("reporting") && l.contains("0 events")), "{lines:?}");
+    assert!(lines.iter().any(|l| l.contains("aggregation") && l.contains("0 events")), "{lines:?}");
+    assert!(lines.iter().any(|l| l.contains("reporting     gRPC on")), "{lines:?}");
     assert!(terminate(&mut child).success());
 }
 

@@ -2,53 +2,38 @@
 //! against the read models, appends to the log and answers once the read models
 //! include the write (so the caller's next read sees it).
 
-use std::sync::Arc;
-use std::time::SystemTime;
 
 use dvk_domain::model::{
     Commendation, Model, ModelCommand, ModelContext, ModelId, ModelStatus, Recognition, Replication,
 };
 use dvk_domain::unit::{AdminTree, Inserted, Level};
 use dvk_domain::{Aggregate, Date, DomainError, Period, Tree, UnitCode};
-use dvk_eventlog::{AppendRequest, EventLog, ExpectedVersion, LogError, Receipt};
+use dvk_eventlog::ExpectedVersion;
 use dvk_proto::common::v1 as pc;
 use dvk_proto::convert;
-use dvk_proto::events::v1::{self as pe, Envelope, envelope::Payload};
+use dvk_proto::events::v1::{self as pe, envelope::Payload};
 use dvk_proto::registration::v1::{self as pr, registration_service_server::RegistrationService};
-use dvk_runtime::metrics::Metrics;
-use dvk_runtime::{Authenticator, Caller, Role, status};
+use dvk_runtime::host::{Core, Decision, page_size};
+use dvk_runtime::{Caller, Role, status};
 use prost::Message;
-use sha2::Digest;
-use tokio::sync::{RwLock, watch};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::state::{ModelEntry, REORG_STREAM, SOURCE, State, tree_stream};
 
 /// Units per `UnitsImported` event: a full import is several events in one append.
 const UNITS_PER_EVENT: usize = 1000;
-const DEFAULT_PAGE: usize = 100;
-const MAX_PAGE: usize = 1000;
 /// Largest import accepted, in unit records.
 const MAX_IMPORT: usize = 50_000;
 
-/// Vietnam's civil date today (UTC+7, no daylight saving).
-pub fn today() -> Date {
-    let secs = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-    Date::from_unix_days((secs + 7 * 3600).div_euclid(86_400)).expect("the clock is within the supported years")
-}
+pub use dvk_runtime::host::today;
 
 pub struct Registration {
-    pub(crate) log: EventLog,
-    pub(crate) state: Arc<RwLock<State>>,
-    pub(crate) projected: watch::Receiver<u64>,
-    pub(crate) ready: watch::Receiver<bool>,
-    pub(crate) auth: Authenticator,
-    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) core: Core<State>,
 }
 
 impl std::fmt::Debug for Registration {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registration").field("log", &self.log).finish_non_exhaustive()
+        f.debug_struct("Registration").field("core", &self.core).finish()
     }
 }
 
@@ -58,14 +43,6 @@ fn position(p: u64) -> pc::Position {
 
 fn invalid(field: &str, why: &str) -> Status {
     status::domain(DomainError::invalid(field, why))
-}
-
-fn page_size(requested: i32) -> Result<usize, Status> {
-    match requested {
-        0 => Ok(DEFAULT_PAGE),
-        n if n < 0 => Err(invalid("page_size", "must not be negative")),
-        n => Ok((n as usize).min(MAX_PAGE)),
-    }
 }
 
 /// The model `id`, if it exists and lies in the caller's subtree.
@@ -112,101 +89,7 @@ model_change!(
     pr::RetireModelRequest,
 );
 
-/// What a write decided: the stream, the expected version and the events.
-struct Decision {
-    stream: String,
-    expected: ExpectedVersion,
-    payloads: Vec<Payload>,
-}
-
 impl Registration {
-    async fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
-        if !*self.ready.borrow() {
-            return Err(Status::unavailable("the service is replaying its log; retry shortly"));
-        }
-        self.auth.authenticate(request.metadata())
-    }
-
-    /// Waits until the read models include `position`.
-    async fn projected(&self, position: u64) -> Result<(), Status> {
-        let mut rx = self.projected.clone();
-        rx.wait_for(|p| *p >= position).await.map(drop).map_err(|_| Status::unavailable("the service is shutting down"))
-    }
-
-    /// The common write path. `fingerprint` identifies the request body; a retry with
-    /// the same `request_id` and body gets the first answer, another body is refused.
-    async fn write(
-        &self,
-        caller: &Caller,
-        method: &str,
-        request_id: &str,
-        body: &impl Message,
-        decide: impl FnOnce(&State) -> Result<Decision, Status>,
-    ) -> Result<Receipt, Status> {
-        let request_id = request_id.trim();
-        if request_id.is_empty() {
-            return Err(invalid("request_id", "is required: a client-chosen id that makes retries safe"));
-        }
-        if request_id.len() > dvk_domain::text::MAX_CODE {
-            return Err(invalid("request_id", "is longer than 100 bytes"));
-        }
-        let mut hasher = sha2::Sha256::new();
-        hasher.update(method.as_bytes());
-        hasher.update([0]);
-        hasher.update(body.encode_to_vec());
-        let fingerprint = hasher.finalize().to_vec();
-        if let Some(receipt) = self.earlier_answer(request_id, &fingerprint).await? {
-            return Ok(receipt);
-        }
-        let decision = {
-            let state = self.state.read().await;
-            decide(&state)?
-        };
-        let now = prost_types::Timestamp::from(SystemTime::now());
-        let events = decision
-            .payloads
-            .into_iter()
-            .map(|p| Envelope {
-                event_type: convert::event_type(&p).into(),
-                schema_version: 1,
-                occurred_at: Some(now),
-                actor: Some(caller.actor()),
-                correlation_id: request_id.to_owned(),
-                payload: Some(p),
-                ..Envelope::default()
-            })
-            .collect();
-        let append = AppendRequest::new(decision.stream, decision.expected, events)
-            .with_request_id(request_id, fingerprint.clone());
-        let receipt = match self.log.append(append).await {
-            Ok(r) => r,
-            // A concurrent request with the same id won the race: answer as it did.
-            Err(LogError::RequestIdReused { .. }) => match self.earlier_answer(request_id, &fingerprint).await? {
-                Some(r) => return Ok(r),
-                None => {
-                    return Err(Status::aborted("concurrent request with the same request_id; retry"));
-                }
-            },
-            Err(e) => return Err(status::log(e)),
-        };
-        self.metrics.log_head.set(receipt.last_position as i64);
-        self.projected(receipt.last_position).await?;
-        Ok(receipt)
-    }
-
-    async fn earlier_answer(&self, request_id: &str, fingerprint: &[u8]) -> Result<Option<Receipt>, Status> {
-        match self.log.find_request(request_id).map_err(status::log)? {
-            None => Ok(None),
-            Some((receipt, stored)) if stored == fingerprint => {
-                self.projected(receipt.last_position).await?;
-                Ok(Some(receipt))
-            }
-            Some(_) => Err(Status::already_exists(format!(
-                "request_id {request_id:?} was already used for a different request"
-            ))),
-        }
-    }
-
     /// A change to an existing model: checks scope and version, then decides.
     async fn change_model(
         &self,
@@ -222,6 +105,7 @@ impl Registration {
             return Err(invalid("expected_version", "is required: the model's current version"));
         }
         let receipt = self
+            .core
             .write(caller, method, request_id, body, |state| {
                 let entry = state
                     .models
@@ -261,10 +145,10 @@ impl Registration {
         request: Request<R>,
         command: impl FnOnce(&Caller, &R, &State, &ModelEntry) -> Result<ModelCommand, Status> + Send,
     ) -> Result<Response<pr::WriteModelResponse>, Status> {
-        self.metrics
+        self.core.metrics
             .clone()
             .track(method, async {
-                let caller = self.caller(&request).await?;
+                let caller = self.core.caller(&request)?;
                 caller.require_role(roles, method)?;
                 let req = request.into_inner();
                 let (request_id, model_id, expected) = req.target();
@@ -410,10 +294,10 @@ impl RegistrationService for Registration {
         &self,
         request: Request<Streaming<pr::ImportUnitsRequest>>,
     ) -> Result<Response<pr::ImportUnitsResponse>, Status> {
-        self.metrics
+        self.core.metrics
             .clone()
             .track("ImportUnits", async {
-                let caller = self.caller(&request).await?;
+                let caller = self.core.caller(&request)?;
                 caller.require_role(&[Role::Admin], "ImportUnits")?;
                 let mut stream = request.into_inner();
                 let mut first: Option<pr::ImportUnitsRequest> = None;
@@ -438,7 +322,7 @@ impl RegistrationService for Registration {
                 };
                 // A no-op (everything already there) answers without writing.
                 {
-                    let state = self.state.read().await;
+                    let state = self.core.state.read().await;
                     let (added, unchanged) = plan_import(tree, state.trees.get(tree), &records)?;
                     if added.is_empty() {
                         return Ok(Response::new(pr::ImportUnitsResponse {
@@ -451,6 +335,7 @@ impl RegistrationService for Registration {
                 }
                 let mut counts = (0u64, 0u64);
                 let receipt = self
+                    .core
                     .write(&caller, "ImportUnits", &head.request_id, &body, |state| {
                         let (added, unchanged) = plan_import(tree, state.trees.get(tree), &records)?;
                         counts = (added.len() as u64, unchanged);
@@ -487,10 +372,10 @@ impl RegistrationService for Registration {
         &self,
         request: Request<pr::ReorganizeUnitsRequest>,
     ) -> Result<Response<pr::ReorganizeUnitsResponse>, Status> {
-        self.metrics
+        self.core.metrics
             .clone()
             .track("ReorganizeUnits", async {
-                let caller = self.caller(&request).await?;
+                let caller = self.core.caller(&request)?;
                 caller.require_role(&[Role::Admin], "ReorganizeUnits")?;
                 let req = request.into_inner();
                 if convert::tree_in("from_tree", req.from_tree).map_err(status::domain)? != Tree::Pre2025 {
@@ -508,7 +393,7 @@ impl RegistrationService for Registration {
                 let received = links.len() as u64;
                 // A mapping already recorded in full answers without writing (a re-import).
                 {
-                    let state = self.state.read().await;
+                    let state = self.core.state.read().await;
                     let mut scratch = state.trees.reorganization.clone();
                     if links.iter().all(|l| scratch.add(l.clone()) == Inserted::Unchanged) {
                         return Ok(Response::new(pr::ReorganizeUnitsResponse {
@@ -521,6 +406,7 @@ impl RegistrationService for Registration {
                 let body = pr::ReorganizeUnitsRequest { request_id: String::new(), ..req.clone() };
                 let mut added_count = 0u64;
                 let receipt = self
+                    .core
                     .write(&caller, "ReorganizeUnits", &req.request_id, &body, |state| {
                         let mut scratch = state.trees.reorganization.clone();
                         let mut added = Vec::new();
@@ -571,14 +457,14 @@ impl RegistrationService for Registration {
     }
 
     async fn get_unit(&self, request: Request<pr::GetUnitRequest>) -> Result<Response<pr::Unit>, Status> {
-        self.metrics
+        self.core.metrics
             .clone()
             .track("GetUnit", async {
-                self.caller(&request).await?;
+                self.core.caller(&request)?;
                 let req = request.into_inner();
                 let tree = convert::tree_in("tree", req.tree).map_err(status::domain)?;
                 let code = convert::unit_in("code", req.code.as_ref()).map_err(status::domain)?;
-                let state = self.state.read().await;
+                let state = self.core.state.read().await;
                 Self::unit_out(&state, tree, &code)
                     .map(Response::new)
                     .ok_or_else(|| Status::not_found(format!("{code} is not a unit of the {} tree", tree.name())))
@@ -590,10 +476,10 @@ impl RegistrationService for Registration {
         &self,
         request: Request<pr::ListUnitsRequest>,
     ) -> Result<Response<pr::ListUnitsResponse>, Status> {
-        self.metrics
+        self.core.metrics
             .clone()
             .track("ListUnits", async {
-                self.caller(&request).await?;
+                self.core.caller(&request)?;
                 let req = request.into_inner();
                 let tree = convert::tree_in("tree", req.tree).map_err(status::domain)?;
                 let size = page_size(req.page_size)?;
@@ -601,7 +487,7 @@ impl RegistrationService for Registration {
                     Some(p) if !p.code.is_empty() => Some(UnitCode::parse("parent", &p.code).map_err(status::domain)?),
                     _ => None,
                 };
-                let state = self.state.read().await;
+                let state = self.core.state.read().await;
                 let t = state.trees.get(tree);
                 if let Some(p) = &parent
                     && t.get(p).is_none()
@@ -643,10 +529,10 @@ impl RegistrationService for Registration {
         &self,
         request: Request<pr::RegisterModelRequest>,
     ) -> Result<Response<pr::WriteModelResponse>, Status> {
-        self.metrics
+        self.core.metrics
             .clone()
             .track("RegisterModel", async {
-                let caller = self.caller(&request).await?;
+                let caller = self.core.caller(&request)?;
                 caller.require_role(&[Role::Reporter, Role::Admin], "RegisterModel")?;
                 let req = request.into_inner();
                 let unit = convert::unit_in("unit", req.unit.as_ref());
@@ -661,6 +547,7 @@ impl RegistrationService for Registration {
                 let id = ModelId::parse("model_id", &uuid::Uuid::now_v7().to_string()).expect("a UUID is a model id");
                 let body = pr::RegisterModelRequest { request_id: String::new(), ..req.clone() };
                 let receipt = self
+                    .core
                     .write(&caller, "RegisterModel", &req.request_id, &body, |state| {
                         let tree = Tree::in_force_on(registered_on);
                         if state.trees.get(tree).get(&unit).is_some() {
@@ -769,13 +656,13 @@ impl RegistrationService for Registration {
     }
 
     async fn get_model(&self, request: Request<pr::GetModelRequest>) -> Result<Response<pr::Model>, Status> {
-        self.metrics
+        self.core.metrics
             .clone()
             .track("GetModel", async {
-                let caller = self.caller(&request).await?;
+                let caller = self.core.caller(&request)?;
                 let req = request.into_inner();
                 let id = ModelId::parse("model_id", &req.model_id).map_err(status::domain)?;
-                let state = self.state.read().await;
+                let state = self.core.state.read().await;
                 let entry = readable_model(&state, &caller, &id, "GetModel")?;
                 Ok(Response::new(Self::model_out(id.as_str(), entry)))
             })
@@ -786,10 +673,10 @@ impl RegistrationService for Registration {
         &self,
         request: Request<pr::ListModelsRequest>,
     ) -> Result<Response<pr::ListModelsResponse>, Status> {
-        self.metrics
+        self.core.metrics
             .clone()
             .track("ListModels", async {
-                let caller = self.caller(&request).await?;
+                let caller = self.core.caller(&request)?;
                 let req = request.into_inner();
                 let size = page_size(req.page_size)?;
                 let unit = match req.unit.as_ref() {
@@ -821,7 +708,7 @@ impl RegistrationService for Registration {
                     Some(p) if !p.code.is_empty() => Some(Period::parse("period", &p.code).map_err(status::domain)?),
                     _ => None,
                 };
-                let state = self.state.read().await;
+                let state = self.core.state.read().await;
                 if let Some(u) = &unit {
                     let t = tree.unwrap_or(Tree::Y2025);
                     let in_some_tree =
@@ -873,30 +760,18 @@ impl RegistrationService for Registration {
         &self,
         request: Request<pr::GetModelHistoryRequest>,
     ) -> Result<Response<pr::GetModelHistoryResponse>, Status> {
-        self.metrics
+        self.core.metrics
             .clone()
             .track("GetModelHistory", async {
-                let caller = self.caller(&request).await?;
+                let caller = self.core.caller(&request)?;
                 let req = request.into_inner();
                 let id = ModelId::parse("model_id", &req.model_id).map_err(status::domain)?;
                 let size = page_size(req.page_size)?;
                 {
-                    let state = self.state.read().await;
+                    let state = self.core.state.read().await;
                     readable_model(&state, &caller, &id, "GetModelHistory")?;
                 }
-                let from: u64 = if req.page_token.is_empty() {
-                    1
-                } else {
-                    req.page_token.parse().map_err(|_| invalid("page_token", "is not a token from a previous page"))?
-                };
-                let records = self.log.read_stream(&id.stream_id(), from).map_err(status::log)?;
-                let more = records.len() > size;
-                let events = records
-                    .iter()
-                    .take(size)
-                    .map(|r| r.envelope().map_err(status::log))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let next = if more { (from + size as u64).to_string() } else { String::new() };
+                let (events, next) = self.core.history(&id.stream_id(), size, &req.page_token)?;
                 Ok(Response::new(pr::GetModelHistoryResponse { events, next_page_token: next }))
             })
             .await

@@ -8,7 +8,7 @@ use dvk_domain::Tree;
 use dvk_domain::model::Model;
 use dvk_domain::unit::{ReorgLink, Trees};
 use dvk_proto::convert;
-use dvk_proto::events::v1::{Envelope, envelope::Payload};
+use dvk_proto::events::v1::Envelope;
 
 pub const SOURCE: &str = "registration";
 
@@ -46,66 +46,43 @@ impl State {
         self.versions.get(stream).copied().unwrap_or(0)
     }
 
-    /// Folds one event in. Events were checked when written; one that no longer
-    /// decodes is reported and skipped, never half-applied.
-    pub fn apply(&mut self, position: u64, env: &Envelope) {
-        self.position = position;
-        let Some(payload) = &env.payload else { return };
-        match payload {
-            Payload::UnitsImported(imported) => {
-                let Ok(tree) = convert::tree_in("tree", imported.tree) else {
-                    tracing::error!(position, "units imported into an unknown tree");
-                    return;
-                };
-                for (i, record) in imported.units.iter().enumerate() {
-                    match convert::unit_record_in(&format!("units[{i}]"), tree, record) {
-                        Ok(unit) => {
-                            if let Err(e) = self.trees.get_mut(tree).insert(unit) {
-                                tracing::error!(position, error = %e, "stored unit does not fit the tree");
-                            }
-                        }
-                        Err(e) => {
-                            tracing::error!(position, error = %e, "stored unit does not decode")
-                        }
-                    }
-                }
-                self.versions.insert(tree_stream(tree), env.stream_version);
-            }
-            Payload::UnitsReorganized(r) => {
-                for (i, link) in r.links.iter().enumerate() {
-                    match convert::reorg_link_in(&format!("links[{i}]"), link) {
-                        Ok(link) => {
-                            self.trees.reorganization.add(link);
-                        }
-                        Err(e) => {
-                            tracing::error!(position, error = %e, "stored link does not decode")
-                        }
-                    }
-                }
-                self.versions.insert(REORG_STREAM, env.stream_version);
-            }
-            other => match convert::model_event_in(other) {
-                Ok(Some(event)) => {
-                    let id = env.stream_id.strip_prefix("model-").unwrap_or(&env.stream_id).to_owned();
-                    let entry = self.models.entry(id).or_insert_with(|| ModelEntry {
-                        model: Model::default(),
-                        version: 0,
-                        updated: None,
-                    });
-                    entry.model.apply(&event);
-                    entry.version = env.stream_version;
-                    entry.updated = env.recorded_at;
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::error!(position, error = %e, "stored model event does not decode")
-                }
-            },
-        }
-    }
-
     /// The successors of an old unit with their ranks.
     pub fn successors(&self, old: &dvk_domain::UnitCode) -> Vec<(ReorgLink, u32)> {
         self.trees.reorganization.successors(old).iter().cloned().zip(0..).collect()
+    }
+}
+
+impl dvk_runtime::host::ReadModel for State {
+    fn apply(&mut self, position: u64, env: &Envelope) {
+        self.position = position;
+        let Some(payload) = &env.payload else { return };
+        let mut problems = Vec::new();
+        let change = convert::apply_tree_event(&mut self.trees, payload, &mut problems);
+        for problem in problems {
+            tracing::error!(position, "{problem}");
+        }
+        match change {
+            Some(convert::TreeChange::Units(tree)) => {
+                self.versions.insert(tree_stream(tree), env.stream_version);
+                return;
+            }
+            Some(convert::TreeChange::Reorganization) => {
+                self.versions.insert(REORG_STREAM, env.stream_version);
+                return;
+            }
+            None => {}
+        }
+        match convert::model_event_in(payload) {
+            Ok(Some(event)) => {
+                let id = env.stream_id.strip_prefix("model-").unwrap_or(&env.stream_id).to_owned();
+                let entry =
+                    self.models.entry(id).or_insert_with(|| ModelEntry { model: Model::default(), version: 0, updated: None });
+                entry.model.apply(&event);
+                entry.version = env.stream_version;
+                entry.updated = env.recorded_at;
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(position, error = %e, "stored model event does not decode"),
+        }
     }
 }

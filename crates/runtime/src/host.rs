@@ -1,0 +1,498 @@
+//! The frame every command service runs in: replay the log into read models before
+//! answering, follow the log to keep them current, the shared write path (request ids,
+//! expected versions, answer once the read models include the write), the relay to
+//! Kafka, optional ingestion of another service's events, metrics, and a bounded,
+//! draining shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use dvk_bus::kafka::{KafkaConfig, KafkaSource, RelayConfig};
+use dvk_bus::local::LocalSource;
+use dvk_bus::Ingestor;
+use dvk_domain::DomainError;
+use dvk_eventlog::{AppendRequest, EventLog, ExpectedVersion, LogError, Receipt};
+use dvk_proto::convert;
+use dvk_proto::events::v1::{Envelope, envelope::Payload};
+use prost::Message;
+use sha2::Digest;
+use tokio::sync::{RwLock, watch};
+use tokio::task::JoinHandle;
+use tonic::transport::server::Router;
+use tonic::{Request, Status};
+
+use crate::metrics::Metrics;
+use crate::server::{self, Readiness};
+use crate::settings::ServerSettings;
+use crate::{Authenticator, Caller, status};
+
+/// Most events folded into the read models under one write lock.
+const PROJECT_BATCH: usize = 512;
+
+/// Read models rebuilt by folding a log in order.
+pub trait ReadModel: Default + Send + Sync + 'static {
+    /// Folds the event at `position` in. Events were checked when written; one that no
+    /// longer decodes is reported and skipped, never half-applied.
+    fn apply(&mut self, position: u64, env: &Envelope);
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("authentication settings: {0}")]
+    Auth(#[from] crate::auth::AuthError),
+    #[error("event log: {0}")]
+    Log(#[from] LogError),
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What a write decided: the stream, the expected version and the events.
+#[derive(Debug)]
+pub struct Decision {
+    pub stream: String,
+    pub expected: ExpectedVersion,
+    pub payloads: Vec<Payload>,
+}
+
+/// What a service's RPC handlers share: the log, the read models and how far they
+/// have folded the log, the authenticator and the metrics.
+pub struct Core<S> {
+    pub log: EventLog,
+    pub state: Arc<RwLock<S>>,
+    pub projected: watch::Receiver<u64>,
+    pub auth: Authenticator,
+    pub metrics: Arc<Metrics>,
+    source: &'static str,
+}
+
+impl<S> Clone for Core<S> {
+    fn clone(&self) -> Self {
+        Self {
+            log: self.log.clone(),
+            state: self.state.clone(),
+            projected: self.projected.clone(),
+            auth: self.auth.clone(),
+            metrics: self.metrics.clone(),
+            source: self.source,
+        }
+    }
+}
+
+impl<S> std::fmt::Debug for Core<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core").field("source", &self.source).field("log", &self.log).finish_non_exhaustive()
+    }
+}
+
+fn invalid(field: &str, why: &str) -> Status {
+    status::domain(DomainError::invalid(field, why))
+}
+
+impl<S: ReadModel> Core<S> {
+    /// The position token of this service's log.
+    pub fn position(&self, p: u64) -> dvk_proto::common::v1::Position {
+        dvk_proto::common::v1::Position { source: self.source.into(), position: p }
+    }
+
+    /// The authenticated caller of `request`.
+    pub fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
+        self.auth.authenticate(request.metadata())
+    }
+
+    /// Waits until the read models include the log position `position`.
+    pub async fn projected(&self, position: u64) -> Result<(), Status> {
+        let mut rx = self.projected.clone();
+        rx.wait_for(|p| *p >= position).await.map(drop).map_err(|_| Status::unavailable("the service is shutting down"))
+    }
+
+    /// The common write path. The request body (without its id) is fingerprinted; a
+    /// retry with the same `request_id` and body gets the first answer, another body
+    /// is refused. `decide` runs against the current read models; the answer comes once
+    /// they include the write, so the caller's next read sees it.
+    pub async fn write(
+        &self,
+        caller: &Caller,
+        method: &str,
+        request_id: &str,
+        body: &impl Message,
+        decide: impl FnOnce(&S) -> Result<Decision, Status>,
+    ) -> Result<Receipt, Status> {
+        let request_id = request_id.trim();
+        if request_id.is_empty() {
+            return Err(invalid("request_id", "is required: a client-chosen id that makes retries safe"));
+        }
+        if request_id.len() > dvk_domain::text::MAX_CODE {
+            return Err(invalid("request_id", "is longer than 100 bytes"));
+        }
+        let mut hasher = sha2::Sha256::new();
+        hasher.update(method.as_bytes());
+        hasher.update([0]);
+        hasher.update(body.encode_to_vec());
+        let fingerprint = hasher.finalize().to_vec();
+        if let Some(receipt) = self.earlier_answer(request_id, &fingerprint).await? {
+            return Ok(receipt);
+        }
+        let decision = {
+            let state = self.state.read().await;
+            decide(&state)?
+        };
+        let now = prost_types::Timestamp::from(SystemTime::now());
+        let events = decision
+            .payloads
+            .into_iter()
+            .map(|p| Envelope {
+                event_type: convert::event_type(&p).into(),
+                schema_version: 1,
+                occurred_at: Some(now),
+                actor: Some(caller.actor()),
+                correlation_id: request_id.to_owned(),
+                payload: Some(p),
+                ..Envelope::default()
+            })
+            .collect();
+        let append = AppendRequest::new(decision.stream, decision.expected, events)
+            .with_request_id(request_id, fingerprint.clone());
+        let receipt = match self.log.append(append).await {
+            Ok(r) => r,
+            // A concurrent request with the same id won the race: answer as it did.
+            Err(LogError::RequestIdReused { .. }) => match self.earlier_answer(request_id, &fingerprint).await? {
+                Some(r) => return Ok(r),
+                None => return Err(Status::aborted("concurrent request with the same request_id; retry")),
+            },
+            Err(e) => return Err(status::log(e)),
+        };
+        self.metrics.log_head.set(receipt.last_position as i64);
+        self.projected(receipt.last_position).await?;
+        Ok(receipt)
+    }
+
+    async fn earlier_answer(&self, request_id: &str, fingerprint: &[u8]) -> Result<Option<Receipt>, Status> {
+        match self.log.find_request(request_id).map_err(status::log)? {
+            None => Ok(None),
+            Some((receipt, stored)) if stored == fingerprint => {
+                self.projected(receipt.last_position).await?;
+                Ok(Some(receipt))
+            }
+            Some(_) => Err(Status::already_exists(format!(
+                "request_id {request_id:?} was already used for a different request"
+            ))),
+        }
+    }
+
+    /// One page of a stream's events, oldest first: `(events, next_page_token)`. The
+    /// token is the next stream version to read.
+    pub fn history(&self, stream: &str, size: usize, page_token: &str) -> Result<(Vec<Envelope>, String), Status> {
+        let from: u64 = if page_token.is_empty() {
+            1
+        } else {
+            match page_token.parse() {
+                Ok(v) if v >= 1 => v,
+                _ => return Err(invalid("page_token", "is not a token from a previous page")),
+            }
+        };
+        let records = self.log.read_stream(stream, from).map_err(status::log)?;
+        let more = records.len() > size;
+        let events =
+            records.iter().take(size).map(|r| r.envelope().map_err(status::log)).collect::<Result<Vec<_>, _>>()?;
+        let next = if more { (from + size as u64).to_string() } else { String::new() };
+        Ok((events, next))
+    }
+}
+
+/// The Kafka settings of the `DVK_KAFKA_*` variables, if a broker is configured
+/// (`DVK_KAFKA_BOOTSTRAP_SERVERS`).
+pub fn kafka_from_env() -> Option<KafkaConfig> {
+    let kafka = KafkaConfig::from_env();
+    kafka.settings.contains_key("bootstrap.servers").then_some(kafka)
+}
+
+/// Vietnam's civil date today (UTC+7, no daylight saving).
+pub fn today() -> dvk_domain::Date {
+    let secs = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    dvk_domain::Date::from_unix_days((secs + 7 * 3600).div_euclid(86_400))
+        .expect("the clock is within the supported years")
+}
+
+/// Page size of a `List*` request: 0 means the default of 100; at most 1000.
+pub fn page_size(requested: i32) -> Result<usize, Status> {
+    match requested {
+        0 => Ok(100),
+        n if n < 0 => Err(invalid("page_size", "must not be negative")),
+        n => Ok((n as usize).min(1000)),
+    }
+}
+
+/// Where a service receives another service's events from.
+#[derive(Debug, Clone)]
+pub enum Upstream {
+    /// The other service's log in this process (the embedded default).
+    Local(EventLog),
+    /// The other service's Kafka topic.
+    Kafka(KafkaConfig),
+}
+
+/// A service being started: its read models are replayed and followed; it serves once
+/// `serve` is called and stops, draining, when the shutdown future resolves.
+pub struct Host<S> {
+    core: Core<S>,
+    readiness: Readiness,
+    stop_tx: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    settings: ServerSettings,
+    name: &'static str,
+}
+
+impl<S> std::fmt::Debug for Host<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+/// Replays a log into fresh read models; returns them with the last position folded.
+pub fn replay<S: ReadModel>(log: &EventLog) -> Result<(S, u64), LogError> {
+    let mut state = S::default();
+    let mut last = 0;
+    for record in log.read_all(1) {
+        let record = record?;
+        state.apply(record.position(), &record.envelope()?);
+        last = record.position();
+    }
+    Ok((state, last))
+}
+
+impl<S: ReadModel> Host<S> {
+    /// Replays `log` (the service's own, opened by the caller), starts following it,
+    /// and, given a Kafka configuration, starts the relay to `dvk.<source>.v1`.
+    /// `service` is the gRPC service name health checks ask for. Returns the host and
+    /// the router to add the service to.
+    pub async fn start(
+        service: &'static str,
+        source: &'static str,
+        log: EventLog,
+        settings: &ServerSettings,
+        relay: Option<KafkaConfig>,
+    ) -> Result<(Self, Router), HostError> {
+        let auth = Authenticator::from_settings(&settings.auth)?;
+        let metrics = Arc::new(Metrics::new(source));
+        let (router, readiness) = server::router(service).await?;
+
+        // Replay before answering: until `serve`, the health service says NOT_SERVING.
+        let started = Instant::now();
+        let (state, head) = {
+            let log = log.clone();
+            tokio::task::spawn_blocking(move || replay::<S>(&log)).await.expect("replay task")?
+        };
+        metrics.replayed.inc_by(head);
+        metrics.projected.set(head as i64);
+        metrics.log_head.set(log.head() as i64);
+        tracing::info!(service = source, events = head, elapsed = ?started.elapsed(), "log replayed");
+        let state = Arc::new(RwLock::new(state));
+        let (projected_tx, projected) = watch::channel(head);
+        let (stop_tx, stop) = watch::channel(false);
+        let core = Core { log: log.clone(), state: state.clone(), projected, auth, metrics: metrics.clone(), source };
+        let mut host = Self { core, readiness, stop_tx, tasks: Vec::new(), settings: settings.clone(), name: source };
+        host.tasks.push(tokio::spawn(project(log.clone(), state, projected_tx, metrics.clone(), stop.clone())));
+
+        if let Some(kafka) = relay {
+            let (cursor_tx, mut cursor) = watch::channel(0u64);
+            let config = RelayConfig::new(kafka, dvk_bus::kafka::topic_of(source));
+            let relay = dvk_bus::kafka::relay(log.clone(), config, cursor_tx, stop.clone());
+            host.tasks.push(tokio::spawn(async move {
+                match relay.await {
+                    Ok(()) => {}
+                    Err(e) => tracing::error!(error = %e, "relay stopped with an error"),
+                }
+            }));
+            let mut head = log.watch_head();
+            host.tasks.push(tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        r = cursor.changed() => if r.is_err() { break },
+                        r = head.changed() => if r.is_err() { break },
+                    }
+                    let c = *cursor.borrow_and_update();
+                    let h = *head.borrow_and_update();
+                    metrics.relay_lag.set(h.saturating_sub(c) as i64);
+                }
+            }));
+        }
+        Ok((host, router))
+    }
+
+    /// What the RPC handlers share.
+    pub fn core(&self) -> Core<S> {
+        self.core.clone()
+    }
+
+    /// Appends `source`'s events (from its log in this process, or its topic) to this
+    /// service's log, effectively once; the read models fold them like their own. A
+    /// failure (the broker gone, say) is logged and retried every second from the
+    /// progress stored in the log.
+    pub fn follow(&mut self, source: &'static str, upstream: Upstream) {
+        let log = self.core.log.clone();
+        let mut stop = self.stop_tx.subscribe();
+        let group = self.name;
+        let metrics = self.core.metrics.clone();
+        self.tasks.push(tokio::spawn(async move {
+            loop {
+                let result = receive(&log, source, group, &upstream, &metrics, stop.clone()).await;
+                match result {
+                    Ok(()) => return,
+                    Err(e) => tracing::warn!(source, error = %e, "receiving events failed; retrying in 1 s"),
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
+        }));
+    }
+
+    /// Serves `router` (with the service added) on `listener` until `shutdown`
+    /// resolves; calls `ready` once it answers. Then: health NOT_SERVING, drain
+    /// in-flight requests (bounded by the shutdown timeout), stop the background tasks
+    /// and close the log.
+    pub async fn serve(
+        self,
+        router: Router,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+        ready: impl FnOnce(),
+    ) -> Result<(), HostError> {
+        let Self { core, readiness, stop_tx, mut tasks, settings, name } = self;
+        if let Some(addr) = settings.metrics_listen {
+            let listener = tokio::net::TcpListener::bind(addr).await?;
+            tracing::info!(%addr, "metrics on /metrics");
+            let mut stop = stop_tx.subscribe();
+            let metrics = core.metrics.clone();
+            tasks.push(tokio::spawn(async move {
+                let served = crate::metrics::serve(listener, metrics, async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                });
+                if let Err(e) = served.await {
+                    tracing::warn!(error = %e, "metrics endpoint failed");
+                }
+            }));
+        }
+        readiness.serving().await;
+        tracing::info!(service = name, addr = ?listener.local_addr().ok(), "serving");
+        ready();
+        let drain_timeout = settings.shutdown_timeout;
+        let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
+        let readiness2 = readiness.clone();
+        let signal = async move {
+            shutdown.await;
+            readiness2.not_serving().await;
+            let _ = drain_tx.send(());
+        };
+        let serve = server::serve(router, listener, signal);
+        tokio::pin!(serve);
+        let result = tokio::select! {
+            r = &mut serve => r,
+            () = async {
+                let _ = drain_rx.await;
+                tokio::time::sleep(drain_timeout).await;
+            } => {
+                tracing::warn!(timeout = ?drain_timeout, "in-flight requests did not finish in time; stopping");
+                Ok(())
+            }
+        };
+        let _ = stop_tx.send(true);
+        for task in tasks {
+            let _ = task.await;
+        }
+        core.log.close()?;
+        tracing::info!(service = name, "stopped; log flushed");
+        result.map_err(HostError::from)
+    }
+}
+
+/// Receives `source`'s events into `log` until stopped.
+async fn receive(
+    log: &EventLog,
+    source: &'static str,
+    group: &str,
+    upstream: &Upstream,
+    metrics: &Arc<Metrics>,
+    stop: watch::Receiver<bool>,
+) -> Result<(), dvk_bus::BusError> {
+    let ingestor = Ingestor::new(log.clone(), &[source])?;
+    match upstream {
+        Upstream::Local(upstream_log) => {
+            ingestor.run(LocalSource::new(upstream_log, log)?, stop).await?;
+        }
+        Upstream::Kafka(kafka) => {
+            let topic = dvk_bus::kafka::topic_of(source);
+            let consumer = KafkaSource::new(kafka, &topic, group, log).await?;
+            let lag = consumer.lag();
+            let metrics = metrics.clone();
+            let mut stop2 = stop.clone();
+            let reporter = tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                        _ = stop2.wait_for(|s| *s) => return,
+                    }
+                    let snapshot = lag.lock().expect("lag lock").clone();
+                    metrics.set_consumer_lag(&topic, &snapshot);
+                }
+            });
+            let result = ingestor.run(consumer, stop).await;
+            reporter.abort();
+            result?;
+        }
+    }
+    Ok(())
+}
+
+/// Follows the log and folds every new event into the read models, in order.
+async fn project<S: ReadModel>(
+    log: EventLog,
+    state: Arc<RwLock<S>>,
+    projected: watch::Sender<u64>,
+    metrics: Arc<Metrics>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let from = *projected.borrow() + 1;
+    let mut sub = log.subscribe(from);
+    loop {
+        let first = tokio::select! {
+            r = sub.next() => r,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let mut batch = Vec::new();
+        let mut next = first;
+        loop {
+            match next.and_then(|r| Ok((r.position(), r.envelope()?))) {
+                Ok(item) => batch.push(item),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot follow the log; read models stop here");
+                    return;
+                }
+            }
+            if batch.len() >= PROJECT_BATCH {
+                break;
+            }
+            match sub.try_next() {
+                Ok(Some(r)) => next = Ok(r),
+                Ok(None) => break,
+                Err(e) => next = Err(e),
+            }
+        }
+        let last = batch.last().map_or(0, |(p, _)| *p);
+        {
+            let mut s = state.write().await;
+            for (p, env) in &batch {
+                s.apply(*p, env);
+            }
+        }
+        metrics.projected.set(last as i64);
+        metrics.log_head.set(log.head() as i64);
+        projected.send_replace(last);
+    }
+}

@@ -1,0 +1,101 @@
+//! The reporting service: periodic reports (sơ kết, tổng kết), their revisions and
+//! their approval up the administrative levels, over gRPC, with its own sled event log
+//! as the source of truth. It learns the administrative trees from the registration
+//! service's events: from its Kafka topic, or from its log in the same process.
+
+#![forbid(unsafe_code)]
+
+pub mod schedule;
+mod service;
+mod state;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use dvk_domain::schedule::Schedule;
+use dvk_eventlog::{EventLog, LogConfig};
+use dvk_proto::reporting::v1::reporting_service_server::ReportingServiceServer;
+use dvk_runtime::host::{Host, Upstream};
+use dvk_runtime::settings::ServerSettings;
+
+pub use dvk_runtime::host::HostError as Error;
+pub use service::Reporting;
+pub use state::{SOURCE, State};
+
+/// The gRPC service name, as health checks ask for it.
+pub const SERVICE_NAME: &str = "dvk.reporting.v1.ReportingService";
+
+/// Settings of the reporting service (flags or `DVK_*` variables).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Settings {
+    /// gRPC listen address.
+    #[arg(long, env = "DVK_REPORTING_LISTEN", default_value = "0.0.0.0:50052")]
+    pub listen: SocketAddr,
+    /// TOML file with the reporting schedule (when reports open, are due and lock);
+    /// unset: the defaults.
+    #[arg(long, env = "DVK_REPORTING_SCHEDULE_FILE")]
+    pub schedule_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub server: ServerSettings,
+}
+
+/// How the service is wired to the others.
+#[derive(Debug, Clone, Default)]
+pub struct Links {
+    /// Publish the log to `dvk.reporting.v1`.
+    pub relay: Option<dvk_bus::kafka::KafkaConfig>,
+    /// Where the registration service's events (the trees) come from.
+    pub registration: Option<Upstream>,
+}
+
+impl Links {
+    /// Over Kafka when `DVK_KAFKA_BOOTSTRAP_SERVERS` is set; otherwise unlinked.
+    pub fn from_env() -> Self {
+        match dvk_runtime::host::kafka_from_env() {
+            Some(kafka) => Self { relay: Some(kafka.clone()), registration: Some(Upstream::Kafka(kafka)) },
+            None => Self::default(),
+        }
+    }
+}
+
+/// Opens the reporting log in the configured data directory.
+pub fn open_log(settings: &ServerSettings) -> Result<EventLog, Error> {
+    Ok(EventLog::open(LogConfig::new(&settings.data_dir, state::SOURCE))?)
+}
+
+/// Serves the reporting service on `listener` until `shutdown` resolves, linked over
+/// Kafka when it is configured.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    settings: ServerSettings,
+    schedule: Schedule,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let log = open_log(&settings)?;
+    serve(listener, settings, schedule, log, Links::from_env(), shutdown, || {}).await
+}
+
+/// Serves the reporting service over `log`; calls `ready` once the log is replayed and
+/// the service answers.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    settings: ServerSettings,
+    schedule: Schedule,
+    log: EventLog,
+    links: Links,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    ready: impl FnOnce(),
+) -> Result<(), Error> {
+    let (mut host, router) = Host::<State>::start(SERVICE_NAME, state::SOURCE, log, &settings, links.relay).await?;
+    match links.registration {
+        Some(upstream) => host.follow("registration", upstream),
+        None => tracing::warn!(
+            "no link to the registration service (set DVK_KAFKA_BOOTSTRAP_SERVERS): only units already in the log are known"
+        ),
+    }
+    let grpc = ReportingServiceServer::new(Reporting::new(host.core(), schedule))
+        .max_decoding_message_size(settings.max_message_bytes)
+        .max_encoding_message_size(settings.max_message_bytes);
+    host.serve(router.add_service(grpc), listener, shutdown, ready).await
+}

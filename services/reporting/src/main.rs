@@ -1,0 +1,51 @@
+//! `dvk-reporting`: the reporting service as its own process.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use dvk_runtime::settings::EXIT_BAD_SETTINGS;
+
+#[derive(Debug, Parser)]
+#[command(version, about = "DVK Ledger reporting service")]
+struct Args {
+    #[command(flatten)]
+    settings: dvk_reporting::Settings,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    dvk_runtime::telemetry::init();
+    let schedule = match dvk_reporting::schedule::load(args.settings.schedule_file.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("{e} (DVK_REPORTING_SCHEDULE_FILE)");
+            return ExitCode::from(EXIT_BAD_SETTINGS as u8);
+        }
+    };
+    let signals = match dvk_runtime::shutdown::Signals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot install signal handlers");
+            return ExitCode::FAILURE;
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(args.settings.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(addr = %args.settings.listen, error = %e, "cannot listen (DVK_REPORTING_LISTEN)");
+            return ExitCode::from(EXIT_BAD_SETTINGS as u8);
+        }
+    };
+    match dvk_reporting::run(listener, args.settings.server, schedule, signals.recv()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e @ dvk_reporting::Error::Auth(_)) => {
+            tracing::error!("{e}");
+            ExitCode::from(EXIT_BAD_SETTINGS as u8)
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}

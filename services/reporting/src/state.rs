@@ -1,0 +1,76 @@
+//! The reporting service's read models, rebuilt by folding its log in order: the
+//! administrative trees (received from the registration service) and every report
+//! with its revisions, their authors and its version.
+
+use std::collections::BTreeMap;
+
+use dvk_domain::Aggregate;
+use dvk_domain::report::{Report, ReportEvent};
+use dvk_domain::unit::Trees;
+use dvk_proto::common::v1::Actor;
+use dvk_proto::convert;
+use dvk_proto::events::v1::Envelope;
+
+pub const SOURCE: &str = "reporting";
+
+/// Who made a revision, and when.
+#[derive(Debug, Clone, Default)]
+pub struct Authorship {
+    pub actor: Option<Actor>,
+    pub at: Option<prost_types::Timestamp>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ReportEntry {
+    pub report: Report,
+    pub version: u64,
+    pub updated: Option<prost_types::Timestamp>,
+    /// The author of each revision, in revision order.
+    pub authors: Vec<Authorship>,
+    /// An approver returned or reopened the report since it was last approved: the
+    /// unit may change it after the lock date.
+    pub unlocked: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct State {
+    pub trees: Trees,
+    /// Reports by id (`report-<unit>-<period>`), so in unit then period order.
+    pub reports: BTreeMap<String, ReportEntry>,
+    /// The last log position folded in.
+    pub position: u64,
+}
+
+impl dvk_runtime::host::ReadModel for State {
+    fn apply(&mut self, position: u64, env: &Envelope) {
+        self.position = position;
+        let Some(payload) = &env.payload else { return };
+        let mut problems = Vec::new();
+        let tree_event = convert::apply_tree_event(&mut self.trees, payload, &mut problems).is_some();
+        for problem in problems {
+            tracing::error!(position, "{problem}");
+        }
+        if tree_event {
+            return;
+        }
+        let event = match convert::report_event_in(payload) {
+            Ok(Some(e)) => e,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(position, error = %e, "stored report event does not decode");
+                return;
+            }
+        };
+        let entry = self.reports.entry(env.stream_id.clone()).or_default();
+        match &event {
+            ReportEvent::Submitted { .. } | ReportEvent::Amended { .. } => {
+                entry.authors.push(Authorship { actor: env.actor.clone(), at: env.recorded_at.or(env.occurred_at) });
+            }
+            ReportEvent::Returned { .. } | ReportEvent::Reopened { .. } => entry.unlocked = true,
+            ReportEvent::Approved { .. } => entry.unlocked = false,
+        }
+        entry.report.apply(&event);
+        entry.version = env.stream_version;
+        entry.updated = env.recorded_at.or(env.occurred_at);
+    }
+}
