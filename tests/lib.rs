@@ -7,7 +7,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use dvk_domain::schedule::Schedule;
+use dvk_eventlog::EventLog;
 use dvk_proto::registration::v1::registration_service_client::RegistrationServiceClient;
+use dvk_proto::reporting::v1::reporting_service_client::ReportingServiceClient;
 use dvk_runtime::auth::{Claims, mint_hs256, now_secs};
 use dvk_runtime::settings::{AuthSettings, ServerSettings};
 use tokio::sync::oneshot;
@@ -28,42 +31,98 @@ pub fn token(role: &str, unit: &str) -> String {
     mint_hs256(SECRET, &claims).expect("token")
 }
 
-/// A registration service running in this process.
+/// The test broker (Tansu) harness, shared with the bus crate's tests.
+#[path = "../crates/bus/tests/support.rs"]
+pub mod bus_support;
+
+pub use bus_support::Broker;
+
+/// Settings of a test service over `data_dir`, trusting `SECRET`.
+pub fn settings(data_dir: &Path, metrics: Option<SocketAddr>) -> ServerSettings {
+    if std::env::var_os("TEST_LOG").is_some() {
+        dvk_runtime::telemetry::init();
+    }
+    let secret_file = data_dir.with_extension("secret");
+    std::fs::write(&secret_file, SECRET).expect("secret file");
+    ServerSettings {
+        data_dir: data_dir.to_owned(),
+        metrics_listen: metrics,
+        shutdown_timeout: Duration::from_secs(5),
+        max_message_bytes: 16 << 20,
+        auth: AuthSettings { jwt_hs256_secret_file: Some(secret_file), jwt_public_key_file: None },
+    }
+}
+
+/// A service running in this process.
 #[derive(Debug)]
 pub struct Service {
     pub addr: SocketAddr,
     pub data_dir: PathBuf,
+    /// The service's own log (shared with it).
+    pub log: EventLog,
+    name: &'static str,
     stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<Result<(), dvk_registration::Error>>>,
+    task: Option<tokio::task::JoinHandle<Result<(), dvk_runtime::host::HostError>>>,
 }
 
 impl Service {
     /// Starts the registration service on 127.0.0.1:0 over `data_dir`.
     pub async fn registration(data_dir: &Path) -> Service {
-        Self::registration_with_metrics(data_dir, None).await
+        Self::registration_with(data_dir, None, None).await
     }
 
     /// Starts the registration service with a `/metrics` endpoint on `metrics`.
     pub async fn registration_with_metrics(data_dir: &Path, metrics: Option<SocketAddr>) -> Service {
-        if std::env::var_os("TEST_LOG").is_some() {
-            dvk_runtime::telemetry::init();
-        }
-        let secret_file = data_dir.with_extension("secret");
-        std::fs::write(&secret_file, SECRET).expect("secret file");
-        let settings = ServerSettings {
-            data_dir: data_dir.to_owned(),
-            metrics_listen: metrics,
-            shutdown_timeout: Duration::from_secs(5),
-            max_message_bytes: 16 << 20,
-            auth: AuthSettings { jwt_hs256_secret_file: Some(secret_file), jwt_public_key_file: None },
-        };
+        Self::registration_with(data_dir, metrics, None).await
+    }
+
+    /// Starts the registration service, relaying its log to Kafka when `relay` is given.
+    pub async fn registration_with(
+        data_dir: &Path,
+        metrics: Option<SocketAddr>,
+        relay: Option<dvk_bus::kafka::KafkaConfig>,
+    ) -> Service {
+        let settings = settings(data_dir, metrics);
+        let log = dvk_registration::open_log(&settings).expect("registration log");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(dvk_registration::run(listener, settings, async move {
-            let _ = stopped.await;
-        }));
-        let service = Service { addr, data_dir: data_dir.to_owned(), stop: Some(stop), task: Some(task) };
+        let task = tokio::spawn(dvk_registration::serve(
+            listener,
+            settings,
+            log.clone(),
+            relay,
+            async move {
+                let _ = stopped.await;
+            },
+            || {},
+        ));
+        let name = dvk_registration::SERVICE_NAME;
+        let service = Service { addr, data_dir: data_dir.to_owned(), log, name, stop: Some(stop), task: Some(task) };
+        service.wait_ready().await;
+        service
+    }
+
+    /// Starts the reporting service over `data_dir` with `schedule`, linked by `links`.
+    pub async fn reporting(data_dir: &Path, schedule: Schedule, links: dvk_reporting::Links) -> Service {
+        let settings = settings(data_dir, None);
+        let log = dvk_reporting::open_log(&settings).expect("reporting log");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(dvk_reporting::serve(
+            listener,
+            settings,
+            schedule,
+            log.clone(),
+            links,
+            async move {
+                let _ = stopped.await;
+            },
+            || {},
+        ));
+        let name = dvk_reporting::SERVICE_NAME;
+        let service = Service { addr, data_dir: data_dir.to_owned(), log, name, stop: Some(stop), task: Some(task) };
         service.wait_ready().await;
         service
     }
@@ -72,7 +131,7 @@ impl Service {
         for _ in 0..200 {
             if let Ok(ch) = Channel::from_shared(format!("http://{}", self.addr)).unwrap().connect().await {
                 let mut health = tonic_health_client(ch);
-                let req = health::HealthCheckRequest { service: dvk_registration::SERVICE_NAME.into() };
+                let req = health::HealthCheckRequest { service: self.name.into() };
                 if let Ok(r) = health.check(req).await
                     && r.into_inner().status == health::health_check_response::ServingStatus::Serving as i32
                 {
@@ -86,6 +145,10 @@ impl Service {
 
     pub async fn channel(&self) -> Channel {
         Channel::from_shared(format!("http://{}", self.addr)).unwrap().connect().await.expect("connect")
+    }
+
+    pub async fn reporting_client(&self) -> ReportingServiceClient<Channel> {
+        ReportingServiceClient::new(self.channel().await)
     }
 
     pub async fn client(&self) -> RegistrationServiceClient<Channel> {

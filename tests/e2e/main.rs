@@ -3,3 +3,4 @@
 
 mod crash;
 mod registration;
+mod reporting;

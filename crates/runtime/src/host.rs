@@ -8,9 +8,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+use dvk_bus::Ingestor;
 use dvk_bus::kafka::{KafkaConfig, KafkaSource, RelayConfig};
 use dvk_bus::local::LocalSource;
-use dvk_bus::Ingestor;
 use dvk_domain::DomainError;
 use dvk_eventlog::{AppendRequest, EventLog, ExpectedVersion, LogError, Receipt};
 use dvk_proto::convert;

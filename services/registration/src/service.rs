@@ -2,7 +2,6 @@
 //! against the read models, appends to the log and answers once the read models
 //! include the write (so the caller's next read sees it).
 
-
 use dvk_domain::model::{
     Commendation, Model, ModelCommand, ModelContext, ModelId, ModelStatus, Recognition, Replication,
 };
@@ -145,7 +144,8 @@ impl Registration {
         request: Request<R>,
         command: impl FnOnce(&Caller, &R, &State, &ModelEntry) -> Result<ModelCommand, Status> + Send,
     ) -> Result<Response<pr::WriteModelResponse>, Status> {
-        self.core.metrics
+        self.core
+            .metrics
             .clone()
             .track(method, async {
                 let caller = self.core.caller(&request)?;
@@ -294,7 +294,8 @@ impl RegistrationService for Registration {
         &self,
         request: Request<Streaming<pr::ImportUnitsRequest>>,
     ) -> Result<Response<pr::ImportUnitsResponse>, Status> {
-        self.core.metrics
+        self.core
+            .metrics
             .clone()
             .track("ImportUnits", async {
                 let caller = self.core.caller(&request)?;
@@ -372,7 +373,8 @@ impl RegistrationService for Registration {
         &self,
         request: Request<pr::ReorganizeUnitsRequest>,
     ) -> Result<Response<pr::ReorganizeUnitsResponse>, Status> {
-        self.core.metrics
+        self.core
+            .metrics
             .clone()
             .track("ReorganizeUnits", async {
                 let caller = self.core.caller(&request)?;
@@ -457,7 +459,8 @@ impl RegistrationService for Registration {
     }
 
     async fn get_unit(&self, request: Request<pr::GetUnitRequest>) -> Result<Response<pr::Unit>, Status> {
-        self.core.metrics
+        self.core
+            .metrics
             .clone()
             .track("GetUnit", async {
                 self.core.caller(&request)?;
@@ -476,7 +479,8 @@ impl RegistrationService for Registration {
         &self,
         request: Request<pr::ListUnitsRequest>,
     ) -> Result<Response<pr::ListUnitsResponse>, Status> {
-        self.core.metrics
+        self.core
+            .metrics
             .clone()
             .track("ListUnits", async {
                 self.core.caller(&request)?;
@@ -529,7 +533,8 @@ impl RegistrationService for Registration {
         &self,
         request: Request<pr::RegisterModelRequest>,
     ) -> Result<Response<pr::WriteModelResponse>, Status> {
-        self.core.metrics
+        self.core
+            .metrics
             .clone()
             .track("RegisterModel", async {
                 let caller = self.core.caller(&request)?;
@@ -656,7 +661,8 @@ impl RegistrationService for Registration {
     }
 
     async fn get_model(&self, request: Request<pr::GetModelRequest>) -> Result<Response<pr::Model>, Status> {
-        self.core.metrics
+        self.core
+            .metrics
             .clone()
             .track("GetModel", async {
                 let caller = self.core.caller(&request)?;
@@ -673,7 +679,8 @@ impl RegistrationService for Registration {
         &self,
         request: Request<pr::ListModelsRequest>,
     ) -> Result<Response<pr::ListModelsResponse>, Status> {
-        self.core.metrics
+        self.core
+            .metrics
             .clone()
             .track("ListModels", async {
                 let caller = self.core.caller(&request)?;
@@ -760,7 +767,8 @@ impl RegistrationService for Registration {
         &self,
         request: Request<pr::GetModelHistoryRequest>,
     ) -> Result<Response<pr::GetModelHistoryResponse>, Status> {
-        self.core.metrics
+        self.core
+            .metrics
             .clone()
             .track("GetModelHistory", async {
                 let caller = self.core.caller(&request)?;

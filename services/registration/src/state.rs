@@ -75,8 +75,11 @@ impl dvk_runtime::host::ReadModel for State {
         match convert::model_event_in(payload) {
             Ok(Some(event)) => {
                 let id = env.stream_id.strip_prefix("model-").unwrap_or(&env.stream_id).to_owned();
-                let entry =
-                    self.models.entry(id).or_insert_with(|| ModelEntry { model: Model::default(), version: 0, updated: None });
+                let entry = self.models.entry(id).or_insert_with(|| ModelEntry {
+                    model: Model::default(),
+                    version: 0,
+                    updated: None,
+                });
                 entry.model.apply(&event);
                 entry.version = env.stream_version;
                 entry.updated = env.recorded_at;

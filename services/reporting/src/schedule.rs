@@ -67,7 +67,9 @@ pub fn parse(path: &str, text: &str) -> Result<Schedule, ScheduleError> {
         year: merge(d.year, file.year),
         stage: merge(d.stage, file.stage),
     };
-    schedule.validate("schedule").map_err(|e| ScheduleError::Parse { path: path.to_owned(), message: e.to_string() })?;
+    schedule
+        .validate("schedule")
+        .map_err(|e| ScheduleError::Parse { path: path.to_owned(), message: e.to_string() })?;
     Ok(schedule)
 }
 

@@ -43,6 +43,20 @@ fn readable<'s>(state: &'s State, caller: &Caller, id: &str, method: &str) -> Re
     Ok(entry)
 }
 
+/// The units expected to report on `tree`: `root` (unless it is the nation) and every
+/// unit below it, at every level but the nation.
+fn expected_units<'s>(state: &'s State, tree: Tree, root: Option<&UnitCode>) -> Vec<&'s UnitCode> {
+    let t = state.trees.get(tree);
+    let mut units: Vec<&UnitCode> =
+        root.and_then(|r| t.get(r)).filter(|u| u.level != Level::Nation).map(|u| &u.code).into_iter().collect();
+    for level in [Level::Province, Level::District, Level::Commune] {
+        if tree.has_level(level) {
+            units.extend(t.descendants_at(root, level).into_iter().map(|u| &u.code).filter(|c| Some(*c) != root));
+        }
+    }
+    units
+}
+
 /// A request that changes an existing report.
 trait ReportChange: Message + Clone + Send + Sync + 'static {
     /// The request id, the report id and the expected version.
@@ -405,19 +419,16 @@ impl ReportingService for Reporting {
                 let completeness = match (period, tree) {
                     (Some(p), Some(t)) => {
                         let mut c = pr::Completeness::default();
-                        let levels = [Level::Province, Level::District, Level::Commune];
-                        for level in levels.into_iter().filter(|l| t.has_level(*l)) {
-                            for u in state.trees.get(t).descendants_at(unit.as_ref(), level) {
-                                if !caller.covers(&state.trees, t, &u.code) {
-                                    continue;
-                                }
-                                c.expected += 1;
-                                let id = ReportId { unit: u.code.clone(), period: p }.as_string();
-                                if let Some(r) = state.reports.get(&id).and_then(|e| e.report.state()) {
-                                    c.submitted += 1;
-                                    c.on_time += u32::from(r.revisions[0].on_time);
-                                    c.approved += u32::from(r.status == ReportStatus::Approved);
-                                }
+                        for u in expected_units(&state, t, unit.as_ref()) {
+                            if !caller.covers(&state.trees, t, u) {
+                                continue;
+                            }
+                            c.expected += 1;
+                            let id = ReportId { unit: u.clone(), period: p }.as_string();
+                            if let Some(r) = state.reports.get(&id).and_then(|e| e.report.state()) {
+                                c.submitted += 1;
+                                c.on_time += u32::from(r.revisions[0].on_time);
+                                c.approved += u32::from(r.status == ReportStatus::Approved);
                             }
                         }
                         Some(c)
@@ -446,18 +457,12 @@ impl ReportingService for Reporting {
                     let (Some(p), Some(t)) = (period, tree) else {
                         return Err(invalid("period", "is required to list missing reports"));
                     };
-                    let mut ids = Vec::new();
-                    for level in [Level::Province, Level::District, Level::Commune] {
-                        if !t.has_level(level) {
-                            continue;
-                        }
-                        for u in state.trees.get(t).descendants_at(unit.as_ref(), level) {
-                            let id = ReportId { unit: u.code.clone(), period: p };
-                            if caller.covers(&state.trees, t, &u.code) && !state.reports.contains_key(&id.as_string()) {
-                                ids.push(id);
-                            }
-                        }
-                    }
+                    let mut ids: Vec<ReportId> = expected_units(&state, t, unit.as_ref())
+                        .into_iter()
+                        .filter(|u| caller.covers(&state.trees, t, u))
+                        .map(|u| ReportId { unit: u.clone(), period: p })
+                        .filter(|id| !state.reports.contains_key(&id.as_string()))
+                        .collect();
                     ids.sort_by_key(ReportId::as_string);
                     for id in &ids {
                         take(&id.as_string(), &|| Ok(Self::missing_out(id, t)))?;
