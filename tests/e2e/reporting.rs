@@ -218,6 +218,24 @@ async fn a_districts_communes_report_and_one_is_returned_amended_and_approved() 
         .into_inner();
     assert_eq!(approved.version, 4);
 
+    // A retry of the amendment, after the approval, is answered as the first time.
+    let again = client
+        .amend_report(req(
+            pr::AmendReportRequest {
+                request_id: "amend-1".into(),
+                report_id: "report-07192-2025-H1".into(),
+                expected_version: 2,
+                figures: Some(corrected),
+                summary: "Sơ kết 6 tháng đầu năm (bổ sung)".into(),
+                reason: "Bổ sung ngày công".into(),
+            },
+            &token("reporter", "07192"),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again, amended);
+
     let latest = get(&mut client, "report-07192-2025-H1", 0).await;
     assert_eq!(latest.status, pr::ReportStatus::Approved as i32);
     assert_eq!((latest.latest_revision, latest.approved_revision), (2, 2));

@@ -157,10 +157,24 @@ impl Reporting {
         }
     }
 
-    /// The latest revision number of a report, once the write is in the read models.
-    async fn latest_revision(&self, id: &str) -> u32 {
-        let state = self.core.state.read().await;
-        state.reports.get(id).and_then(|e| e.report.state()).map_or(0, |r| r.latest().number)
+    /// The revision a write left the report at, read from its last event, so that a
+    /// retried request is answered exactly as the first time.
+    fn revision_of(&self, receipt: &dvk_eventlog::Receipt) -> Result<u32, Status> {
+        use dvk_proto::events::v1::envelope::Payload as P;
+        let record = self
+            .core
+            .log
+            .get(receipt.last_position)
+            .map_err(status::log)?
+            .ok_or_else(|| status::internal(format!("acknowledged position {} is missing", receipt.last_position)))?;
+        Ok(match record.envelope().map_err(status::log)?.payload {
+            Some(P::ReportSubmitted(e)) => e.revision,
+            Some(P::ReportAmended(e)) => e.revision,
+            Some(P::ReportReturned(e)) => e.revision,
+            Some(P::ReportApproved(e)) => e.revision,
+            Some(P::ReportReopened(e)) => e.revision,
+            _ => 0,
+        })
     }
 
     /// One RPC that changes a report: metrics, authentication, role, scope, version,
@@ -215,8 +229,7 @@ impl Reporting {
                         })
                     })
                     .await?;
-                let revision = self.latest_revision(&stream).await;
-                Ok(Response::new(self.answer(&receipt, &stream, revision)))
+                Ok(Response::new(self.answer(&receipt, &stream, self.revision_of(&receipt)?)))
             })
             .await
     }
