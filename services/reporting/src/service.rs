@@ -161,12 +161,10 @@ impl Reporting {
     /// retried request is answered exactly as the first time.
     fn revision_of(&self, receipt: &dvk_eventlog::Receipt) -> Result<u32, Status> {
         use dvk_proto::events::v1::envelope::Payload as P;
-        let record = self
-            .core
-            .log
-            .get(receipt.last_position)
-            .map_err(status::log)?
-            .ok_or_else(|| status::internal(format!("acknowledged position {} is missing", receipt.last_position)))?;
+        let record =
+            self.core.log.get(receipt.last_position).map_err(status::log)?.ok_or_else(|| {
+                status::internal(format!("acknowledged position {} is missing", receipt.last_position))
+            })?;
         Ok(match record.envelope().map_err(status::log)?.payload {
             Some(P::ReportSubmitted(e)) => e.revision,
             Some(P::ReportAmended(e)) => e.revision,
