@@ -35,6 +35,13 @@ pub trait ReadModel: Default + Send + Sync + 'static {
     /// Folds the event at `position` in. Events were checked when written; one that no
     /// longer decodes is reported and skipped, never half-applied.
     fn apply(&mut self, position: u64, env: &Envelope);
+
+    /// The read models at start and the last position they include: by default a
+    /// replay of the whole log; a projection with snapshots loads the latest and
+    /// replays the tail.
+    fn restore(log: &EventLog) -> Result<(Self, u64), LogError> {
+        replay(log)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -256,13 +263,28 @@ impl<S> std::fmt::Debug for Host<S> {
 /// Replays a log into fresh read models; returns them with the last position folded.
 pub fn replay<S: ReadModel>(log: &EventLog) -> Result<(S, u64), LogError> {
     let mut state = S::default();
-    let mut last = 0;
-    for record in log.read_all(1) {
+    let last = replay_onto(log, &mut state, 1, |_| true)?;
+    Ok((state, last))
+}
+
+/// Folds the events from `from` on into `state`, those `keep` accepts; returns the
+/// last position read (or `from - 1` if none).
+pub fn replay_onto<S: ReadModel>(
+    log: &EventLog,
+    state: &mut S,
+    from: u64,
+    mut keep: impl FnMut(&Envelope) -> bool,
+) -> Result<u64, LogError> {
+    let mut last = from.saturating_sub(1);
+    for record in log.read_all(from) {
         let record = record?;
-        state.apply(record.position(), &record.envelope()?);
+        let env = record.envelope()?;
+        if keep(&env) {
+            state.apply(record.position(), &env);
+        }
         last = record.position();
     }
-    Ok((state, last))
+    Ok(last)
 }
 
 impl<S: ReadModel> Host<S> {
@@ -285,7 +307,7 @@ impl<S: ReadModel> Host<S> {
         let started = Instant::now();
         let (state, head) = {
             let log = log.clone();
-            tokio::task::spawn_blocking(move || replay::<S>(&log)).await.expect("replay task")?
+            tokio::task::spawn_blocking(move || S::restore(&log)).await.expect("replay task")?
         };
         metrics.replayed.inc_by(head);
         metrics.projected.set(head as i64);
@@ -322,6 +344,16 @@ impl<S: ReadModel> Host<S> {
             }));
         }
         Ok((host, router))
+    }
+
+    /// Turns true when the service stops; tasks given to `spawn` should end then.
+    pub fn stop_signal(&self) -> watch::Receiver<bool> {
+        self.stop_tx.subscribe()
+    }
+
+    /// Runs `task` beside the service; it is awaited before the log is closed.
+    pub fn spawn(&mut self, task: impl Future<Output = ()> + Send + 'static) {
+        self.tasks.push(tokio::spawn(task));
     }
 
     /// What the RPC handlers share.

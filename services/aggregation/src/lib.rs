@@ -1,0 +1,136 @@
+//! The aggregation service: it owns no commands. It receives what registration and
+//! reporting record (from their Kafka topics, or their logs in the same process),
+//! appends it to its own sled log effectively once, and projects roll-ups per
+//! administrative level, in both trees, for analysts to query.
+
+#![forbid(unsafe_code)]
+
+mod asof;
+pub mod projection;
+mod service;
+pub mod snapshot;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use dvk_eventlog::{EventLog, LogConfig};
+use dvk_proto::aggregation::v1::aggregation_service_server::AggregationServiceServer;
+use dvk_runtime::host::{Core, Host, Upstream};
+use dvk_runtime::settings::ServerSettings;
+use tokio::sync::watch;
+
+pub use dvk_runtime::host::HostError as Error;
+pub use projection::State;
+pub use service::{Aggregation, SOURCES};
+
+/// The gRPC service name, as health checks ask for it.
+pub const SERVICE_NAME: &str = "dvk.aggregation.v1.AggregationService";
+/// The aggregation's log source name.
+pub const SOURCE: &str = "aggregation";
+
+/// Settings of the aggregation service (flags or `DVK_*` variables).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Settings {
+    /// gRPC listen address.
+    #[arg(long, env = "DVK_AGGREGATION_LISTEN", default_value = "0.0.0.0:50053")]
+    pub listen: SocketAddr,
+    /// Snapshot the roll-ups every this many events (and on shutdown).
+    #[arg(long, env = "DVK_SNAPSHOT_EVERY", default_value_t = 100_000)]
+    pub snapshot_every: u64,
+    #[command(flatten)]
+    pub server: ServerSettings,
+}
+
+/// Where the two sources come from.
+#[derive(Debug, Clone, Default)]
+pub struct Links {
+    pub registration: Option<Upstream>,
+    pub reporting: Option<Upstream>,
+}
+
+impl Links {
+    /// Over Kafka when `DVK_KAFKA_BOOTSTRAP_SERVERS` is set; otherwise unlinked.
+    pub fn from_env() -> Self {
+        match dvk_runtime::host::kafka_from_env() {
+            Some(k) => Self { registration: Some(Upstream::Kafka(k.clone())), reporting: Some(Upstream::Kafka(k)) },
+            None => Self::default(),
+        }
+    }
+}
+
+/// Opens the aggregation log in the configured data directory.
+pub fn open_log(settings: &ServerSettings) -> Result<EventLog, Error> {
+    Ok(EventLog::open(LogConfig::new(&settings.data_dir, SOURCE))?)
+}
+
+/// Serves the aggregation on `listener` until `shutdown` resolves, linked over Kafka
+/// when it is configured.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let log = open_log(&settings.server)?;
+    serve(listener, settings.server, settings.snapshot_every, log, Links::from_env(), shutdown, || {}).await
+}
+
+/// Serves the aggregation over `log`; calls `ready` once the roll-ups are restored
+/// (latest snapshot plus the log after it) and the service answers.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    settings: ServerSettings,
+    snapshot_every: u64,
+    log: EventLog,
+    links: Links,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    ready: impl FnOnce(),
+) -> Result<(), Error> {
+    let (mut host, router) = Host::<State>::start(SERVICE_NAME, SOURCE, log, &settings, None).await?;
+    for (source, upstream) in [("registration", links.registration), ("reporting", links.reporting)] {
+        match upstream {
+            Some(u) => host.follow(source, u),
+            None => tracing::warn!(source, "no link to this source (set DVK_KAFKA_BOOTSTRAP_SERVERS)"),
+        }
+    }
+    let core = host.core();
+    host.spawn(snapshots(core.clone(), snapshot_every.max(1), host.stop_signal()));
+    let grpc = AggregationServiceServer::new(Aggregation { core, rebuild: Arc::default() })
+        .max_decoding_message_size(settings.max_message_bytes)
+        .max_encoding_message_size(settings.max_message_bytes);
+    host.serve(router.add_service(grpc), listener, shutdown, ready).await
+}
+
+/// Saves a snapshot every `every` events folded in, and one when the service stops.
+async fn snapshots(core: Core<State>, every: u64, mut stop: watch::Receiver<bool>) {
+    let mut projected = core.projected.clone();
+    let mut last = *projected.borrow();
+    let mut slot = 0u64;
+    loop {
+        let stopping = tokio::select! {
+            r = projected.changed() => r.is_err(),
+            _ = stop.wait_for(|s| *s) => true,
+        };
+        let now = *projected.borrow();
+        if now > last && (stopping || now - last >= every) {
+            let (position, bytes) = {
+                let state = core.state.read().await;
+                (state.position, snapshot::encode(&state))
+            };
+            let log = core.log.clone();
+            let saved = tokio::task::spawn_blocking(move || snapshot::save(&log, position, bytes, slot)).await;
+            match saved {
+                Ok(Ok(())) => {
+                    tracing::debug!(position, "roll-ups snapshot saved");
+                    last = position;
+                    slot += 1;
+                }
+                Ok(Err(e)) => tracing::warn!(error = %e, "cannot save a snapshot"),
+                Err(e) => tracing::warn!(error = %e, "snapshot task failed"),
+            }
+        }
+        if stopping {
+            return;
+        }
+    }
+}

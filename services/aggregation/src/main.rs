@@ -1,0 +1,44 @@
+//! `dvk-aggregation`: the aggregation service as its own process.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use dvk_runtime::settings::EXIT_BAD_SETTINGS;
+
+#[derive(Debug, Parser)]
+#[command(version, about = "DVK Ledger aggregation service")]
+struct Args {
+    #[command(flatten)]
+    settings: dvk_aggregation::Settings,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    dvk_runtime::telemetry::init();
+    let signals = match dvk_runtime::shutdown::Signals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot install signal handlers");
+            return ExitCode::FAILURE;
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(args.settings.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(addr = %args.settings.listen, error = %e, "cannot listen (DVK_AGGREGATION_LISTEN)");
+            return ExitCode::from(EXIT_BAD_SETTINGS as u8);
+        }
+    };
+    match dvk_aggregation::run(listener, args.settings, signals.recv()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e @ dvk_aggregation::Error::Auth(_)) => {
+            tracing::error!("{e}");
+            ExitCode::from(EXIT_BAD_SETTINGS as u8)
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
