@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use dvk_domain::schedule::Schedule;
 use dvk_eventlog::EventLog;
+use dvk_proto::aggregation::v1::aggregation_service_client::AggregationServiceClient;
 use dvk_proto::registration::v1::registration_service_client::RegistrationServiceClient;
 use dvk_proto::reporting::v1::reporting_service_client::ReportingServiceClient;
 use dvk_runtime::auth::{Claims, mint_hs256, now_secs};
@@ -125,6 +126,34 @@ impl Service {
         let service = Service { addr, data_dir: data_dir.to_owned(), log, name, stop: Some(stop), task: Some(task) };
         service.wait_ready().await;
         service
+    }
+
+    /// Starts the aggregation over `data_dir`, linked by `links`.
+    pub async fn aggregation(data_dir: &Path, links: dvk_aggregation::Links) -> Service {
+        let settings = settings(data_dir, None);
+        let log = dvk_aggregation::open_log(&settings).expect("aggregation log");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(dvk_aggregation::serve(
+            listener,
+            settings,
+            1_000,
+            log.clone(),
+            links,
+            async move {
+                let _ = stopped.await;
+            },
+            || {},
+        ));
+        let name = dvk_aggregation::SERVICE_NAME;
+        let service = Service { addr, data_dir: data_dir.to_owned(), log, name, stop: Some(stop), task: Some(task) };
+        service.wait_ready().await;
+        service
+    }
+
+    pub async fn aggregation_client(&self) -> AggregationServiceClient<Channel> {
+        AggregationServiceClient::new(self.channel().await)
     }
 
     async fn wait_ready(&self) {

@@ -1,6 +1,7 @@
 //! End-to-end scenarios: each module starts real processes or services on real
 //! ports and real disks.
 
+mod aggregation;
 mod crash;
 mod registration;
 mod reporting;

@@ -1,5 +1,6 @@
 //! The in-process source of the embedded default: follows another service's log
-//! directly, with the same semantics as the Kafka consumer.
+//! directly, with the same semantics as the Kafka consumer (only the log's own events,
+//! as its relay would publish them).
 
 use dvk_eventlog::{EventLog, Subscription};
 use prost::Message;
@@ -12,6 +13,7 @@ const BATCH: usize = 1024;
 #[derive(Debug)]
 pub struct LocalSource {
     cursor_key: Vec<u8>,
+    source: String,
     sub: Subscription,
 }
 
@@ -20,7 +22,7 @@ impl LocalSource {
     pub fn new(upstream: &EventLog, consumer: &EventLog) -> Result<Self, BusError> {
         let cursor_key = format!("local/{}/cursor", upstream.source()).into_bytes();
         let cursor = consumer.meta(&cursor_key)?.and_then(|v| v.try_into().ok()).map_or(0, u64::from_be_bytes);
-        Ok(Self { cursor_key, sub: upstream.subscribe(cursor + 1) })
+        Ok(Self { cursor_key, source: upstream.source().to_owned(), sub: upstream.subscribe(cursor + 1) })
     }
 }
 
@@ -35,11 +37,15 @@ impl EventSource for LocalSource {
             }
         }
         let last = records.last().map_or(0, |r| r.position());
+        // Like the relay, which publishes only a log's own events: what the upstream
+        // itself received from elsewhere is not passed on (the consumer gets it from
+        // its origin).
         let items = records
             .iter()
-            .map(|r| match dvk_proto::events::v1::Envelope::decode(r.payload()) {
-                Ok(env) => Item::Event(env),
-                Err(e) => Item::Malformed { origin: format!("position {}", r.position()), reason: e.to_string() },
+            .filter_map(|r| match dvk_proto::events::v1::Envelope::decode(r.payload()) {
+                Ok(env) if env.source == self.source => Some(Item::Event(env)),
+                Ok(_) => None,
+                Err(e) => Some(Item::Malformed { origin: format!("position {}", r.position()), reason: e.to_string() }),
             })
             .collect();
         Ok(SourceBatch { items, progress: vec![(self.cursor_key.clone(), last.to_be_bytes().to_vec())] })

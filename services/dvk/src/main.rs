@@ -1,7 +1,8 @@
-//! `dvk`: DVK Ledger in one process, the embedded default. Serves the registration
-//! and reporting services (reporting follows registration's log in the process, through
-//! the same `EventSource` interface the Kafka consumer implements) and keeps every
-//! service's event log under one data directory, until SIGINT or SIGTERM.
+//! `dvk`: DVK Ledger in one process, the embedded default. Serves registration,
+//! reporting and aggregation, each with its own event log under one data directory;
+//! reporting follows registration's log and aggregation follows both, in the process,
+//! through the same `EventSource` interface the Kafka consumer implements. Runs until
+//! SIGINT or SIGTERM.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,11 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use dvk_eventlog::{EventLog, LogConfig};
 use dvk_runtime::settings::{AuthSettings, ServerSettings};
-
-/// Logs opened here until their services are served by this binary.
-const LOG_ONLY: [&str; 1] = ["aggregation"];
 
 /// DVK Ledger, all services in one process.
 #[derive(Debug, Parser)]
@@ -28,6 +25,9 @@ struct Args {
     /// The reporting service's gRPC address.
     #[arg(long, env = "DVK_REPORTING_LISTEN", default_value = "127.0.0.1:50052")]
     reporting_listen: SocketAddr,
+    /// The aggregation service's gRPC address.
+    #[arg(long, env = "DVK_AGGREGATION_LISTEN", default_value = "127.0.0.1:50053")]
+    aggregation_listen: SocketAddr,
     /// TOML file with the reporting schedule; unset: the defaults.
     #[arg(long, env = "DVK_REPORTING_SCHEDULE_FILE")]
     schedule_file: Option<PathBuf>,
@@ -79,13 +79,6 @@ fn run(args: Args) -> anyhow::Result<()> {
     } else {
         None
     };
-    let mut logs = Vec::new();
-    for service in LOG_ONLY {
-        let path = args.data_dir.join(service);
-        let log = EventLog::open(LogConfig::new(&path, service))
-            .map_err(|e| anyhow::anyhow!("cannot open the {service} log at {}: {e}", path.display()))?;
-        logs.push(log);
-    }
     let schedule = dvk_reporting::schedule::load(args.schedule_file.as_deref())?;
     let settings = |service: &str, metrics_listen: Option<SocketAddr>| ServerSettings {
         data_dir: args.data_dir.join(service),
@@ -98,6 +91,8 @@ fn run(args: Args) -> anyhow::Result<()> {
     let reporting_settings = settings("reporting", None);
     let registration_log = dvk_registration::open_log(&registration_settings)?;
     let reporting_log = dvk_reporting::open_log(&reporting_settings)?;
+    let aggregation_settings = settings("aggregation", None);
+    let aggregation_log = dvk_aggregation::open_log(&aggregation_settings)?;
     runtime.block_on(async {
         let signals = dvk_runtime::shutdown::Signals::install()?;
         let bind = |addr: SocketAddr, var: &'static str| async move {
@@ -107,11 +102,13 @@ fn run(args: Args) -> anyhow::Result<()> {
         let reporting_listener = bind(args.reporting_listen, "DVK_REPORTING_LISTEN").await?;
         let registration_addr = registration_listener.local_addr()?;
         let reporting_addr = reporting_listener.local_addr()?;
+        let aggregation_listener = bind(args.aggregation_listen, "DVK_AGGREGATION_LISTEN").await?;
+        let aggregation_addr = aggregation_listener.local_addr()?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
-        let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(2);
+        let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(3);
         let ready = |tx: tokio::sync::mpsc::Sender<()>| {
             move || {
                 let _ = tx.try_send(());
@@ -134,13 +131,26 @@ fn run(args: Args) -> anyhow::Result<()> {
             reporting_listener,
             reporting_settings,
             schedule,
-            reporting_log,
+            reporting_log.clone(),
+            links,
+            stopped(stop_rx.clone()),
+            ready(ready_tx.clone()),
+        ));
+        let links = dvk_aggregation::Links {
+            registration: Some(dvk_runtime::host::Upstream::Local(registration_log.clone())),
+            reporting: Some(dvk_runtime::host::Upstream::Local(reporting_log.clone())),
+        };
+        services.spawn(dvk_aggregation::serve(
+            aggregation_listener,
+            aggregation_settings,
+            100_000,
+            aggregation_log,
             links,
             stopped(stop_rx.clone()),
             ready(ready_tx),
         ));
         // Say where things are only once every service answers.
-        for _ in 0..2 {
+        for _ in 0..3 {
             tokio::select! {
                 _ = ready_rx.recv() => {}
                 r = services.join_next() => {
@@ -152,9 +162,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         println!("DVK Ledger: data under {}", args.data_dir.display());
         println!("  registration  gRPC on {registration_addr}");
         println!("  reporting     gRPC on {reporting_addr}");
-        for log in &logs {
-            println!("  {:<13} log open, {} events (service not served by this build yet)", log.source(), log.head());
-        }
+        println!("  aggregation   gRPC on {aggregation_addr}");
         if let Some(secret) = &dev_secret_file {
             println!("Development token secret: {}", secret.display());
             println!("Try:");
@@ -183,9 +191,6 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
         anyhow::Ok(())
     })?;
-    for log in &logs {
-        log.close()?;
-    }
     println!("DVK Ledger: stopped, logs flushed");
     Ok(())
 }
