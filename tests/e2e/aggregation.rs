@@ -195,6 +195,10 @@ struct Expected {
 
 type Key = (bool, Option<String>, String);
 
+/// Answers by (2025 tree?, unit, period, include_unapproved): what they say, and the
+/// number of figures allocated.
+type Answers = BTreeMap<(bool, Option<String>, String, bool), (Expected, i64)>;
+
 fn half(d: &Date) -> String {
     format!("{}-H{}", d.year, if d.month <= 6 { 1 } else { 2 })
 }
@@ -567,7 +571,7 @@ async fn answers(
     keys: &BTreeSet<(bool, Option<String>)>,
     periods: &[&str],
     as_of: Option<pa::AsOf>,
-) -> BTreeMap<(bool, Option<String>, String, bool), (Expected, i64)> {
+) -> Answers {
     let mut out = BTreeMap::new();
     for (y2025, u) in keys {
         for p in periods {
@@ -595,6 +599,49 @@ async fn answers(
         }
     }
     out
+}
+
+/// Each source event is in the aggregation's log exactly once.
+fn assert_once(log: &dvk_eventlog::EventLog) {
+    let mut seen = BTreeSet::new();
+    for record in log.read_all(1) {
+        let env = record.unwrap().envelope().unwrap();
+        assert!(seen.insert((env.source.clone(), env.source_position)), "{} {} twice", env.source, env.source_position);
+    }
+    assert!(seen.len() > 100, "the log holds both sources' events");
+}
+
+/// Every answer equals the plain fold: model flows summed over the period's halves,
+/// report figures of the period itself.
+fn assert_matches(expected: &HashMap<Key, Expected>, got: &Answers) {
+    let mut checked = 0;
+    for ((y2025, u, p, include_unapproved), (obs, allocated)) in got {
+        let mut want = Expected::default();
+        let halves: Vec<String> =
+            if p.len() == 4 { vec![format!("{p}-H1"), format!("{p}-H2")] } else { vec![p.clone()] };
+        let mut models_allocated = 0;
+        for h in &halves {
+            if let Some(e) = expected.get(&(*y2025, u.clone(), h.clone())) {
+                for i in 0..11 {
+                    want.models[i] += e.models[i];
+                }
+                models_allocated += e.models_allocated;
+            }
+        }
+        let cell = expected.get(&(*y2025, u.clone(), p.clone())).cloned().unwrap_or_default();
+        let want_allocated =
+            models_allocated + if *include_unapproved { cell.all_allocated } else { cell.approved_allocated };
+        if *include_unapproved {
+            (want.all, want.all_n) = (cell.all, cell.all_n);
+        } else {
+            (want.approved, want.approved_n) = (cell.approved, cell.approved_n);
+        }
+        let tree = if *y2025 { "2025" } else { "pre2025" };
+        assert_eq!(obs, &want, "{tree} {u:?} {p} unapproved={include_unapproved}");
+        assert_eq!(*allocated, want_allocated, "allocated: {tree} {u:?} {p}");
+        checked += 1;
+    }
+    assert!(checked > 200, "only {checked} roll-ups compared");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -669,33 +716,7 @@ async fn rollups_at_every_level_of_both_trees_equal_a_plain_fold_and_survive_res
     let keys: BTreeSet<(bool, Option<String>)> = expected.keys().map(|(t, u, _)| (*t, u.clone())).collect();
     let periods = ["2025-H1", "2025-H2", "2025"];
     let got = answers(&mut client, &keys, &periods, None).await;
-    let mut checked = 0;
-    for ((y2025, u, p, include_unapproved), (obs, allocated)) in &got {
-        let mut want = Expected::default();
-        let halves: Vec<String> = if p == "2025" { vec!["2025-H1".into(), "2025-H2".into()] } else { vec![p.clone()] };
-        for h in &halves {
-            if let Some(e) = expected.get(&(*y2025, u.clone(), h.clone())) {
-                for i in 0..11 {
-                    want.models[i] += e.models[i];
-                }
-                want.models_allocated += e.models_allocated;
-            }
-        }
-        let cell = expected.get(&(*y2025, u.clone(), p.clone())).cloned().unwrap_or_default();
-        let want_allocated =
-            want.models_allocated + if *include_unapproved { cell.all_allocated } else { cell.approved_allocated };
-        if *include_unapproved {
-            (want.all, want.all_n) = (cell.all, cell.all_n);
-        } else {
-            (want.approved, want.approved_n) = (cell.approved, cell.approved_n);
-        }
-        want.models_allocated = 0;
-        let tree = if *y2025 { "2025" } else { "pre2025" };
-        assert_eq!(obs, &want, "{tree} {u:?} {p} unapproved={include_unapproved}");
-        assert_eq!(*allocated, want_allocated, "allocated: {tree} {u:?} {p}");
-        checked += 1;
-    }
-    assert!(checked > 200, "only {checked} roll-ups compared");
+    assert_matches(&expected, &got);
     // The workload reached both trees and all levels, and some figures were allocated.
     assert!(keys.iter().any(|(t, u)| !*t && u.as_ref().is_some_and(|c| c.len() == 3)), "a district");
     assert!(got.values().any(|(_, a)| *a > 0), "some figures were allocated by the split rule");
@@ -776,6 +797,8 @@ async fn rollups_at_every_level_of_both_trees_equal_a_plain_fold_and_survive_res
     let (now_nation, _) = &got[&(true, None, "2025-H2".into(), true)];
     assert!(now_nation.all_n > 0);
 
+    assert_once(&aggregation.log);
+
     // A restart (snapshot plus tail) gives the same answers.
     drop(client);
     aggregation.stop().await;
@@ -819,6 +842,63 @@ async fn rollups_at_every_level_of_both_trees_equal_a_plain_fold_and_survive_res
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::PermissionDenied);
 
+    aggregation.stop().await;
+    reporting.stop().await;
+    registration.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_path_runs_over_the_broker_with_three_separate_servers() {
+    let broker = dvk_tests::Broker::memory();
+    let kafka = broker.kafka();
+    let g = Gso::load();
+    let dir = tempfile::tempdir().unwrap();
+    let registration = Service::registration_with(&dir.path().join("registration"), None, Some(kafka.clone())).await;
+    {
+        let mut client = registration.client().await;
+        for name in ["gso-communes-2025-01-04.csv", "gso-reorganization-2025-07-01.csv"] {
+            let file = gso::read(std::fs::File::open(admin_units(name)).unwrap()).unwrap();
+            import::import(&mut client, &token("admin", ""), &file, name, |_| {}).await.unwrap();
+        }
+    }
+    let links = dvk_reporting::Links { relay: Some(kafka.clone()), registration: Some(Upstream::Kafka(kafka.clone())) };
+    let reporting = Service::reporting(&dir.path().join("reporting"), schedule(), links).await;
+    let links = dvk_aggregation::Links {
+        registration: Some(Upstream::Kafka(kafka.clone())),
+        reporting: Some(Upstream::Kafka(kafka.clone())),
+    };
+    let aggregation = Service::aggregation(&dir.path().join("aggregation"), links).await;
+    let mut rep = reporting.reporting_client().await;
+    for _ in 0..1200 {
+        let r = rep
+            .list_reports(req(
+                pp::ListReportsRequest { unit: unit("22"), period: period("2025-H2"), ..Default::default() },
+                &token("analyst", ""),
+            ))
+            .await;
+        if r.is_ok_and(|r| r.into_inner().completeness.is_some_and(|c| c.expected > 1)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let (expected, tokens) = workload(&g, &registration, &reporting, 0x00b4_0ce5).await;
+    let mut client = aggregation.aggregation_client().await;
+    let mut fresh = req(
+        pa::GetRollupRequest {
+            period: period("2025-H1"),
+            tree: Tree::Pre2025 as i32,
+            min_positions: tokens,
+            ..Default::default()
+        },
+        &token("analyst", ""),
+    );
+    fresh.set_timeout(Duration::from_secs(60));
+    client.get_rollup(fresh).await.unwrap();
+    let keys: BTreeSet<(bool, Option<String>)> = expected.keys().map(|(t, u, _)| (*t, u.clone())).collect();
+    let got = answers(&mut client, &keys, &["2025-H1", "2025-H2", "2025"], None).await;
+    assert_matches(&expected, &got);
+    assert_once(&aggregation.log);
     aggregation.stop().await;
     reporting.stop().await;
     registration.stop().await;

@@ -177,7 +177,7 @@ fn rollup_out(
 
 /// The value a ranking sorts by.
 fn sort_value(r: &pa::Rollup, by: pa::SortField) -> i64 {
-    let f = r.figures.clone().unwrap_or_default();
+    let f = r.figures.unwrap_or_default();
     let m = r.models.clone().unwrap_or_default();
     use pa::SortField as S;
     match by {
