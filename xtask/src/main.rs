@@ -39,10 +39,10 @@ enum Task {
         #[arg(long, default_value_t = 9092)]
         port: u16,
     },
-    /// Run the benchmarks: `eventlog`, `registration`, `reporting`, `bus`, or all when none is named.
+    /// Run the benchmarks: `eventlog`, `registration`, `reporting`, `aggregation`, `bus`, or all when none is named.
     Bench {
         /// Which benchmarks.
-        #[arg(value_parser = ["eventlog", "registration", "reporting", "bus"])]
+        #[arg(value_parser = ["eventlog", "registration", "reporting", "aggregation", "bus"])]
         which: Vec<String>,
     },
 }
@@ -176,6 +176,12 @@ fn bench(which: &[String]) -> anyhow::Result<()> {
         let mut b = cargo();
         b.args(["bench", "-p", "dvk-registration", "--bench", "registration"]);
         run("registration benchmarks", b)?;
+    }
+    if want("aggregation") {
+        let tansu = ensure_tansu()?;
+        let mut b = cargo();
+        b.args(["bench", "-p", "dvk-aggregation", "--bench", "aggregation"]).env("DVK_TANSU", tansu);
+        run("aggregation benchmarks", b)?;
     }
     if want("reporting") {
         let mut b = cargo();

@@ -5,7 +5,7 @@
 
 #![forbid(unsafe_code)]
 
-mod asof;
+pub mod asof;
 pub mod projection;
 mod service;
 pub mod snapshot;

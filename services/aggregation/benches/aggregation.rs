@@ -1,0 +1,574 @@
+//! Benchmarks of the aggregation:
+//! - (a) freshness over the real broker: registration, reporting and aggregation as
+//!   three servers linked through Tansu; writes (RegisterModel and SubmitReport) at
+//!   1,000/s; for each, the time from sending the write until the nation's roll-up,
+//!   asked with the write's token, answers;
+//! - (b) rebuild: the read models replayed from zero over a 1,000,000-event log;
+//! - (c) `GetRollup` from 64 clients over that log (units of every level, both trees);
+//! - (d) `as_of` on that log: positions at 30 %, 60 % and 90 % of the reporting events.
+//!
+//! The 1,000,000-event log holds what the aggregation would have received: the real
+//! trees (imported through a registration service) and generated model and report
+//! events in the proportions of the field. `DVK_BENCH_RUNS` (default 5) sets the runs;
+//! every figure printed is the median. Needs the broker (`cargo xtask bench
+//! aggregation` installs it). Method in BENCHMARKS.md.
+
+#[path = "../../../crates/bus/tests/support.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod support;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use dvk_aggregation::snapshot;
+use dvk_cli::{gso, import};
+use dvk_domain::model::{Decision, Field, ModelDetails, ModelDetailsDraft, ModelEvent, ModelId, Recognition};
+use dvk_domain::report::{Figures, ReportEvent, ReportId, Revision};
+use dvk_domain::schedule::{Deadline, Schedule};
+use dvk_domain::unit::Level;
+use dvk_domain::{Date, Period, Tree, UnitCode};
+use dvk_eventlog::{AppendRequest, EventLog, ExpectedVersion, LogConfig};
+use dvk_proto::aggregation::v1::{self as pa, aggregation_service_client::AggregationServiceClient};
+use dvk_proto::common::v1 as pc;
+use dvk_proto::convert;
+use dvk_proto::events::v1::Envelope;
+use dvk_runtime::auth::{Claims, mint_hs256, now_secs};
+use dvk_runtime::host::{ReadModel, Upstream};
+use dvk_runtime::settings::{AuthSettings, ServerSettings};
+use tonic::transport::Channel;
+
+const SECRET: &[u8] = b"dvk-bench-secret-0123456789abcdef";
+const EVENTS: u64 = 1_000_000;
+const CLIENTS: usize = 64;
+const QUERIES_PER_RUN: usize = 50_000;
+
+fn token(role: &str) -> String {
+    let claims = Claims { sub: "bench".into(), role: role.into(), unit: String::new(), exp: now_secs() + 7200 };
+    mint_hs256(SECRET, &claims).unwrap()
+}
+
+fn req<T>(m: T, token: &str) -> tonic::Request<T> {
+    import::authorized(m, token).unwrap()
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(|a, b| a.total_cmp(b));
+    xs[xs.len() / 2]
+}
+
+fn percentile(sorted: &[Duration], q: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3
+}
+
+fn settings(dir: &Path, name: &str) -> ServerSettings {
+    let secret = dir.join("secret");
+    ServerSettings {
+        data_dir: dir.join(name),
+        metrics_listen: None,
+        shutdown_timeout: Duration::from_secs(5),
+        max_message_bytes: 16 << 20,
+        auth: AuthSettings { jwt_hs256_secret_file: Some(secret), jwt_public_key_file: None },
+    }
+}
+
+fn gso_file(name: &str) -> gso::GsoFile {
+    let path: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../crates/domain/data/admin-units").join(name);
+    gso::read(std::fs::File::open(path).unwrap()).unwrap()
+}
+
+async fn channel(addr: SocketAddr) -> Channel {
+    for _ in 0..200 {
+        if let Ok(ch) = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await {
+            return ch;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("server did not start");
+}
+
+/// Servers on their own 2-thread runtime; stopped on drop.
+struct Servers {
+    addrs: Vec<SocketAddr>,
+    logs: Vec<EventLog>,
+    stop: Option<tokio::sync::watch::Sender<bool>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        let _ = self.stop.take().unwrap().send(true);
+        let _ = self.thread.take().unwrap().join();
+    }
+}
+
+/// Registration, reporting and aggregation linked through Kafka (or, for the
+/// aggregation alone over a prepared log, `kafka` = None and no registration).
+fn start(dir: &Path, kafka: Option<dvk_bus::kafka::KafkaConfig>, only_aggregation: bool) -> Servers {
+    let dir = dir.to_owned();
+    std::fs::write(dir.join("secret"), SECRET).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(async move {
+            let until = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+                let _ = rx.wait_for(|s| *s).await;
+            };
+            let mut tasks = tokio::task::JoinSet::new();
+            let mut addrs = Vec::new();
+            let mut logs = Vec::new();
+            if !only_aggregation {
+                let s = settings(&dir, "registration");
+                let log = dvk_registration::open_log(&s).unwrap();
+                let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                addrs.push(l.local_addr().unwrap());
+                logs.push(log.clone());
+                tasks.spawn(dvk_registration::serve(l, s, log, kafka.clone(), until(stopped.clone()), || {}));
+                let s = settings(&dir, "reporting");
+                let log = dvk_reporting::open_log(&s).unwrap();
+                let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                addrs.push(l.local_addr().unwrap());
+                logs.push(log.clone());
+                let end = Period::parse("p", "2021-H1").unwrap().end();
+                let days = (dvk_runtime::host::today().to_unix_days() - end.to_unix_days()) as u32 + 365;
+                let open = Deadline { opens_before_end: 15, due_after_end: days, locks_after_end: days };
+                let schedule = Schedule { half_year: open, year: open, ..Schedule::default() };
+                let links =
+                    dvk_reporting::Links { relay: kafka.clone(), registration: kafka.clone().map(Upstream::Kafka) };
+                tasks.spawn(dvk_reporting::serve(l, s, schedule, log, links, until(stopped.clone()), || {}));
+            }
+            let s = settings(&dir, "aggregation");
+            let log = dvk_aggregation::open_log(&s).unwrap();
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            addrs.push(l.local_addr().unwrap());
+            logs.push(log.clone());
+            let links = dvk_aggregation::Links {
+                registration: kafka.clone().map(Upstream::Kafka),
+                reporting: kafka.clone().map(Upstream::Kafka),
+            };
+            tasks.spawn(dvk_aggregation::serve(l, s, 250_000, log, links, until(stopped), || {}));
+            tx.send((addrs, logs)).unwrap();
+            while let Some(r) = tasks.join_next().await {
+                r.unwrap().unwrap();
+            }
+        });
+    });
+    let (addrs, logs) = rx.recv().unwrap();
+    Servers { addrs, logs, stop: Some(stop), thread: Some(thread) }
+}
+
+fn details(n: u64, field: Field) -> ModelDetails {
+    ModelDetails::new(
+        ModelDetailsDraft {
+            name: format!("Mô hình dân vận khéo số {n}"),
+            field: Some(field),
+            runner_kind: Some(dvk_domain::model::RunnerKind::Collective),
+            runner_name: "Chi hội Phụ nữ".into(),
+            sponsor: Some(dvk_domain::model::Sponsor::WomensUnion),
+            sponsor_name: "Hội LHPN xã".into(),
+            objectives: "Bê tông hoá đường ngõ xóm".into(),
+            timeline_start: Some(Date::new("d", 2021, 1, 1).unwrap()),
+            ..ModelDetailsDraft::default()
+        },
+        "details",
+    )
+    .unwrap()
+}
+
+/// The 1,000,000-event log the aggregation would hold: the trees as the registration
+/// service records them, then models (registered, started, recognised) and reports
+/// (submitted, approved) at communes of both trees over 2021–2025.
+fn prepare_log(dir: &Path, rt: &tokio::runtime::Runtime) -> EventLog {
+    // The trees, recorded by a real registration service.
+    let trees_dir = dir.join("trees");
+    std::fs::create_dir_all(&trees_dir).unwrap();
+    let servers = start_registration_only(&trees_dir, rt);
+    let reg_log = servers.1;
+    let log = EventLog::open(LogConfig::new(dir.join("aggregation"), "aggregation")).unwrap();
+    let mut batch = Vec::new();
+    for r in reg_log.read_all(1) {
+        batch.push(r.unwrap().envelope().unwrap());
+    }
+    let tree_events = batch.len() as u64;
+    let communes: Vec<(Tree, UnitCode)> = {
+        let pre = gso_file("gso-communes-2025-01-04.csv");
+        let new = gso_file("gso-reorganization-2025-07-01.csv");
+        pre.units
+            .iter()
+            .map(|(_, u)| (Tree::Pre2025, u))
+            .chain(new.units.iter().map(|(_, u)| (Tree::Y2025, u)))
+            .filter(|(_, u)| u.level == pc::Level::Commune as i32)
+            .map(|(t, u)| (t, UnitCode::parse("u", &u.code.as_ref().unwrap().code).unwrap()))
+            .collect()
+    };
+    drop(servers.0);
+    let append = |log: &EventLog, events: Vec<Envelope>| {
+        rt.block_on(log.append(AppendRequest::new("inbox", ExpectedVersion::Any, events))).unwrap();
+    };
+    append(&log, std::mem::take(&mut batch));
+    let mut reg_position = tree_events;
+    let mut rep_position = 0u64;
+    let now = prost_types::Timestamp::from(SystemTime::now());
+    let envelope = |source: &str, position: u64, stream: String, payload| Envelope {
+        stream_id: stream,
+        stream_version: 1,
+        source: source.into(),
+        source_position: position,
+        event_type: "bench".into(),
+        schema_version: 1,
+        recorded_at: Some(now),
+        occurred_at: Some(now),
+        payload: Some(payload),
+        ..Envelope::default()
+    };
+    let mut n = 0u64;
+    let mut count = tree_events;
+    let periods: Vec<Period> = ["2021-H1", "2021-H2", "2022-H1", "2022-H2", "2023-H1", "2023-H2", "2024-H1", "2024-H2"]
+        .iter()
+        .map(|p| Period::parse("p", p).unwrap())
+        .collect();
+    while count < EVENTS {
+        n += 1;
+        let (tree, unit) = &communes[(n as usize * 7919) % communes.len()];
+        if n % 5 < 3 {
+            // A model: registered, mostly started, some recognised (3 events at most).
+            let year = if *tree == Tree::Pre2025 { 2021 + (n % 4) as i32 } else { 2025 };
+            let month = if *tree == Tree::Pre2025 { 1 + (n % 12) as u32 } else { 8 + (n % 4) as u32 };
+            let d0 = Date::new("d", year, month, 1 + (n % 27) as u32).unwrap();
+            let id = ModelId::parse("id", &format!("00000000-0000-7000-8000-{n:012}")).unwrap();
+            let stream = id.stream_id();
+            let field = Field::ALL[(n % 4) as usize];
+            let mut events = vec![ModelEvent::Registered {
+                id,
+                unit: unit.clone(),
+                tree: *tree,
+                registered_on: d0,
+                details: details(n, field),
+            }];
+            if n % 3 != 0 {
+                events.push(ModelEvent::Started { started_on: d0.add_days(10).unwrap() });
+            }
+            if n % 3 == 1 {
+                events.push(ModelEvent::Recognized(Recognition {
+                    level: Level::Commune,
+                    recognizing_unit: unit.clone(),
+                    decision: Decision {
+                        number: format!("{n}/QĐ"),
+                        date: d0.add_days(40).unwrap(),
+                        issuer: "UBND".into(),
+                    },
+                    exemplary: n % 7 == 0,
+                }));
+            }
+            for e in events {
+                reg_position += 1;
+                count += 1;
+                batch.push(envelope("registration", reg_position, stream.clone(), convert::model_event_out(&e)));
+            }
+        } else {
+            // A report: submitted, and mostly approved.
+            let period = if *tree == Tree::Pre2025 {
+                periods[(n / 5) as usize % periods.len()]
+            } else {
+                Period::parse("p", "2025-H2").unwrap()
+            };
+            let id = ReportId { unit: unit.clone(), period };
+            let stream = format!("{}-{}", id.as_string(), n);
+            let registered = (n % 40) as i64;
+            let figures = Figures {
+                models_registered: registered,
+                models_recognized: registered / 2,
+                funds_mobilized_vnd: 81_000_000 * registered,
+                workdays: 120,
+                participants: 300,
+                dialogues_held: 4,
+                petitions_received: 12,
+                petitions_resolved: 11,
+                dan_van_days: 1,
+                commendations_collective: 12,
+                commendations_individual: 11,
+            };
+            let revision =
+                Revision { number: 1, figures, summary: String::new(), reason: String::new(), on_time: true };
+            let mut events = vec![ReportEvent::Submitted { id, tree: *tree, revision }];
+            if n % 4 != 0 {
+                events.push(ReportEvent::Approved { revision: 1 });
+            }
+            for e in events {
+                rep_position += 1;
+                count += 1;
+                batch.push(envelope("reporting", rep_position, stream.clone(), convert::report_event_out(&e)));
+            }
+        }
+        if batch.len() >= 2000 {
+            append(&log, std::mem::take(&mut batch));
+        }
+    }
+    append(&log, batch);
+    log
+}
+
+/// A registration service that imports both real trees; returns it and its log.
+fn start_registration_only(dir: &Path, rt: &tokio::runtime::Runtime) -> (Servers, EventLog) {
+    let servers = start(dir, None, false);
+    rt.block_on(async {
+        let mut client = dvk_proto::registration::v1::registration_service_client::RegistrationServiceClient::new(
+            channel(servers.addrs[0]).await,
+        )
+        .max_encoding_message_size(16 << 20);
+        for name in ["gso-communes-2025-01-04.csv", "gso-reorganization-2025-07-01.csv"] {
+            import::import(&mut client, &token("admin"), &gso_file(name), name, |_| {}).await.unwrap();
+        }
+    });
+    let log = servers.logs[0].clone();
+    (servers, log)
+}
+
+fn main() {
+    let runs: usize = std::env::var("DVK_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    println!("cores: {}", std::thread::available_parallelism().map_or(0, |n| n.get()));
+    let dir = tempfile::tempdir().unwrap();
+
+    // (b) Rebuild from zero.
+    let t = Instant::now();
+    let log = prepare_log(dir.path(), &rt);
+    let head = log.head();
+    println!("prepared a log of {head} events in {:.1} s", t.elapsed().as_secs_f64());
+    let mut rates = Vec::new();
+    let mut state = dvk_aggregation::State::default();
+    for _ in 0..runs {
+        let t = Instant::now();
+        let (s, last) = dvk_runtime::host::replay::<dvk_aggregation::State>(&log).unwrap();
+        let secs = t.elapsed().as_secs_f64();
+        assert_eq!(last, head);
+        rates.push(head as f64 / secs);
+        state = s;
+    }
+    let each: Vec<String> = rates.iter().map(|r| format!("{r:.0}")).collect();
+    println!("(b) rebuild of {head} events: median {:.0} events/s  (runs: {})", median(rates), each.join(", "));
+    let reports = state.reports.len();
+    let models = state.models.len();
+    println!("    {models} models, {reports} reports, {} cells", state.cells.len());
+    drop(state);
+
+    // (d) as_of: the service's snapshot ring over the log (one every 250,000 events),
+    // then points at 30 %, 60 % and 90 % of the reporting events.
+    let mut s = dvk_aggregation::State::default();
+    let mut from = 1;
+    let mut slot = 0;
+    while from <= head {
+        let to = (from + 249_999).min(head);
+        for r in log.read_range(from, to) {
+            let r = r.unwrap();
+            s.apply(r.position(), &r.envelope().unwrap());
+        }
+        snapshot::save(&log, to, snapshot::encode(&s), slot).unwrap();
+        slot += 1;
+        from = to + 1;
+    }
+    let reporting_head = s.seen.get("reporting").map_or(0, |x| x.watermark);
+    drop(s);
+    for share in [30, 60, 90] {
+        let bound = reporting_head * share / 100;
+        let point = dvk_aggregation::asof::Point::Positions(BTreeMap::from([("reporting".to_owned(), bound)]));
+        let mut secs = Vec::new();
+        for _ in 0..runs {
+            let t = Instant::now();
+            let past = dvk_aggregation::asof::state_at(&log, &point).unwrap();
+            secs.push(t.elapsed().as_secs_f64());
+            assert_eq!(past.seen.get("reporting").map_or(0, |x| x.watermark), bound);
+        }
+        let each: Vec<String> = secs.iter().map(|s| format!("{s:.2}")).collect();
+        println!(
+            "(d) as_of reporting position {bound} ({share} %): median {:.2} s  (runs: {})",
+            median(secs),
+            each.join(", ")
+        );
+    }
+    log.close().unwrap();
+    drop(log);
+
+    // (c) GetRollup from 64 clients, the aggregation serving that log.
+    let servers = start(dir.path(), None, true);
+    let pre = gso_file("gso-communes-2025-01-04.csv");
+    let new = gso_file("gso-reorganization-2025-07-01.csv");
+    let mut targets: Vec<(Tree, Option<String>)> = vec![(Tree::Pre2025, None), (Tree::Y2025, None)];
+    for (tree, file) in [(Tree::Pre2025, &pre), (Tree::Y2025, &new)] {
+        targets.extend(file.units.iter().map(|(_, u)| (tree, Some(u.code.as_ref().unwrap().code.clone()))));
+    }
+    let analyst = token("analyst");
+    let mut rates = Vec::new();
+    let mut p50s = Vec::new();
+    let mut p99s = Vec::new();
+    for _ in 0..runs {
+        let (rate, p50, p99) = rt.block_on(async {
+            let ch = channel(servers.addrs[0]).await;
+            let mut clients = Vec::new();
+            for _ in 0..8 {
+                clients.push(AggregationServiceClient::new(channel(servers.addrs[0]).await));
+            }
+            drop(ch);
+            let started = Instant::now();
+            let mut tasks = Vec::new();
+            for c in 0..CLIENTS {
+                let mut client = clients[c % 8].clone();
+                let token = analyst.clone();
+                let targets = targets.clone();
+                tasks.push(tokio::spawn(async move {
+                    let mut lat = Vec::new();
+                    let mut i = c;
+                    while i < QUERIES_PER_RUN {
+                        let (tree, unit) = &targets[(i * 104_729) % targets.len()];
+                        let period =
+                            if *tree == Tree::Pre2025 { ["2022", "2023-H2", "2024-H1"][i % 3] } else { "2025-H2" };
+                        let r = pa::GetRollupRequest {
+                            unit: unit.as_ref().map(|c| pc::UnitCode { code: c.clone() }),
+                            period: Some(pc::Period { code: period.into() }),
+                            tree: convert::tree_out(*tree) as i32,
+                            include_unapproved: i % 2 == 0,
+                            ..Default::default()
+                        };
+                        let t = Instant::now();
+                        client.get_rollup(req(r, &token)).await.unwrap();
+                        lat.push(t.elapsed());
+                        i += CLIENTS;
+                    }
+                    lat
+                }));
+            }
+            let mut lat = Vec::new();
+            for t in tasks {
+                lat.extend(t.await.unwrap());
+            }
+            let secs = started.elapsed().as_secs_f64();
+            lat.sort_unstable();
+            (lat.len() as f64 / secs, percentile(&lat, 0.5), percentile(&lat, 0.99))
+        });
+        rates.push(rate);
+        p50s.push(p50);
+        p99s.push(p99);
+    }
+    let each: Vec<String> = rates.iter().map(|r| format!("{r:.0}")).collect();
+    println!(
+        "(c) GetRollup, {CLIENTS} clients over 8 connections: median {:.0}/s, p50 {:.2} ms, p99 {:.2} ms  (runs: {})",
+        median(rates),
+        median(p50s),
+        median(p99s),
+        each.join(", ")
+    );
+    drop(servers);
+
+    // (a) Freshness over the broker at 1,000 writes/s.
+    let broker = support::Broker::memory();
+    let fresh_dir = tempfile::tempdir().unwrap();
+    let servers = start(fresh_dir.path(), Some(broker.kafka()), false);
+    let communes: Vec<String> = pre
+        .units
+        .iter()
+        .filter(|(_, u)| u.level == pc::Level::Commune as i32)
+        .map(|(_, u)| u.code.as_ref().unwrap().code.clone())
+        .collect();
+    let (reg_addr, rep_addr, agg_addr) = (servers.addrs[0], servers.addrs[1], servers.addrs[2]);
+    let reporter = token("reporter");
+    rt.block_on(async {
+        let mut client = dvk_proto::registration::v1::registration_service_client::RegistrationServiceClient::new(
+            channel(reg_addr).await,
+        )
+        .max_encoding_message_size(16 << 20);
+        import::import(&mut client, &token("admin"), &pre, "pre", |_| {}).await.unwrap();
+        // Wait until reporting has the tree.
+        let mut rep =
+            dvk_proto::reporting::v1::reporting_service_client::ReportingServiceClient::new(channel(rep_addr).await);
+        loop {
+            let r = rep
+                .list_reports(req(
+                    dvk_proto::reporting::v1::ListReportsRequest {
+                        period: Some(pc::Period { code: "2024".into() }),
+                        ..Default::default()
+                    },
+                    &analyst,
+                ))
+                .await;
+            if r.is_ok_and(|r| r.into_inner().completeness.is_some_and(|c| c.expected > 10_000)) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    let mut p50s = Vec::new();
+    let mut p99s = Vec::new();
+    const WRITES: usize = 5_000;
+    for run in 0..runs {
+        let lat = rt.block_on(async {
+            let reg = dvk_proto::registration::v1::registration_service_client::RegistrationServiceClient::new(
+                channel(reg_addr).await,
+            );
+            let rep = dvk_proto::reporting::v1::reporting_service_client::ReportingServiceClient::new(
+                channel(rep_addr).await,
+            );
+            let agg = AggregationServiceClient::new(channel(agg_addr).await);
+            let mut tasks = Vec::new();
+            let mut tick = tokio::time::interval(Duration::from_millis(1));
+            for i in 0..WRITES {
+                tick.tick().await;
+                let (mut reg, mut rep, mut agg) = (reg.clone(), rep.clone(), agg.clone());
+                let (reporter, analyst) = (reporter.clone(), analyst.clone());
+                let unit = communes[(run * WRITES + i) * 31 % communes.len()].clone();
+                tasks.push(tokio::spawn(async move {
+                    let t = Instant::now();
+                    let position = if i % 2 == 0 {
+                        let r = dvk_proto::registration::v1::RegisterModelRequest {
+                            request_id: format!("fresh-{run}-{i}"),
+                            unit: Some(pc::UnitCode { code: unit }),
+                            registered_on: Some(pc::Date { year: 2024, month: 5, day: 2 }),
+                            details: Some(convert::details_out(&details(i as u64, Field::Economy))),
+                        };
+                        reg.register_model(req(r, &reporter)).await.unwrap().into_inner().position.unwrap()
+                    } else {
+                        let r = dvk_proto::reporting::v1::SubmitReportRequest {
+                            request_id: format!("fresh-{run}-{i}"),
+                            unit: Some(pc::UnitCode { code: unit }),
+                            period: Some(pc::Period {
+                                code: ["2021-H1", "2021-H2", "2022-H1", "2022-H2", "2023-H1"][run].into(),
+                            }),
+                            figures: Some(pc::Figures { models_registered: 3, ..Default::default() }),
+                            summary: String::new(),
+                        };
+                        rep.submit_report(req(r, &reporter)).await.unwrap().into_inner().position.unwrap()
+                    };
+                    let mut q = req(
+                        pa::GetRollupRequest {
+                            period: Some(pc::Period { code: "2024".into() }),
+                            tree: pc::Tree::Pre2025 as i32,
+                            min_positions: vec![position],
+                            ..Default::default()
+                        },
+                        &analyst,
+                    );
+                    q.set_timeout(Duration::from_secs(30));
+                    agg.get_rollup(q).await.unwrap();
+                    t.elapsed()
+                }));
+            }
+            let mut lat = Vec::new();
+            for t in tasks {
+                lat.push(t.await.unwrap());
+            }
+            lat.sort_unstable();
+            lat
+        });
+        p50s.push(percentile(&lat, 0.5));
+        p99s.push(percentile(&lat, 0.99));
+    }
+    let each: Vec<String> = p99s.iter().map(|p| format!("{p:.1}")).collect();
+    println!(
+        "(a) freshness at 1,000 writes/s over the broker, write sent → visible in the nation's roll-up: median p50 {:.1} ms, p99 {:.1} ms  (p99 runs: {})",
+        median(p50s),
+        median(p99s),
+        each.join(", ")
+    );
+    drop(servers);
+}
