@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use dvk_eventlog::{EventLog, LogError, Snapshot};
+use dvk_eventlog::{EventLog, LogError};
 use dvk_proto::events::v1::Envelope;
 use dvk_runtime::host::{Core, ReadModel};
 
@@ -19,7 +19,9 @@ use crate::snapshot::{self, SeenPb};
 pub enum Point {
     /// Events recorded (at their source) at or before this time, in Unix seconds.
     Time(i64),
-    /// Events of each named source up to its position; other sources' events all count.
+    /// The projection as it stood when it had received each named source up to its
+    /// position: everything that had arrived by then, except the named sources'
+    /// events above their positions.
     Positions(BTreeMap<String, u64>),
 }
 
@@ -35,30 +37,46 @@ impl Point {
     fn covers(&self, seen: &[SeenPb]) -> bool {
         match self {
             Point::Time(t) => seen.iter().all(|s| s.latest_time <= *t),
-            Point::Positions(bounds) => seen
-                .iter()
-                .all(|s| bounds.get(&s.source).is_none_or(|p| s.watermark <= *p && s.above.iter().all(|a| a <= p))),
+            Point::Positions(bounds) => bounds.iter().all(|(source, p)| {
+                seen.iter()
+                    .find(|s| s.source == *source)
+                    .is_none_or(|s| s.watermark < *p && s.above.iter().all(|a| a <= p))
+            }),
+        }
+    }
+
+    /// Whether a projection has reached this point (no later event belongs to it).
+    fn reached(&self, state: &State) -> bool {
+        match self {
+            Point::Time(_) => false,
+            Point::Positions(bounds) => {
+                bounds.iter().all(|(source, p)| state.seen.get(source).is_some_and(|s| s.watermark >= *p))
+            }
         }
     }
 }
 
-/// The projection as it stood at `point`: the latest snapshot of the ring that lies
+/// The projection as it stood at `point`: the newest snapshot of the ring that lies
 /// wholly before it, then the log after the snapshot, keeping only the events before
-/// the point.
+/// the point and stopping once the point is reached.
 pub fn state_at(log: &EventLog, point: &Point) -> Result<State, LogError> {
-    let mut best: Option<Snapshot> = None;
-    for slot in 0..snapshot::RING {
-        let Some(s) = log.load_snapshot(&snapshot::ring_name(slot))? else { continue };
-        let Ok(seen) = snapshot::decode_seen(&s.data) else { continue };
-        if point.covers(&seen) && best.as_ref().is_none_or(|b| s.position > b.position) {
-            best = Some(s);
+    let (mut state, from) = match snapshot::newest(log, |seen| point.covers(seen))? {
+        Some((state, position)) => (state, position + 1),
+        None => (State::default(), 1),
+    };
+    if point.reached(&state) {
+        return Ok(state);
+    }
+    for record in log.read_all(from) {
+        let record = record?;
+        let env = record.envelope()?;
+        if point.keeps(&env) {
+            state.apply(record.position(), &env);
+            if point.reached(&state) {
+                break;
+            }
         }
     }
-    let (mut state, from) = match best.map(|s| (snapshot::decode(&s.data), s.position)) {
-        Some((Ok(state), position)) => (state, position + 1),
-        _ => (State::default(), 1),
-    };
-    dvk_runtime::host::replay_onto(log, &mut state, from, |e| point.keeps(e))?;
     Ok(state)
 }
 

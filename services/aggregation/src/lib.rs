@@ -35,8 +35,9 @@ pub struct Settings {
     /// gRPC listen address.
     #[arg(long, env = "DVK_AGGREGATION_LISTEN", default_value = "0.0.0.0:50053")]
     pub listen: SocketAddr,
-    /// Snapshot the roll-ups every this many events (and on shutdown).
-    #[arg(long, env = "DVK_SNAPSHOT_EVERY", default_value_t = 100_000)]
+    /// Snapshot the roll-ups every this many events (and on shutdown); the last 8 are
+    /// kept for `as_of`.
+    #[arg(long, env = "DVK_SNAPSHOT_EVERY", default_value_t = 125_000)]
     pub snapshot_every: u64,
     #[command(flatten)]
     pub server: ServerSettings,
@@ -105,7 +106,6 @@ pub async fn serve(
 async fn snapshots(core: Core<State>, every: u64, mut stop: watch::Receiver<bool>) {
     let mut projected = core.projected.clone();
     let mut last = *projected.borrow();
-    let mut slot = 0u64;
     loop {
         let stopping = tokio::select! {
             r = projected.changed() => r.is_err(),
@@ -118,12 +118,11 @@ async fn snapshots(core: Core<State>, every: u64, mut stop: watch::Receiver<bool
                 (state.position, snapshot::encode(&state))
             };
             let log = core.log.clone();
-            let saved = tokio::task::spawn_blocking(move || snapshot::save(&log, position, bytes, slot)).await;
+            let saved = tokio::task::spawn_blocking(move || snapshot::save(&log, position, bytes)).await;
             match saved {
                 Ok(Ok(())) => {
                     tracing::debug!(position, "roll-ups snapshot saved");
                     last = position;
-                    slot += 1;
                 }
                 Ok(Err(e)) => tracing::warn!(error = %e, "cannot save a snapshot"),
                 Err(e) => tracing::warn!(error = %e, "snapshot task failed"),

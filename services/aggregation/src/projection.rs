@@ -20,19 +20,34 @@
 //!   order the two sources' events arrived in, and a replay gives the same cells.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
-use dvk_domain::model::{Field, ModelEvent};
+use dvk_domain::model::Field;
 use dvk_domain::period::Half;
 use dvk_domain::report::{Figures, ReportEvent};
 use dvk_domain::unit::{Level, Trees};
-use dvk_domain::{Date, Period, Tree, UnitCode};
+use dvk_domain::{Date, DomainError, Period, Tree, UnitCode};
 use dvk_proto::convert;
 use dvk_proto::events::v1::Envelope;
 
 pub const TREES: [Tree; 2] = [Tree::Pre2025, Tree::Y2025];
 
-/// A roll-up's place: a unit of a tree (or the nation, `None`) and a period.
-pub type CellKey = (Tree, Option<UnitCode>, Period);
+/// A unit's number in the projection (codes are interned: cells are keyed by numbers).
+pub type UnitId = u32;
+/// The nation's number.
+pub const NATION: UnitId = u32::MAX;
+
+/// A roll-up's place: a unit of a tree (or the nation) and a period.
+pub type CellKey = (Tree, UnitId, Period);
+
+/// Where a contribution at one unit lands in one tree: the unit expressed in that tree,
+/// its ancestors and the nation; and whether the allocation rule placed it there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Target {
+    tree: Tree,
+    units: Vec<UnitId>,
+    allocated: bool,
+}
 
 /// What happened to a model, when.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,6 +183,73 @@ pub struct Cell {
     pub on_time: i64,
 }
 
+fn figures_values(f: &Figures) -> [i64; 11] {
+    f.named().map(|(_, v)| v)
+}
+
+fn figures_from(v: &[i64]) -> Figures {
+    Figures {
+        models_registered: v[0],
+        models_recognized: v[1],
+        funds_mobilized_vnd: v[2],
+        workdays: v[3],
+        participants: v[4],
+        dialogues_held: v[5],
+        petitions_received: v[6],
+        petitions_resolved: v[7],
+        dan_van_days: v[8],
+        commendations_collective: v[9],
+        commendations_individual: v[10],
+    }
+}
+
+/// The number of values a cell is stored as.
+pub const CELL_VALUES: usize = 42;
+
+impl Cell {
+    /// The cell as a fixed sequence of numbers (its snapshot form).
+    pub fn to_values(&self) -> Vec<i64> {
+        let m = &self.models;
+        let mut v = Vec::with_capacity(CELL_VALUES);
+        v.extend([m.registered, m.implementing]);
+        v.extend(m.recognized_by_level);
+        v.extend([m.exemplary, m.commended, m.replicated, m.retired]);
+        v.extend(m.by_field);
+        v.push(self.models_allocated);
+        v.extend(figures_values(&self.all));
+        v.extend([self.all_reports, self.all_allocated]);
+        v.extend(figures_values(&self.approved));
+        v.extend([self.approved_reports, self.approved_allocated, self.on_time]);
+        v
+    }
+
+    pub fn from_values(v: &[i64]) -> Option<Cell> {
+        if v.len() != CELL_VALUES {
+            return None;
+        }
+        Some(Cell {
+            models: ModelCounts {
+                registered: v[0],
+                implementing: v[1],
+                recognized_by_level: [v[2], v[3], v[4], v[5]],
+                exemplary: v[6],
+                commended: v[7],
+                replicated: v[8],
+                retired: v[9],
+                by_field: [v[10], v[11], v[12], v[13]],
+            },
+            models_allocated: v[14],
+            all: figures_from(&v[15..26]),
+            all_reports: v[26],
+            all_allocated: v[27],
+            approved: figures_from(&v[28..39]),
+            approved_reports: v[39],
+            approved_allocated: v[40],
+            on_time: v[41],
+        })
+    }
+}
+
 /// Which positions of a source the projection has folded in: every position ≤
 /// `watermark`, and the early ones above it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -229,6 +311,11 @@ pub struct State {
     pub models: BTreeMap<String, ModelFact>,
     pub reports: BTreeMap<String, ReportFact>,
     pub cells: HashMap<CellKey, Cell>,
+    /// Unit codes of both trees and their numbers, assigned in code order whenever
+    /// the trees change (so two projections of the same trees number alike).
+    ids: HashMap<UnitCode, UnitId>,
+    /// Where a contribution at (tree, unit) lands; emptied when the trees change.
+    targets: HashMap<(Tree, UnitCode), Arc<Vec<Target>>>,
     /// Per source, the source positions folded in (read-your-writes).
     pub seen: BTreeMap<String, Seen>,
     /// Per source, the highest `recorded_at` (seconds) folded in.
@@ -245,7 +332,7 @@ impl PartialEq for State {
     fn eq(&self, o: &Self) -> bool {
         self.models == o.models
             && self.reports == o.reports
-            && self.cells == o.cells
+            && self.cells_by_code() == o.cells_by_code()
             && self.seen == o.seen
             && self.position == o.position
             && self.trees.pre2025.len() == o.trees.pre2025.len()
@@ -295,26 +382,41 @@ impl State {
         target.get(&found.0).map(|_| found)
     }
 
-    /// The cells a contribution at `unit` of `from` lands in, for `tree`: the unit
-    /// (expressed in `tree`), its ancestors and the nation; and whether allocated.
-    fn targets(&self, from: Tree, unit: &UnitCode, tree: Tree) -> Option<(Vec<Option<UnitCode>>, bool)> {
-        let (code, allocated) = self.express(from, unit, tree)?;
-        let t = self.trees.get(tree);
-        let mut units: Vec<Option<UnitCode>> = vec![Some(code.clone())];
-        units.extend(t.ancestors(&code).map(|u| Some(u.code.clone())));
-        units.push(None);
-        Some((units, allocated))
+    /// The number of a unit code, if it is a unit of either tree.
+    pub fn unit_id(&self, code: &UnitCode) -> Option<UnitId> {
+        self.ids.get(code).copied()
     }
 
-    fn contribute_model(&mut self, fact: &ModelFact, sign: i64) {
+    /// Where a contribution at `unit` of `from` lands, in both trees (cached).
+    fn targets(&mut self, from: Tree, unit: &UnitCode) -> Arc<Vec<Target>> {
+        if let Some(t) = self.targets.get(&(from, unit.clone())) {
+            return t.clone();
+        }
+        let mut out = Vec::new();
         for tree in TREES {
-            let Some((units, allocated)) = self.targets(fact.tree, &fact.unit, tree) else { continue };
-            for (date, flow) in &fact.flows {
+            let Some((code, allocated)) = self.express(from, unit, tree) else { continue };
+            let t = self.trees.get(tree);
+            let mut units: Vec<UnitId> = Vec::with_capacity(4);
+            units.extend(self.ids.get(&code).copied());
+            units.extend(t.ancestors(&code).filter_map(|u| self.ids.get(&u.code).copied()));
+            units.push(NATION);
+            out.push(Target { tree, units, allocated });
+        }
+        let out = Arc::new(out);
+        self.targets.insert((from, unit.clone()), out.clone());
+        out
+    }
+
+    /// Counts `changes` (date, flow, ±1) of a model at `unit` of `tree`.
+    fn count_flows(&mut self, tree: Tree, unit: &UnitCode, changes: &[(Date, Flow, i64)]) {
+        let targets = self.targets(tree, unit);
+        for t in targets.iter() {
+            for (date, flow, sign) in changes {
                 let half = half_of(*date);
-                for u in &units {
-                    let cell = self.cells.entry((tree, u.clone(), half)).or_default();
-                    cell.models.count(*flow, sign);
-                    if allocated {
+                for u in &t.units {
+                    let cell = self.cells.entry((t.tree, *u, half)).or_default();
+                    cell.models.count(*flow, *sign);
+                    if t.allocated {
                         cell.models_allocated += sign;
                     }
                 }
@@ -322,22 +424,25 @@ impl State {
         }
     }
 
-    fn contribute_report(&mut self, fact: &ReportFact, sign: i64) {
-        for tree in TREES {
-            let Some((units, allocated)) = self.targets(fact.tree, &fact.unit, tree) else { continue };
-            for u in units {
-                let cell = self.cells.entry((tree, u, fact.period)).or_default();
-                add_figures(&mut cell.all, &fact.latest, sign);
-                cell.all_reports += sign;
-                cell.on_time += sign * i64::from(fact.on_time);
-                if allocated {
-                    cell.all_allocated += sign;
-                }
-                if let Some(a) = &fact.approved {
-                    add_figures(&mut cell.approved, a, sign);
-                    cell.approved_reports += sign;
-                    if allocated {
-                        cell.approved_allocated += sign;
+    /// Replaces a report's contribution `old` by `new` (same unit, tree and period).
+    fn count_report(&mut self, old: Option<&ReportFact>, new: &ReportFact) {
+        let targets = self.targets(new.tree, &new.unit);
+        for t in targets.iter() {
+            for u in &t.units {
+                let cell = self.cells.entry((t.tree, *u, new.period)).or_default();
+                for (fact, sign) in old.map(|o| (o, -1)).into_iter().chain([(new, 1)]) {
+                    add_figures(&mut cell.all, &fact.latest, sign);
+                    cell.all_reports += sign;
+                    cell.on_time += sign * i64::from(fact.on_time);
+                    if t.allocated {
+                        cell.all_allocated += sign;
+                    }
+                    if let Some(a) = &fact.approved {
+                        add_figures(&mut cell.approved, a, sign);
+                        cell.approved_reports += sign;
+                        if t.allocated {
+                            cell.approved_allocated += sign;
+                        }
                     }
                 }
             }
@@ -368,63 +473,116 @@ impl State {
         self.rederive();
     }
 
+    /// The cell at `unit` (None: the nation) of `tree` for `period`.
+    pub fn cell(&self, tree: Tree, unit: Option<&UnitCode>, period: Period) -> Option<&Cell> {
+        let id = match unit {
+            None => NATION,
+            Some(u) => self.unit_id(u)?,
+        };
+        self.cells.get(&(tree, id, period))
+    }
+
+    /// Every cell with its unit's code (None: the nation).
+    pub fn cells_with_codes(&self) -> Vec<(Tree, Option<&UnitCode>, Period, &Cell)> {
+        let mut codes: Vec<Option<&UnitCode>> = vec![None; self.ids.len()];
+        for (c, i) in &self.ids {
+            codes[*i as usize] = Some(c);
+        }
+        self.cells
+            .iter()
+            .filter_map(|((t, u, p), c)| {
+                let code = if *u == NATION { None } else { Some(codes.get(*u as usize).copied().flatten()?) };
+                Some((*t, code, *p, c))
+            })
+            .collect()
+    }
+
+    /// Puts a stored cell back (loading a snapshot, after `renumber`); false if its
+    /// unit is not in the trees.
+    pub fn restore_cell(&mut self, tree: Tree, unit: Option<&UnitCode>, period: Period, cell: Cell) -> bool {
+        let id = match unit {
+            None => NATION,
+            Some(u) => match self.unit_id(u) {
+                Some(id) => id,
+                None => return false,
+            },
+        };
+        self.cells.insert((tree, id, period), cell);
+        true
+    }
+
+    /// Numbers the units of the trees and derives the province mapping (after the
+    /// trees changed); the cells are left alone.
+    pub fn renumber(&mut self) {
+        self.provinces = ProvinceMap::build(&self.trees);
+        self.ids.clear();
+        self.targets.clear();
+        for tree in TREES {
+            for level in [Level::Province, Level::District, Level::Commune] {
+                for u in self.trees.get(tree).descendants_at(None, level) {
+                    let next = self.ids.len() as UnitId;
+                    self.ids.entry(u.code.clone()).or_insert(next);
+                }
+            }
+        }
+    }
+
     /// Derives every cell again from the facts (after the trees changed).
     fn rederive(&mut self) {
-        self.provinces = ProvinceMap::build(&self.trees);
+        self.renumber();
         self.cells.clear();
-        let models: Vec<ModelFact> = self.models.values().cloned().collect();
-        for m in &models {
-            self.contribute_model(m, 1);
+        let models = std::mem::take(&mut self.models);
+        for m in models.values() {
+            let changes: Vec<(Date, Flow, i64)> = m.flows.iter().map(|(d, f)| (*d, *f, 1)).collect();
+            self.count_flows(m.tree, &m.unit, &changes);
         }
-        let reports: Vec<ReportFact> = self.reports.values().cloned().collect();
-        for r in &reports {
-            self.contribute_report(r, 1);
+        self.models = models;
+        let reports = std::mem::take(&mut self.reports);
+        for r in reports.values() {
+            self.count_report(None, r);
         }
+        self.reports = reports;
         self.cells.retain(|_, c| *c != Cell::default());
     }
 
-    fn model_event(&mut self, stream: &str, event: ModelEvent) {
-        let id = stream.strip_prefix("model-").unwrap_or(stream).to_owned();
-        let old = self.models.get(&id).cloned();
-        let mut fact = match (&old, &event) {
-            (None, ModelEvent::Registered { unit, tree, registered_on, details, .. }) => ModelFact {
-                unit: unit.clone(),
-                tree: *tree,
-                flows: vec![(*registered_on, Flow::Registered(details.field))],
-            },
-            (None, _) => return,
-            (Some(f), _) => f.clone(),
-        };
-        match event {
-            ModelEvent::Registered { .. } => {}
-            ModelEvent::Amended { details, .. } => {
-                for (_, flow) in &mut fact.flows {
-                    if let Flow::Registered(field) = flow {
-                        *field = details.field;
+    fn model_event(&mut self, stream: &str, event: ModelChange) {
+        let id = stream.strip_prefix("model-").unwrap_or(stream);
+        let changes = match (self.models.get_mut(id), event) {
+            (None, ModelChange::Registered { unit, tree, on, field }) => {
+                let flow = Flow::Registered(field);
+                self.models.insert(id.to_owned(), ModelFact { unit, tree, flows: vec![(on, flow)] });
+                vec![(on, flow, 1)]
+            }
+            (None, _) | (Some(_), ModelChange::Registered { .. }) => return,
+            (Some(fact), ModelChange::Field(field)) => {
+                let mut changes = Vec::new();
+                for (date, flow) in &mut fact.flows {
+                    if let Flow::Registered(old) = *flow
+                        && old != field
+                    {
+                        changes.push((*date, *flow, -1));
+                        *flow = Flow::Registered(field);
+                        changes.push((*date, *flow, 1));
                     }
                 }
+                changes
             }
-            ModelEvent::Started { started_on } => fact.flows.push((started_on, Flow::Started)),
-            ModelEvent::Recognized(r) => {
-                fact.flows.push((r.decision.date, Flow::Recognized { level: r.level, exemplary: r.exemplary }))
+            (Some(fact), ModelChange::Flow(date, flow)) => {
+                fact.flows.push((date, flow));
+                vec![(date, flow, 1)]
             }
-            ModelEvent::Commended(c) => fact.flows.push((c.decision.date, Flow::Commended)),
-            ModelEvent::Replicated(r) => fact.flows.push((r.replicated_on, Flow::Replicated)),
-            ModelEvent::Retired { retired_on, .. } => fact.flows.push((retired_on, Flow::Retired)),
-        }
-        if old.as_ref() == Some(&fact) {
+        };
+        if changes.is_empty() {
             return;
         }
-        if let Some(old) = &old {
-            self.contribute_model(old, -1);
-        }
-        self.contribute_model(&fact, 1);
-        self.models.insert(id, fact);
+        let fact = &self.models[id];
+        let (tree, unit) = (fact.tree, fact.unit.clone());
+        self.count_flows(tree, &unit, &changes);
     }
 
     fn report_event(&mut self, stream: &str, event: ReportEvent) {
-        let old = self.reports.get(stream).cloned();
-        let mut fact = match (&old, &event) {
+        let old = self.reports.get(stream);
+        let mut fact = match (old, &event) {
             (None, ReportEvent::Submitted { id, tree, revision }) => ReportFact {
                 unit: id.unit.clone(),
                 tree: *tree,
@@ -444,30 +602,95 @@ impl State {
             ReportEvent::Approved { .. } => fact.approved = Some(fact.latest),
             ReportEvent::Reopened { .. } => fact.approved = None,
         }
-        if old.as_ref() == Some(&fact) {
-            return;
+        let old = self.reports.insert(stream.to_owned(), fact.clone());
+        if old.as_ref() != Some(&fact) {
+            self.count_report(old.as_ref(), &fact);
         }
-        if let Some(old) = &old {
-            self.contribute_report(old, -1);
-        }
-        self.contribute_report(&fact, 1);
-        self.reports.insert(stream.to_owned(), fact);
     }
 
     /// The roll-up at `unit` (None: the nation) of `tree` for `period`.
     pub fn rollup(&self, tree: Tree, unit: Option<&UnitCode>, period: Period) -> Rollup {
         let mut r = Rollup::default();
-        for half in period.contained_periods().into_iter().filter(|p| matches!(p, Period::Half { .. })) {
-            if let Some(c) = self.cells.get(&(tree, unit.cloned(), half)) {
+        let id = match unit {
+            None => NATION,
+            Some(u) => match self.unit_id(u) {
+                Some(id) => id,
+                None => return r,
+            },
+        };
+        let mut add_half = |half: Period| {
+            if let Some(c) = self.cells.get(&(tree, id, half)) {
                 r.models.add(&c.models);
                 r.models_allocated += c.models_allocated;
             }
+        };
+        match period {
+            Period::Half { .. } => add_half(period),
+            Period::Year(year) => {
+                add_half(Period::Half { year, half: Half::H1 });
+                add_half(Period::Half { year, half: Half::H2 });
+            }
+            Period::Stage { first, last } => {
+                for year in first..=last {
+                    add_half(Period::Half { year, half: Half::H1 });
+                    add_half(Period::Half { year, half: Half::H2 });
+                }
+            }
         }
-        if let Some(c) = self.cells.get(&(tree, unit.cloned(), period)) {
+        if let Some(c) = self.cells.get(&(tree, id, period)) {
             r.cell = c.clone();
         }
         r
     }
+
+    /// The cells by unit code, for comparing two projections whatever their numbering.
+    fn cells_by_code(&self) -> BTreeMap<(u8, Option<&UnitCode>, String), &Cell> {
+        let codes: HashMap<UnitId, &UnitCode> = self.ids.iter().map(|(c, i)| (*i, c)).collect();
+        self.cells.iter().map(|((t, u, p), c)| ((*t as u8, codes.get(u).copied(), p.to_string()), c)).collect()
+    }
+}
+
+/// What a model event changes in the projection (read straight from the payload: the
+/// roll-ups need the unit, the dates, the levels and the field, nothing else).
+#[derive(Debug, Clone)]
+enum ModelChange {
+    Registered { unit: UnitCode, tree: Tree, on: Date, field: Field },
+    Field(Field),
+    Flow(Date, Flow),
+}
+
+fn model_change(p: &dvk_proto::events::v1::envelope::Payload) -> Result<Option<ModelChange>, DomainError> {
+    use dvk_proto::events::v1::envelope::Payload as P;
+    let field = |d: Option<&dvk_proto::events::v1::ModelDetails>| {
+        d.and_then(|d| convert::field_in(d.field)).ok_or_else(|| DomainError::invalid("details.field", "unknown"))
+    };
+    let decision_date = |d: Option<&dvk_proto::events::v1::Decision>| {
+        convert::date_required("decision.date", d.and_then(|d| d.date.as_ref()))
+    };
+    Ok(Some(match p {
+        P::ModelRegistered(r) => ModelChange::Registered {
+            unit: convert::unit_in("unit", r.unit.as_ref())?,
+            tree: convert::tree_in("tree", r.tree)?,
+            on: convert::date_required("registered_on", r.registered_on.as_ref())?,
+            field: field(r.details.as_ref())?,
+        },
+        P::ModelAmended(a) => ModelChange::Field(field(a.details.as_ref())?),
+        P::ModelStarted(s) => {
+            ModelChange::Flow(convert::date_required("started_on", s.started_on.as_ref())?, Flow::Started)
+        }
+        P::ModelRecognized(r) => ModelChange::Flow(
+            decision_date(r.decision.as_ref())?,
+            Flow::Recognized { level: convert::level_in("level", r.level)?, exemplary: r.exemplary },
+        ),
+        P::ModelCommended(c) => ModelChange::Flow(decision_date(c.decision.as_ref())?, Flow::Commended),
+        P::ModelReplicated(r) => {
+            ModelChange::Flow(convert::date_required("replicated_on", r.replicated_on.as_ref())?, Flow::Replicated)
+        }
+        P::ModelRetired(r) => {
+            ModelChange::Flow(convert::date_required("retired_on", r.retired_on.as_ref())?, Flow::Retired)
+        }
+        _ => return Ok(None),
+    }))
 }
 
 /// A roll-up as queries see it.
@@ -484,20 +707,14 @@ impl dvk_runtime::host::ReadModel for State {
     /// The latest snapshot and the log after it; the whole log if there is no snapshot
     /// or it cannot be read (which is logged).
     fn restore(log: &dvk_eventlog::EventLog) -> Result<(Self, u64), dvk_eventlog::LogError> {
-        let (mut state, from) = match log.load_snapshot(crate::snapshot::LATEST) {
-            Ok(Some(s)) => match crate::snapshot::decode(&s.data) {
-                Ok(state) => {
-                    tracing::info!(position = s.position, "roll-ups loaded from their snapshot");
-                    (state, s.position + 1)
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "the snapshot does not decode; replaying the whole log");
-                    (State::default(), 1)
-                }
-            },
+        let (mut state, from) = match crate::snapshot::newest(log, |_| true) {
+            Ok(Some((state, position))) => {
+                tracing::info!(position, "roll-ups loaded from their snapshot");
+                (state, position + 1)
+            }
             Ok(None) => (State::default(), 1),
             Err(e) => {
-                tracing::warn!(error = %e, "the snapshot cannot be read; replaying the whole log");
+                tracing::warn!(error = %e, "the snapshots cannot be read; replaying the whole log");
                 (State::default(), 1)
             }
         };
@@ -521,7 +738,7 @@ impl dvk_runtime::host::ReadModel for State {
             self.rederive();
             return;
         }
-        match convert::model_event_in(payload) {
+        match model_change(payload) {
             Ok(Some(e)) => return self.model_event(&env.stream_id, e),
             Ok(None) => {}
             Err(e) => {

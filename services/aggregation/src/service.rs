@@ -207,7 +207,7 @@ fn completeness_figures(state: &State, tree: Tree, unit: Option<&UnitCode>, peri
             expected += t.descendants_at(unit, level).iter().filter(|u| Some(&u.code) != unit).count() as i64;
         }
     }
-    let cell = state.cells.get(&(tree, unit.cloned(), period)).cloned().unwrap_or_default();
+    let cell = state.cell(tree, unit, period).cloned().unwrap_or_default();
     let rate = |n: i64| if expected == 0 { 0.0 } else { n as f64 / expected as f64 };
     pa::CompletenessFigures {
         expected,

@@ -2,8 +2,9 @@
 //! protobuf bytes (prost), stored in the aggregation's log with a checksum. The cells
 //! are not stored: loading derives them from the facts, exactly as the projection does.
 //!
-//! The latest snapshot (`rollups`) starts the service; a ring of the last few
-//! (`rollups-ring-N`) serves `as_of` questions about the past.
+//! Snapshots are kept in a ring of the last few (`rollups-ring-N`, each with a small
+//! head saying which positions it includes): the newest starts the service, and
+//! `as_of` questions about the past start from the newest one before their point.
 
 use dvk_domain::{DomainError, Period};
 use dvk_eventlog::{EventLog, LogError, Snapshot};
@@ -14,10 +15,8 @@ use prost::Message;
 
 use crate::projection::{Flow, ModelFact, ReportFact, Seen, State};
 
-/// The name of the latest snapshot.
-pub const LATEST: &str = "rollups";
 /// How many past snapshots are kept for `as_of`.
-pub const RING: u64 = 4;
+pub const RING: u64 = 8;
 
 pub fn ring_name(slot: u64) -> String {
     format!("rollups-ring-{}", slot % RING)
@@ -38,6 +37,23 @@ pub struct SnapshotPb {
     pub reports: Vec<ReportPb>,
     #[prost(message, repeated, tag = "6")]
     pub seen: Vec<SeenPb>,
+    /// The cells, so that loading need not derive them again.
+    #[prost(message, repeated, tag = "7")]
+    pub cells: Vec<CellPb>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct CellPb {
+    #[prost(enumeration = "pc::Tree", tag = "1")]
+    pub tree: i32,
+    /// Empty for the nation.
+    #[prost(string, tag = "2")]
+    pub unit: String,
+    #[prost(string, tag = "3")]
+    pub period: String,
+    /// `Cell::to_values`.
+    #[prost(int64, repeated, tag = "4")]
+    pub values: Vec<i64>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -169,8 +185,24 @@ pub fn encode(state: &State) -> Vec<u8> {
                 latest_time: state.latest_time.get(source).copied().unwrap_or(0),
             })
             .collect(),
+        cells: state
+            .cells_with_codes()
+            .into_iter()
+            .map(|(t, u, p, c)| CellPb {
+                tree: convert::tree_out(t) as i32,
+                unit: u.map(|u| u.as_str().to_owned()).unwrap_or_default(),
+                period: p.to_string(),
+                values: c.to_values(),
+            })
+            .collect(),
     }
     .encode_to_vec()
+}
+
+/// What a snapshot holds, without its contents: which positions it includes.
+pub fn seen_only(bytes: &[u8]) -> Result<Vec<u8>, prost::DecodeError> {
+    let pb = SnapshotPb::decode(bytes)?;
+    Ok(SnapshotPb { position: pb.position, seen: pb.seen, ..SnapshotPb::default() }.encode_to_vec())
 }
 
 /// Decodes only what says which events a snapshot holds (for `as_of`).
@@ -178,7 +210,7 @@ pub fn decode_seen(bytes: &[u8]) -> Result<Vec<SeenPb>, prost::DecodeError> {
     SnapshotPb::decode(bytes).map(|s| s.seen)
 }
 
-/// The state a snapshot holds, its cells derived again from its facts.
+/// The state a snapshot holds.
 pub fn decode(bytes: &[u8]) -> Result<State, String> {
     let pb = SnapshotPb::decode(bytes).map_err(|e| e.to_string())?;
     let d = |e: DomainError| e.to_string();
@@ -211,13 +243,68 @@ pub fn decode(bytes: &[u8]) -> Result<State, String> {
         state.seen.insert(s.source.clone(), Seen { watermark: s.watermark, above: s.above.into_iter().collect() });
         state.latest_time.insert(s.source, s.latest_time);
     }
-    state.rederive_all();
+    state.renumber();
+    for c in pb.cells {
+        let unit =
+            if c.unit.is_empty() { None } else { Some(dvk_domain::UnitCode::parse("unit", &c.unit).map_err(d)?) };
+        let cell = crate::projection::Cell::from_values(&c.values).ok_or("a stored cell has the wrong length")?;
+        let tree = convert::tree_in("tree", c.tree).map_err(d)?;
+        let period = Period::parse("period", &c.period).map_err(d)?;
+        if !state.restore_cell(tree, unit.as_ref(), period, cell) {
+            return Err(format!("a stored cell names {}, which is not in the trees", c.unit));
+        }
+    }
     Ok(state)
 }
 
-/// Saves `bytes` (a state at `position`) as the latest snapshot and in the ring.
-pub fn save(log: &EventLog, position: u64, bytes: Vec<u8>, slot: u64) -> Result<(), LogError> {
-    let snapshot = Snapshot { position, data: bytes };
-    log.save_snapshot(&ring_name(slot), &snapshot)?;
-    log.save_snapshot(LATEST, &snapshot)
+/// The name of what a ring snapshot includes (its positions seen).
+pub fn ring_head_name(slot: u64) -> String {
+    format!("{}-head", ring_name(slot))
+}
+
+/// Saves `bytes` (a state at `position`) in the ring slot after the newest, then its
+/// head (the positions it includes): a crash between the two leaves the slot's old head,
+/// which no longer matches and is ignored.
+pub fn save(log: &EventLog, position: u64, bytes: Vec<u8>) -> Result<(), LogError> {
+    let slot = heads(log)?.iter().max_by_key(|(_, p)| *p).map_or(0, |(slot, _)| slot + 1) % RING;
+    let head =
+        seen_only(&bytes).map_err(|e| LogError::CorruptSnapshot { name: ring_name(slot), reason: e.to_string() })?;
+    log.save_snapshot(&ring_name(slot), &Snapshot { position, data: bytes })?;
+    log.save_snapshot(&ring_head_name(slot), &Snapshot { position, data: head })
+}
+
+/// The ring slots holding a snapshot, with the position each includes.
+pub fn heads(log: &EventLog) -> Result<Vec<(u64, u64)>, LogError> {
+    let mut out = Vec::new();
+    for slot in 0..RING {
+        if let Some(h) = log.load_snapshot(&ring_head_name(slot))? {
+            out.push((slot, h.position));
+        }
+    }
+    Ok(out)
+}
+
+/// The newest snapshot that `accept` takes (by what its head says it includes) and
+/// that matches its head, decoded, with its position.
+pub fn newest(log: &EventLog, accept: impl Fn(&[SeenPb]) -> bool) -> Result<Option<(State, u64)>, LogError> {
+    let mut candidates = Vec::new();
+    for slot in 0..RING {
+        let Some(head) = log.load_snapshot(&ring_head_name(slot))? else { continue };
+        let Ok(seen) = decode_seen(&head.data) else { continue };
+        if accept(&seen) {
+            candidates.push((head.position, slot));
+        }
+    }
+    candidates.sort_unstable_by(|a, b| b.cmp(a));
+    for (position, slot) in candidates {
+        let Some(s) = log.load_snapshot(&ring_name(slot))? else { continue };
+        if s.position != position {
+            continue;
+        }
+        match decode(&s.data) {
+            Ok(state) => return Ok(Some((state, position))),
+            Err(e) => tracing::warn!(slot, error = %e, "a snapshot does not decode; trying an older one"),
+        }
+    }
+    Ok(None)
 }
