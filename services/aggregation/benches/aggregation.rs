@@ -14,7 +14,7 @@
 //! aggregation` installs it). Method in BENCHMARKS.md.
 
 #[path = "../../../crates/bus/tests/support.rs"]
-#[allow(dead_code, unreachable_pub)]
+#[allow(unreachable_pub)]
 mod support;
 
 use std::collections::BTreeMap;
@@ -247,7 +247,7 @@ fn prepare_log(dir: &Path, rt: &tokio::runtime::Runtime) -> EventLog {
                 registered_on: d0,
                 details: details(n, field),
             }];
-            if n % 3 != 0 {
+            if !n.is_multiple_of(3) {
                 events.push(ModelEvent::Started { started_on: d0.add_days(10).unwrap() });
             }
             if n % 3 == 1 {
@@ -259,7 +259,7 @@ fn prepare_log(dir: &Path, rt: &tokio::runtime::Runtime) -> EventLog {
                         date: d0.add_days(40).unwrap(),
                         issuer: "UBND".into(),
                     },
-                    exemplary: n % 7 == 0,
+                    exemplary: n.is_multiple_of(7),
                 }));
             }
             for e in events {
@@ -293,7 +293,7 @@ fn prepare_log(dir: &Path, rt: &tokio::runtime::Runtime) -> EventLog {
             let revision =
                 Revision { number: 1, figures, summary: String::new(), reason: String::new(), on_time: true };
             let mut events = vec![ReportEvent::Submitted { id, tree: *tree, revision }];
-            if n % 4 != 0 {
+            if !n.is_multiple_of(4) {
                 events.push(ReportEvent::Approved { revision: 1 });
             }
             for e in events {
@@ -404,6 +404,16 @@ fn main() {
         targets.extend(file.units.iter().map(|(_, u)| (tree, Some(u.code.as_ref().unwrap().code.clone()))));
     }
     let analyst = token("analyst");
+    // The service answers once it has loaded its snapshot: wait for that first.
+    rt.block_on(async {
+        let mut client = AggregationServiceClient::new(channel(servers.addrs[0]).await);
+        let r = pa::GetRollupRequest {
+            period: Some(pc::Period { code: "2024".into() }),
+            tree: pc::Tree::Pre2025 as i32,
+            ..Default::default()
+        };
+        client.get_rollup(req(r, &analyst)).await.unwrap();
+    });
     let mut rates = Vec::new();
     let mut p50s = Vec::new();
     let mut p99s = Vec::new();

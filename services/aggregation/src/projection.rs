@@ -753,3 +753,265 @@ impl dvk_runtime::host::ReadModel for State {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dvk_domain::model::{ModelEvent, ModelId};
+    use dvk_domain::report::{ReportId, Revision};
+    use dvk_domain::unit::{MergeKind, ReorgLink, Unit, UnitKind};
+    use dvk_proto::events::v1::{self as pe, envelope::Payload};
+    use dvk_runtime::host::ReadModel;
+    use proptest::prelude::*;
+
+    fn code(s: &str) -> UnitCode {
+        UnitCode::parse("c", s).unwrap()
+    }
+
+    fn units(tree: Tree, list: &[(&str, UnitKind, Option<&str>)]) -> Envelope {
+        let units = list
+            .iter()
+            .map(|(c, k, p)| convert::unit_record_out(&Unit::new(tree, code(c), c, "", *k, p.map(code)).unwrap()))
+            .collect();
+        Envelope {
+            source: "registration".into(),
+            payload: Some(Payload::UnitsImported(pe::UnitsImported {
+                tree: convert::tree_out(tree) as i32,
+                units,
+                origin: String::new(),
+            })),
+            ..Envelope::default()
+        }
+    }
+
+    /// Pre-2025: province 01 with districts 001 (communes 00001, 00002) and 002 (00003);
+    /// 2025: province 01 with communes 00001 (00001 and 00002 merged whole) and 00003,
+    /// 00005 (old 00003 split between them).
+    fn tree_events() -> Vec<Envelope> {
+        use UnitKind::*;
+        let pre = units(
+            Tree::Pre2025,
+            &[
+                ("01", CentralCity, None),
+                ("001", UrbanDistrict, Some("01")),
+                ("002", RuralDistrict, Some("01")),
+                ("00001", Ward, Some("001")),
+                ("00002", Ward, Some("001")),
+                ("00003", Commune, Some("002")),
+            ],
+        );
+        let new = units(
+            Tree::Y2025,
+            &[
+                ("01", CentralCity, None),
+                ("00001", Ward, Some("01")),
+                ("00003", Commune, Some("01")),
+                ("00005", Commune, Some("01")),
+            ],
+        );
+        let link = |o: &str, n: &str, kind, rank| {
+            convert::reorg_link_out(&ReorgLink { old: code(o), new: code(n), kind, note: String::new() }, rank)
+        };
+        let reorg = Envelope {
+            source: "registration".into(),
+            payload: Some(Payload::UnitsReorganized(pe::UnitsReorganized {
+                links: vec![
+                    link("00001", "00001", MergeKind::Whole, 0),
+                    link("00002", "00001", MergeKind::Whole, 0),
+                    link("00003", "00003", MergeKind::Part, 0),
+                    link("00003", "00005", MergeKind::Part, 1),
+                ],
+                ..Default::default()
+            })),
+            ..Envelope::default()
+        };
+        vec![pre, new, reorg]
+    }
+
+    const PRE: [&str; 3] = ["00001", "00002", "00003"];
+    const NEW: [&str; 3] = ["00001", "00003", "00005"];
+
+    /// A generated event: a model or a report at a commune of one tree.
+    #[derive(Debug, Clone)]
+    enum Gen {
+        Model { y2025: bool, unit: usize, month: u32, started: bool },
+        Report { y2025: bool, unit: usize, registered: i64, approve: bool },
+    }
+
+    fn generated() -> impl Strategy<Value = Gen> {
+        prop_oneof![
+            (any::<bool>(), 0..3usize, 1..12u32, any::<bool>()).prop_map(|(y2025, unit, month, started)| Gen::Model {
+                y2025,
+                unit,
+                month,
+                started
+            }),
+            (any::<bool>(), 0..3usize, 0..50i64, any::<bool>())
+                .prop_map(|(y2025, unit, registered, approve)| Gen::Report { y2025, unit, registered, approve }),
+        ]
+    }
+
+    /// The envelopes of the generated events, numbered as their sources would.
+    fn data_events(gens: &[Gen]) -> Vec<Envelope> {
+        let mut out = Vec::new();
+        let (mut reg, mut rep) = (100u64, 0u64);
+        for (n, g) in gens.iter().enumerate() {
+            let mut push = |source: &str, position: &mut u64, stream: String, p: Payload| {
+                *position += 1;
+                out.push(Envelope {
+                    source: source.into(),
+                    source_position: *position,
+                    stream_id: stream,
+                    payload: Some(p),
+                    ..Envelope::default()
+                });
+            };
+            match g {
+                Gen::Model { y2025, unit, month, started } => {
+                    let (tree, unit, year) =
+                        if *y2025 { (Tree::Y2025, NEW[*unit], 2026) } else { (Tree::Pre2025, PRE[*unit], 2024) };
+                    let id = ModelId::parse("id", &format!("00000000-0000-7000-8000-{n:012}")).unwrap();
+                    let on = Date::new("d", year, *month, 1).unwrap();
+                    let registered = ModelEvent::Registered {
+                        id: id.clone(),
+                        unit: code(unit),
+                        tree,
+                        registered_on: on,
+                        details: dvk_domain::model::ModelDetails::new(
+                            dvk_domain::model::ModelDetailsDraft {
+                                name: "Mô hình".into(),
+                                field: Some(Field::ALL[n % 4]),
+                                runner_kind: Some(dvk_domain::model::RunnerKind::Collective),
+                                runner_name: "Chi hội".into(),
+                                sponsor: Some(dvk_domain::model::Sponsor::YouthUnion),
+                                sponsor_name: "Đoàn xã".into(),
+                                objectives: "Đường".into(),
+                                timeline_start: Some(on),
+                                ..Default::default()
+                            },
+                            "details",
+                        )
+                        .unwrap(),
+                    };
+                    push("registration", &mut reg, id.stream_id(), convert::model_event_out(&registered));
+                    if *started {
+                        let e = ModelEvent::Started { started_on: on.add_days(200).unwrap() };
+                        push("registration", &mut reg, id.stream_id(), convert::model_event_out(&e));
+                    }
+                }
+                Gen::Report { y2025, unit, registered, approve } => {
+                    let (tree, unit, period) = if *y2025 {
+                        (Tree::Y2025, NEW[*unit], "2026-H1")
+                    } else {
+                        (Tree::Pre2025, PRE[*unit], "2024-H1")
+                    };
+                    let id = ReportId { unit: code(unit), period: Period::parse("p", period).unwrap() };
+                    let stream = format!("{}-{n}", id.as_string());
+                    let figures = Figures { models_registered: *registered, workdays: 3, ..Figures::default() };
+                    let revision =
+                        Revision { number: 1, figures, summary: String::new(), reason: String::new(), on_time: true };
+                    let e = ReportEvent::Submitted { id, tree, revision };
+                    push("reporting", &mut rep, stream.clone(), convert::report_event_out(&e));
+                    if *approve {
+                        let e = ReportEvent::Approved { revision: 1 };
+                        push("reporting", &mut rep, stream, convert::report_event_out(&e));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn fold(events: &[Envelope]) -> State {
+        let mut s = State::default();
+        for (i, e) in events.iter().enumerate() {
+            s.apply(i as u64 + 1, e);
+        }
+        s
+    }
+
+    fn sum_of(cells: &[Option<&Cell>]) -> Cell {
+        let mut total = Cell::default();
+        for c in cells.iter().flatten() {
+            total.models.add(&c.models);
+            add_figures(&mut total.all, &c.all, 1);
+            add_figures(&mut total.approved, &c.approved, 1);
+            total.all_reports += c.all_reports;
+            total.approved_reports += c.approved_reports;
+        }
+        total
+    }
+
+    fn core(c: Option<&Cell>) -> Cell {
+        let c = c.cloned().unwrap_or_default();
+        Cell {
+            models: c.models,
+            all: c.all,
+            approved: c.approved,
+            all_reports: c.all_reports,
+            approved_reports: c.approved_reports,
+            ..Cell::default()
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn parents_equal_the_sum_of_their_children_in_both_trees(gens in proptest::collection::vec(generated(), 0..40)) {
+            let mut events = tree_events();
+            events.extend(data_events(&gens));
+            let s = fold(&events);
+            for period in ["2024-H1", "2024-H2", "2026-H1", "2026-H2"].map(|p| Period::parse("p", p).unwrap()) {
+                let c = |t: Tree, u: Option<&str>| s.cell(t, u.map(code).as_ref(), period);
+                // pre-2025: nation = province; province = districts; districts = communes
+                prop_assert_eq!(core(c(Tree::Pre2025, None)), core(c(Tree::Pre2025, Some("01"))));
+                prop_assert_eq!(core(c(Tree::Pre2025, Some("01"))), sum_of(&[c(Tree::Pre2025, Some("001")), c(Tree::Pre2025, Some("002"))]));
+                prop_assert_eq!(core(c(Tree::Pre2025, Some("001"))), sum_of(&[c(Tree::Pre2025, Some("00001")), c(Tree::Pre2025, Some("00002"))]));
+                // 2025: province = communes
+                prop_assert_eq!(core(c(Tree::Y2025, Some("01"))), sum_of(&NEW.map(|u| c(Tree::Y2025, Some(u)))));
+                // The nation is the same in both trees.
+                prop_assert_eq!(core(c(Tree::Pre2025, None)), core(c(Tree::Y2025, None)));
+            }
+        }
+
+        #[test]
+        fn trees_arriving_after_the_data_give_the_same_roll_ups(gens in proptest::collection::vec(generated(), 0..30)) {
+            let mut early = tree_events();
+            early.extend(data_events(&gens));
+            let mut late = data_events(&gens);
+            late.extend(tree_events());
+            let (a, b) = (fold(&early), fold(&late));
+            prop_assert!(a.cells_by_code() == b.cells_by_code());
+            prop_assert!(a.models == b.models && a.reports == b.reports);
+        }
+
+        #[test]
+        fn a_snapshot_holds_the_whole_projection(gens in proptest::collection::vec(generated(), 0..30)) {
+            let mut events = tree_events();
+            events.extend(data_events(&gens));
+            let s = fold(&events);
+            let back = crate::snapshot::decode(&crate::snapshot::encode(&s)).unwrap();
+            prop_assert!(back == s);
+            prop_assert_eq!(back.cells.len(), s.cells.len());
+        }
+    }
+
+    #[test]
+    fn a_split_commune_counts_wholly_in_its_first_named_successor_and_says_so() {
+        let mut events = tree_events();
+        events.extend(data_events(&[Gen::Report { y2025: false, unit: 2, registered: 7, approve: true }]));
+        let s = fold(&events);
+        let h1 = Period::parse("p", "2024-H1").unwrap();
+        let first = s.rollup(Tree::Y2025, Some(&code("00003")), h1);
+        assert_eq!((first.cell.approved.models_registered, first.cell.approved_allocated), (7, 1));
+        assert_eq!(s.rollup(Tree::Y2025, Some(&code("00005")), h1).cell.approved_reports, 0);
+        // A whole merge moves exactly.
+        let mut events = tree_events();
+        events.extend(data_events(&[Gen::Report { y2025: false, unit: 1, registered: 4, approve: false }]));
+        let s = fold(&events);
+        let merged = s.rollup(Tree::Y2025, Some(&code("00001")), h1);
+        assert_eq!(
+            (merged.cell.all.models_registered, merged.cell.all_allocated, merged.cell.approved_reports),
+            (4, 0, 0)
+        );
+    }
+}
