@@ -784,6 +784,34 @@ async fn rollups_at_every_level_of_both_trees_equal_a_plain_fold_and_survive_res
     );
     assert_eq!(c.children.iter().map(|x| x.figures.unwrap().submitted).sum::<i64>(), cell.all_n);
 
+    // The nation's series over 2025 equals its roll-ups, period by period.
+    let series = client
+        .get_time_series(req(
+            pa::GetTimeSeriesRequest {
+                unit: None,
+                tree: Tree::Tree2025 as i32,
+                from: period("2025-H1"),
+                to: period("2025-H2"),
+                include_unapproved: true,
+            },
+            &token("analyst", ""),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let periods_seen: Vec<String> = series.points.iter().map(|p| p.period.clone().unwrap().code).collect();
+    assert_eq!(periods_seen, ["2025-H1", "2025-H2"]);
+    for point in &series.points {
+        let p = point.period.clone().unwrap().code;
+        let (want, _) = &got[&(true, None, p.clone(), true)];
+        assert_eq!((point.reports_counted, figures_array(&point.figures.unwrap())), (want.all_n, want.all), "{p}");
+        assert_eq!(point.models.clone().unwrap().registered, want.models[0], "{p}");
+    }
+    // As of a time before any event, nothing is counted.
+    let epoch = pa::AsOf { point: Some(pa::as_of::Point::Time(prost_types::Timestamp { seconds: 0, nanos: 0 })) };
+    let past = answers(&mut client, &[(true, None)].into_iter().collect(), &["2025-H1"], Some(epoch)).await;
+    assert_eq!(past[&(true, None, "2025-H1".into(), true)].0, Expected::default());
+
     // Time travel: as of the reporting position before the last report write, the
     // nation's count of reports (submitted or not) is not the final one.
     let before = pa::AsOf {
