@@ -10,6 +10,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+
+mod demo;
 use dvk_runtime::settings::{AuthSettings, ServerSettings};
 
 /// DVK Ledger, all services in one process.
@@ -28,6 +30,11 @@ struct Args {
     /// The aggregation service's gRPC address.
     #[arg(long, env = "DVK_AGGREGATION_LISTEN", default_value = "127.0.0.1:50053")]
     aggregation_listen: SocketAddr,
+    /// On a first start, also load a demo workload (2024, three provinces, models and
+    /// reports) so there is something to query at once; it opens every period for
+    /// reports unless --schedule-file is given.
+    #[arg(long)]
+    demo: bool,
     /// TOML file with the reporting schedule; unset: the defaults.
     #[arg(long, env = "DVK_REPORTING_SCHEDULE_FILE")]
     schedule_file: Option<PathBuf>,
@@ -67,6 +74,29 @@ fn dev_secret(data_dir: &Path) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// Waits until the aggregation's roll-ups include the positions `tokens`.
+async fn wait_for_rollups(
+    aggregation: SocketAddr,
+    token: &str,
+    tokens: Vec<dvk_proto::common::v1::Position>,
+) -> anyhow::Result<()> {
+    use dvk_proto::aggregation::v1 as pa;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{aggregation}"))?.connect().await?;
+    let mut client = pa::aggregation_service_client::AggregationServiceClient::new(channel);
+    let mut request = dvk_cli::import::authorized(
+        pa::GetRollupRequest {
+            period: Some(dvk_proto::common::v1::Period { code: "2024".into() }),
+            tree: dvk_proto::common::v1::Tree::Pre2025 as i32,
+            min_positions: tokens,
+            ..Default::default()
+        },
+        token,
+    )?;
+    request.set_timeout(Duration::from_secs(60));
+    client.get_rollup(request).await?;
+    Ok(())
+}
+
 fn run(args: Args) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     std::fs::create_dir_all(&args.data_dir)
@@ -79,7 +109,13 @@ fn run(args: Args) -> anyhow::Result<()> {
     } else {
         None
     };
-    let schedule = dvk_reporting::schedule::load(args.schedule_file.as_deref())?;
+    let mut schedule = dvk_reporting::schedule::load(args.schedule_file.as_deref())?;
+    if args.demo && args.schedule_file.is_none() {
+        // The demo fills in 2024: its reports are due and locked long after today.
+        let open =
+            dvk_domain::schedule::Deadline { opens_before_end: 15, due_after_end: 36_500, locks_after_end: 36_500 };
+        schedule = dvk_domain::schedule::Schedule { half_year: open, year: open, stage: open };
+    }
     let settings = |service: &str, metrics_listen: Option<SocketAddr>| ServerSettings {
         data_dir: args.data_dir.join(service),
         metrics_listen,
@@ -93,10 +129,14 @@ fn run(args: Args) -> anyhow::Result<()> {
     let reporting_log = dvk_reporting::open_log(&reporting_settings)?;
     let aggregation_settings = settings("aggregation", None);
     let aggregation_log = dvk_aggregation::open_log(&aggregation_settings)?;
+    let first_start = registration_log.head() == 0;
+    let no_reports = reporting_log.head() == 0;
     runtime.block_on(async {
         let signals = dvk_runtime::shutdown::Signals::install()?;
         let bind = |addr: SocketAddr, var: &'static str| async move {
-            tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr} ({var}): {e}"))
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {addr} ({var}): {e}"))
         };
         let registration_listener = bind(args.registration_listen, "DVK_REGISTRATION_LISTEN").await?;
         let reporting_listener = bind(args.reporting_listen, "DVK_REPORTING_LISTEN").await?;
@@ -163,19 +203,48 @@ fn run(args: Args) -> anyhow::Result<()> {
         println!("  registration  gRPC on {registration_addr}");
         println!("  reporting     gRPC on {reporting_addr}");
         println!("  aggregation   gRPC on {aggregation_addr}");
+        let mint = |role: &str| -> anyhow::Result<Option<String>> {
+            let Some(secret) = &dev_secret_file else { return Ok(None) };
+            let bytes = std::fs::read(secret)?;
+            let claims = dvk_runtime::auth::Claims {
+                sub: format!("dvk-{role}"),
+                role: role.into(),
+                unit: String::new(),
+                exp: dvk_runtime::auth::now_secs() + 3600,
+            };
+            Ok(Some(dvk_runtime::auth::mint_hs256(bytes.trim_ascii(), &claims)?))
+        };
+        let admin = mint("admin")?;
+        if let Some(token) = &admin {
+            if first_start {
+                println!("First start: loading the administrative trees (GSO lists before and after 1 July 2025)");
+                demo::load_trees(registration_addr, token).await?;
+            }
+            if args.demo && no_reports {
+                println!("Loading the demo workload (2024, provinces {})", demo::PROVINCES.join(", "));
+                let approver = mint("approver")?.unwrap_or_default();
+                let (summary, tokens) = demo::run(registration_addr, reporting_addr, token, &approver).await?;
+                wait_for_rollups(aggregation_addr, token, tokens).await?;
+                let path = args.data_dir.join("demo.json");
+                std::fs::write(&path, serde_json::to_vec_pretty(&summary)?)?;
+                println!(
+                    "  {} models and {} reports recorded; summary in {}",
+                    summary.models_registered,
+                    summary.periods.values().map(|p| p.submitted).sum::<i64>(),
+                    path.display()
+                );
+            }
+        } else if first_start || args.demo {
+            println!("JWT keys are configured, so nothing is loaded: import the trees with `dvkctl units import`.");
+        }
         if let Some(secret) = &dev_secret_file {
             println!("Development token secret: {}", secret.display());
             println!("Try:");
-            println!(
-                "  export DVK_TOKEN=$(cargo run -q --release -p dvk-cli --bin dvkctl -- token --secret-file {} --role admin)",
-                secret.display()
-            );
-            println!(
-                "  cargo run -q --release -p dvk-cli --bin dvkctl -- units import crates/domain/data/admin-units/gso-communes-2025-01-04.csv"
-            );
-            println!(
-                "  cargo run -q --release -p dvk-cli --bin dvkctl -- units import crates/domain/data/admin-units/gso-reorganization-2025-07-01.csv"
-            );
+            println!("  alias dvkctl='cargo run -q --release -p dvk-cli --bin dvkctl --'");
+            println!("  export DVK_TOKEN=$(dvkctl token --secret-file {} --role admin)", secret.display());
+            println!("  dvkctl rollup --tree pre2025 --period 2024-H1");
+            println!("  dvkctl children --tree pre2025 --period 2024-H1 --sort models-registered");
+            println!("  dvkctl completeness --tree pre2025 --period 2024-H1 --unit 22 --children");
         }
         println!("Stop with Ctrl-C.");
         tokio::select! {
