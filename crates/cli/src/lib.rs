@@ -4,6 +4,10 @@
 
 #![forbid(unsafe_code)]
 
+pub mod analyst;
+pub mod call;
+pub mod chart;
 pub mod gso;
 pub mod import;
+pub mod output;
 pub mod reports;

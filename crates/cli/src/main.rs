@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use dvk_cli::{gso, import, reports};
+use dvk_cli::{analyst, call, chart, gso, import, output, reports};
+use dvk_proto::aggregation::v1::aggregation_service_client::AggregationServiceClient;
 use dvk_proto::registration::v1::registration_service_client::RegistrationServiceClient;
 use dvk_proto::reporting::v1::reporting_service_client::ReportingServiceClient;
 use dvk_runtime::auth::{Claims, mint_hs256, now_secs};
@@ -24,11 +25,103 @@ struct Cli {
     /// The reporting service.
     #[arg(long, global = true, env = "DVK_REPORTING_URL", default_value = "http://127.0.0.1:50052")]
     reporting: String,
+    /// The aggregation service.
+    #[arg(long, global = true, env = "DVK_AGGREGATION_URL", default_value = "http://127.0.0.1:50053")]
+    aggregation: String,
     /// Bearer token (see `dvkctl token`).
     #[arg(long, global = true, env = "DVK_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Print JSON (for scripts) instead of a table.
+    #[arg(long, global = true, conflicts_with = "csv")]
+    json: bool,
+    /// Print CSV (for spreadsheets) instead of a table.
+    #[arg(long, global = true)]
+    csv: bool,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Which roll-ups a query reads.
+#[derive(Debug, Clone, clap::Args)]
+struct Scope {
+    /// The unit (GSO code); omit for the nation.
+    #[arg(long)]
+    unit: Option<String>,
+    /// The period: 2024-H1, 2024-H2, 2024 or 2021-2025.
+    #[arg(long)]
+    period: String,
+    /// The tree: 2025 (province → commune) or pre2025 (province → district → commune).
+    /// Default: the tree in force when the period ends.
+    #[arg(long, value_parser = ["2025", "pre2025"])]
+    tree: Option<String>,
+    /// Count only approved reports (the default).
+    #[arg(long, conflicts_with = "include_unapproved")]
+    approved_only: bool,
+    /// Also count reports submitted but not (yet) approved.
+    #[arg(long)]
+    include_unapproved: bool,
+}
+
+/// What a ranking sorts by.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum SortBy {
+    Code,
+    ModelsRegistered,
+    ModelsRecognized,
+    ModelsExemplary,
+    Funds,
+    Workdays,
+    Participants,
+    Dialogues,
+    PetitionsReceived,
+    PetitionsResolved,
+    DanVanDays,
+    CommendationsCollective,
+    CommendationsIndividual,
+    ReportedModelsRegistered,
+    ReportedModelsRecognized,
+}
+
+impl SortBy {
+    fn field(self) -> dvk_proto::aggregation::v1::SortField {
+        use dvk_proto::aggregation::v1::SortField as F;
+        match self {
+            SortBy::Code => F::UnitCode,
+            SortBy::ModelsRegistered => F::ModelsRegistered,
+            SortBy::ModelsRecognized => F::ModelsRecognized,
+            SortBy::ModelsExemplary => F::ModelsExemplary,
+            SortBy::Funds => F::FundsMobilized,
+            SortBy::Workdays => F::Workdays,
+            SortBy::Participants => F::Participants,
+            SortBy::Dialogues => F::DialoguesHeld,
+            SortBy::PetitionsReceived => F::PetitionsReceived,
+            SortBy::PetitionsResolved => F::PetitionsResolved,
+            SortBy::DanVanDays => F::DanVanDays,
+            SortBy::CommendationsCollective => F::CommendationsCollective,
+            SortBy::CommendationsIndividual => F::CommendationsIndividual,
+            SortBy::ReportedModelsRegistered => F::ReportedModelsRegistered,
+            SortBy::ReportedModelsRecognized => F::ReportedModelsRecognized,
+        }
+    }
+}
+
+/// A ranking's arguments.
+#[derive(Debug, Clone, clap::Args)]
+struct RankingArgs {
+    #[command(flatten)]
+    scope: Scope,
+    /// Every unit at this level under the unit, instead of its direct children.
+    #[arg(long, value_parser = ["province", "district", "commune"])]
+    level: Option<String>,
+    /// What to rank by.
+    #[arg(long, value_enum, default_value = "models-registered")]
+    sort: SortBy,
+    /// Smallest first (default: largest first).
+    #[arg(long)]
+    ascending: bool,
+    /// How many rows.
+    #[arg(long, default_value_t = 100)]
+    limit: i32,
 }
 
 #[derive(Debug, Subcommand)]
@@ -37,6 +130,88 @@ enum Command {
     Units {
         #[command(subcommand)]
         command: UnitsCommand,
+    },
+    /// A roll-up: what a unit (or the nation) and everything below it did in a period.
+    ///
+    /// Example: dvkctl rollup --unit 22 --period 2024-H1 --tree pre2025
+    Rollup {
+        #[command(flatten)]
+        scope: Scope,
+        /// Wait until the roll-up includes a write: SOURCE:POSITION, as writes answer
+        /// (e.g. reporting:1042). Repeatable.
+        #[arg(long = "wait-for")]
+        wait_for: Vec<String>,
+        /// Answer as the roll-ups stood when these positions were reached
+        /// (SOURCE:POSITION, repeatable).
+        #[arg(long = "as-of")]
+        as_of: Vec<String>,
+    },
+    /// A ranking of the units under a unit (or the provinces) by a figure.
+    ///
+    /// Example: dvkctl children --period 2024-H1 --tree pre2025 --sort funds
+    Children {
+        #[command(flatten)]
+        ranking: RankingArgs,
+    },
+    /// A unit's (or the nation's) figures over consecutive periods of one kind.
+    ///
+    /// Example: dvkctl series --unit 22 --from 2024-H1 --to 2025-H2 --tree 2025
+    Series {
+        /// The unit; omit for the nation.
+        #[arg(long)]
+        unit: Option<String>,
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+        #[arg(long, value_parser = ["2025", "pre2025"])]
+        tree: Option<String>,
+        #[arg(long)]
+        include_unapproved: bool,
+    },
+    /// Expected, submitted, on-time and approved reports of a unit, and its children.
+    ///
+    /// Example: dvkctl completeness --unit 22 --period 2024-H1 --children
+    Completeness {
+        #[arg(long)]
+        unit: Option<String>,
+        #[arg(long)]
+        period: String,
+        #[arg(long, value_parser = ["2025", "pre2025"])]
+        tree: Option<String>,
+        /// Also each child unit.
+        #[arg(long)]
+        children: bool,
+    },
+    /// How far the aggregation has received and projected each source.
+    ///
+    /// Example: dvkctl status
+    Status,
+    /// Every event of a model or a report, with who did it and why.
+    ///
+    /// Example: dvkctl history report report-07192-2025-H1
+    History {
+        #[arg(value_parser = ["model", "report"])]
+        kind: String,
+        /// The model id or the report id.
+        id: String,
+    },
+    /// Draw a ranking or a time series as an SVG chart.
+    ///
+    /// Example: dvkctl chart ranking --period 2024 --tree pre2025 --sort models-recognized --out provinces.svg
+    Chart {
+        #[command(subcommand)]
+        chart: ChartCommand,
+    },
+    /// Call any unary RPC with a JSON request (protobuf JSON mapping); prints the JSON answer.
+    ///
+    /// Example: dvkctl call RegistrationService/GetUnit '{"tree": "TREE_2025", "code": {"code": "22"}}'
+    Call {
+        /// Service/Method, e.g. ReportingService/GetReport.
+        method: String,
+        /// The request as JSON; default {}.
+        #[arg(default_value = "{}")]
+        request: String,
     },
     /// Periodic reports.
     Reports {
@@ -77,6 +252,34 @@ enum UnitsCommand {
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ChartCommand {
+    /// Bars of a ranking (see `children`).
+    Ranking {
+        #[command(flatten)]
+        ranking: RankingArgs,
+        /// The SVG file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// A line of one figure over periods.
+    Series {
+        #[arg(long)]
+        unit: Option<String>,
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+        #[arg(long, value_parser = ["2025", "pre2025"])]
+        tree: Option<String>,
+        /// Which figure.
+        #[arg(long, value_enum, default_value = "models-registered")]
+        figure: SortBy,
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -147,8 +350,287 @@ fn need_token(token: Option<String>) -> Result<String, (u8, String)> {
     token.ok_or((EXIT_USAGE, "a token is needed: --token or DVK_TOKEN (see dvkctl token)".into()))
 }
 
+fn status_error(s: tonic::Status) -> (u8, String) {
+    (exit_for(&s), s.message().to_owned())
+}
+
+/// The tree a query names, by default the one in force when `period` ends.
+fn tree_of(tree: Option<&str>, period: &str) -> Result<i32, (u8, String)> {
+    use dvk_proto::common::v1::Tree;
+    Ok(match tree {
+        Some("2025") => Tree::Tree2025 as i32,
+        Some(_) => Tree::Pre2025 as i32,
+        None => {
+            let p = dvk_domain::Period::parse("--period", period).map_err(|e| (EXIT_USAGE, e.to_string()))?;
+            match p.reporting_tree() {
+                dvk_domain::Tree::Y2025 => Tree::Tree2025 as i32,
+                dvk_domain::Tree::Pre2025 => Tree::Pre2025 as i32,
+            }
+        }
+    })
+}
+
+fn unit_arg(u: &Option<String>) -> Option<dvk_proto::common::v1::UnitCode> {
+    u.as_ref().map(|c| dvk_proto::common::v1::UnitCode { code: c.clone() })
+}
+
+fn period_arg(p: &str) -> Option<dvk_proto::common::v1::Period> {
+    Some(dvk_proto::common::v1::Period { code: p.to_owned() })
+}
+
+/// SOURCE:POSITION arguments.
+fn positions(list: &[String], flag: &str) -> Result<Vec<dvk_proto::common::v1::Position>, (u8, String)> {
+    list.iter()
+        .map(|p| {
+            let (source, position) = p
+                .split_once(':')
+                .and_then(|(s, n)| Some((s.to_owned(), n.parse::<u64>().ok()?)))
+                .ok_or_else(|| (EXIT_USAGE, format!("{flag} {p:?}: write SOURCE:POSITION, e.g. reporting:1042")))?;
+            Ok(dvk_proto::common::v1::Position { source, position })
+        })
+        .collect()
+}
+
+fn level_arg(level: &Option<String>) -> i32 {
+    use dvk_proto::common::v1::Level;
+    match level.as_deref() {
+        Some("province") => Level::Province as i32,
+        Some("district") => Level::District as i32,
+        Some("commune") => Level::Commune as i32,
+        _ => 0,
+    }
+}
+
+fn list_request(r: &RankingArgs) -> Result<dvk_proto::aggregation::v1::ListRollupsRequest, (u8, String)> {
+    Ok(dvk_proto::aggregation::v1::ListRollupsRequest {
+        parent: unit_arg(&r.scope.unit),
+        level: level_arg(&r.level),
+        period: period_arg(&r.scope.period),
+        tree: tree_of(r.scope.tree.as_deref(), &r.scope.period)?,
+        include_unapproved: r.scope.include_unapproved,
+        sort_by: r.sort.field() as i32,
+        descending: !r.ascending,
+        page_size: r.limit,
+        ..Default::default()
+    })
+}
+
+/// The value a chart draws for a figure.
+fn chart_value(
+    figure: SortBy,
+    models: &dvk_proto::aggregation::v1::ModelCounts,
+    f: &dvk_proto::common::v1::Figures,
+) -> i64 {
+    match figure {
+        SortBy::Code | SortBy::ModelsRegistered => models.registered,
+        SortBy::ModelsRecognized => models.recognized,
+        SortBy::ModelsExemplary => models.exemplary,
+        SortBy::Funds => f.funds_mobilized.map_or(0, |m| m.vnd),
+        SortBy::Workdays => f.workdays,
+        SortBy::Participants => f.participants,
+        SortBy::Dialogues => f.dialogues_held,
+        SortBy::PetitionsReceived => f.petitions_received,
+        SortBy::PetitionsResolved => f.petitions_resolved,
+        SortBy::DanVanDays => f.dan_van_days,
+        SortBy::CommendationsCollective => f.commendations_collective,
+        SortBy::CommendationsIndividual => f.commendations_individual,
+        SortBy::ReportedModelsRegistered => f.models_registered,
+        SortBy::ReportedModelsRecognized => f.models_recognized,
+    }
+}
+
 async fn run(cli: Cli) -> Result<(), (u8, String)> {
+    let format = if cli.json {
+        output::Format::Json
+    } else if cli.csv {
+        output::Format::Csv
+    } else {
+        output::Format::Table
+    };
+    let aggregation = || async {
+        let channel = connect(&cli.aggregation, "--aggregation", "aggregation").await?;
+        Ok::<_, (u8, String)>(AggregationServiceClient::new(channel))
+    };
     match cli.command {
+        Command::Rollup { scope, wait_for, as_of } => {
+            let token = need_token(cli.token.clone())?;
+            let min_positions = positions(&wait_for, "--wait-for")?;
+            let as_of = positions(&as_of, "--as-of")?;
+            let request = dvk_proto::aggregation::v1::GetRollupRequest {
+                unit: unit_arg(&scope.unit),
+                period: period_arg(&scope.period),
+                tree: tree_of(scope.tree.as_deref(), &scope.period)?,
+                include_unapproved: scope.include_unapproved,
+                min_positions: min_positions.clone(),
+                as_of: (!as_of.is_empty()).then(|| dvk_proto::aggregation::v1::AsOf {
+                    point: Some(dvk_proto::aggregation::v1::as_of::Point::Positions(
+                        dvk_proto::common::v1::PositionSet { positions: as_of },
+                    )),
+                }),
+            };
+            let mut request = import::authorized(request, &token).map_err(status_error)?;
+            request.set_timeout(Duration::from_secs(30));
+            let spinner = if min_positions.is_empty() {
+                indicatif::ProgressBar::hidden()
+            } else {
+                let s = indicatif::ProgressBar::new_spinner();
+                s.set_message("waiting for the roll-ups to include the write");
+                s.enable_steady_tick(Duration::from_millis(100));
+                s
+            };
+            let r = aggregation().await?.get_rollup(request).await.map_err(status_error)?.into_inner();
+            spinner.finish_and_clear();
+            print!("{}", analyst::rollup_record(&r).render(format));
+            Ok(())
+        }
+        Command::Children { ranking } => {
+            let token = need_token(cli.token.clone())?;
+            let request = import::authorized(list_request(&ranking)?, &token).map_err(status_error)?;
+            let r = aggregation().await?.list_rollups(request).await.map_err(status_error)?.into_inner();
+            print!("{}", analyst::rollups_table(&r.rollups).render(format));
+            Ok(())
+        }
+        Command::Series { unit, from, to, tree, include_unapproved } => {
+            let token = need_token(cli.token.clone())?;
+            let request = dvk_proto::aggregation::v1::GetTimeSeriesRequest {
+                unit: unit_arg(&unit),
+                tree: tree_of(tree.as_deref(), &to)?,
+                from: period_arg(&from),
+                to: period_arg(&to),
+                include_unapproved,
+            };
+            let request = import::authorized(request, &token).map_err(status_error)?;
+            let r = aggregation().await?.get_time_series(request).await.map_err(status_error)?.into_inner();
+            print!("{}", analyst::series_table(&r.points).render(format));
+            Ok(())
+        }
+        Command::Completeness { unit, period, tree, children } => {
+            let token = need_token(cli.token.clone())?;
+            let request = dvk_proto::aggregation::v1::GetCompletenessRequest {
+                unit: unit_arg(&unit),
+                period: period_arg(&period),
+                tree: tree_of(tree.as_deref(), &period)?,
+                include_children: children,
+            };
+            let request = import::authorized(request, &token).map_err(status_error)?;
+            let r = aggregation().await?.get_completeness(request).await.map_err(status_error)?.into_inner();
+            print!("{}", analyst::completeness_table(&r).render(format));
+            Ok(())
+        }
+        Command::Status => {
+            let token = need_token(cli.token.clone())?;
+            let request = import::authorized(dvk_proto::aggregation::v1::GetProjectionStatusRequest {}, &token)
+                .map_err(status_error)?;
+            let r = aggregation().await?.get_projection_status(request).await.map_err(status_error)?.into_inner();
+            print!("{}", analyst::status_table(&r).render(format));
+            Ok(())
+        }
+        Command::History { kind, id } => {
+            let token = need_token(cli.token.clone())?;
+            let mut events = Vec::new();
+            let mut page_token = String::new();
+            loop {
+                let (batch, next) = if kind == "model" {
+                    let channel = connect(&cli.registration, "--registration", "registration").await?;
+                    let request = dvk_proto::registration::v1::GetModelHistoryRequest {
+                        model_id: id.clone(),
+                        page_size: 1000,
+                        page_token: page_token.clone(),
+                    };
+                    let r = RegistrationServiceClient::new(channel)
+                        .get_model_history(import::authorized(request, &token).map_err(status_error)?)
+                        .await
+                        .map_err(status_error)?
+                        .into_inner();
+                    (r.events, r.next_page_token)
+                } else {
+                    let channel = connect(&cli.reporting, "--reporting", "reporting").await?;
+                    let request = dvk_proto::reporting::v1::GetReportHistoryRequest {
+                        report_id: id.clone(),
+                        page_size: 1000,
+                        page_token: page_token.clone(),
+                    };
+                    let r = ReportingServiceClient::new(channel)
+                        .get_report_history(import::authorized(request, &token).map_err(status_error)?)
+                        .await
+                        .map_err(status_error)?
+                        .into_inner();
+                    (r.events, r.next_page_token)
+                };
+                events.extend(batch);
+                if next.is_empty() {
+                    break;
+                }
+                page_token = next;
+            }
+            print!("{}", analyst::history_table(&events).render(format));
+            Ok(())
+        }
+        Command::Chart { chart: ChartCommand::Ranking { ranking, out } } => {
+            let token = need_token(cli.token.clone())?;
+            let request = import::authorized(list_request(&ranking)?, &token).map_err(status_error)?;
+            let r = aggregation().await?.list_rollups(request).await.map_err(status_error)?.into_inner();
+            let bars: Vec<(String, i64)> = r
+                .rollups
+                .iter()
+                .map(|x| {
+                    let value = chart_value(
+                        ranking.sort,
+                        &x.models.clone().unwrap_or_default(),
+                        &x.figures.unwrap_or_default(),
+                    );
+                    (x.unit_name.clone(), value)
+                })
+                .collect();
+            let title = format!("{:?}, {}", ranking.sort, ranking.scope.period);
+            chart::ranking(&out, &title, &bars).map_err(|e| (EXIT_USAGE, e.to_string()))?;
+            println!("{}: {} bars", out.display(), bars.len());
+            Ok(())
+        }
+        Command::Chart { chart: ChartCommand::Series { unit, from, to, tree, figure, out } } => {
+            let token = need_token(cli.token.clone())?;
+            let request = dvk_proto::aggregation::v1::GetTimeSeriesRequest {
+                unit: unit_arg(&unit),
+                tree: tree_of(tree.as_deref(), &to)?,
+                from: period_arg(&from),
+                to: period_arg(&to),
+                include_unapproved: false,
+            };
+            let request = import::authorized(request, &token).map_err(status_error)?;
+            let r = aggregation().await?.get_time_series(request).await.map_err(status_error)?.into_inner();
+            let points: Vec<(String, i64)> = r
+                .points
+                .iter()
+                .map(|p| {
+                    let value =
+                        chart_value(figure, &p.models.clone().unwrap_or_default(), &p.figures.unwrap_or_default());
+                    (p.period.as_ref().map(|p| p.code.clone()).unwrap_or_default(), value)
+                })
+                .collect();
+            let title = format!("{:?}, {} … {}", figure, from, to);
+            chart::series(&out, &title, &points).map_err(|e| (EXIT_USAGE, e.to_string()))?;
+            println!("{}: {} points", out.display(), points.len());
+            Ok(())
+        }
+        Command::Call { method, request } => {
+            let token = need_token(cli.token.clone())?;
+            let pool = call::pool();
+            let usage = |e: call::CallError| match e {
+                call::CallError::Usage(m) => (EXIT_USAGE, m),
+                call::CallError::Status(s) => status_error(s),
+            };
+            let m = call::method(&pool, &method).map_err(usage)?;
+            let body = call::request(&m, &request).map_err(usage)?;
+            let (url, flag) = match call::service_of(&m) {
+                "registration" => (&cli.registration, "--registration"),
+                "reporting" => (&cli.reporting, "--reporting"),
+                _ => (&cli.aggregation, "--aggregation"),
+            };
+            let channel = connect(url, flag, call::service_of(&m)).await?;
+            let answer = call::call(channel, &m, body, &token).await.map_err(usage)?;
+            println!("{answer}");
+            Ok(())
+        }
         Command::Token { secret_file, role, unit, subject, hours } => {
             if dvk_runtime::Role::parse(&role).is_none() {
                 return Err((EXIT_USAGE, format!("--role {role:?}: use reporter, approver, analyst or admin")));

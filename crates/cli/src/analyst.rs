@@ -1,0 +1,256 @@
+//! What analysts read, shaped for output: roll-ups, rankings, series, completeness,
+//! projection status and histories.
+
+use dvk_proto::aggregation::v1 as pa;
+use dvk_proto::common::v1 as pc;
+use dvk_proto::events::v1::{Envelope, envelope::Payload};
+
+use crate::output::{Record, Table, Value};
+
+fn level_name(l: i32) -> &'static str {
+    match pc::Level::try_from(l) {
+        Ok(pc::Level::Commune) => "commune",
+        Ok(pc::Level::District) => "district",
+        Ok(pc::Level::Province) => "province",
+        Ok(pc::Level::Nation) => "nation",
+        _ => "",
+    }
+}
+
+fn tree_name(t: i32) -> &'static str {
+    match pc::Tree::try_from(t) {
+        Ok(pc::Tree::Tree2025) => "2025",
+        Ok(pc::Tree::Pre2025) => "pre2025",
+        _ => "",
+    }
+}
+
+/// The figures of a roll-up, by name, in a fixed order.
+pub fn figures(f: &pc::Figures) -> [(&'static str, i64); 11] {
+    [
+        ("reported_models_registered", f.models_registered),
+        ("reported_models_recognized", f.models_recognized),
+        ("funds_mobilized_vnd", f.funds_mobilized.map_or(0, |m| m.vnd)),
+        ("workdays", f.workdays),
+        ("participants", f.participants),
+        ("dialogues_held", f.dialogues_held),
+        ("petitions_received", f.petitions_received),
+        ("petitions_resolved", f.petitions_resolved),
+        ("dan_van_days", f.dan_van_days),
+        ("commendations_collective", f.commendations_collective),
+        ("commendations_individual", f.commendations_individual),
+    ]
+}
+
+/// The model counts of a roll-up, by name.
+pub fn models(m: &pa::ModelCounts) -> Vec<(String, i64)> {
+    let mut out = vec![
+        ("models_registered".to_owned(), m.registered),
+        ("models_implementing".to_owned(), m.implementing),
+        ("models_recognized".to_owned(), m.recognized),
+        ("models_exemplary".to_owned(), m.exemplary),
+        ("models_commended".to_owned(), m.commended),
+        ("models_replicated".to_owned(), m.replicated),
+        ("models_retired".to_owned(), m.retired),
+    ];
+    for l in &m.recognized_by_level {
+        out.push((format!("models_recognized_{}", level_name(l.level)), l.count));
+    }
+    for f in &m.by_field {
+        let name = match pc::Field::try_from(f.field) {
+            Ok(pc::Field::Economy) => "economy",
+            Ok(pc::Field::CultureSociety) => "culture_society",
+            Ok(pc::Field::DefenceSecurity) => "defence_security",
+            Ok(pc::Field::PoliticalSystem) => "political_system",
+            _ => "unknown",
+        };
+        out.push((format!("models_field_{name}"), f.count));
+    }
+    out
+}
+
+fn unit_code(u: &Option<pc::UnitCode>) -> String {
+    u.as_ref().map(|u| u.code.clone()).unwrap_or_default()
+}
+
+pub fn rollup_record(r: &pa::Rollup) -> Record {
+    let mut rec = Record::default();
+    rec.push("unit", unit_code(&r.unit));
+    rec.push("name", r.unit_name.clone());
+    rec.push("level", level_name(r.level));
+    rec.push("tree", tree_name(r.tree));
+    rec.push("period", r.period.as_ref().map(|p| p.code.clone()).unwrap_or_default());
+    rec.push("counted", if r.include_unapproved { "all reports" } else { "approved reports" });
+    for (k, v) in models(&r.models.clone().unwrap_or_default()) {
+        rec.push(&k, v);
+    }
+    rec.push("reports_counted", r.reports_counted);
+    for (k, v) in figures(&r.figures.unwrap_or_default()) {
+        rec.push(k, v);
+    }
+    rec.push("allocated_figures", r.allocated_figures);
+    rec
+}
+
+/// A ranking or list of roll-ups, one row each, with the main figures.
+pub fn rollups_table(rollups: &[pa::Rollup]) -> Table {
+    let mut t = Table::new(&[
+        "rank",
+        "unit",
+        "name",
+        "models_registered",
+        "models_recognized",
+        "models_exemplary",
+        "reports_counted",
+        "funds_mobilized_vnd",
+        "workdays",
+        "participants",
+        "petitions_resolved",
+    ]);
+    for (i, r) in rollups.iter().enumerate() {
+        let m = r.models.clone().unwrap_or_default();
+        let f = r.figures.unwrap_or_default();
+        t.push(vec![
+            Value::Int(i as i64 + 1),
+            unit_code(&r.unit).into(),
+            r.unit_name.clone().into(),
+            m.registered.into(),
+            m.recognized.into(),
+            m.exemplary.into(),
+            r.reports_counted.into(),
+            f.funds_mobilized.map_or(0, |x| x.vnd).into(),
+            f.workdays.into(),
+            f.participants.into(),
+            f.petitions_resolved.into(),
+        ]);
+    }
+    t
+}
+
+pub fn series_table(points: &[pa::TimeSeriesPoint]) -> Table {
+    let mut t = Table::new(&[
+        "period",
+        "models_registered",
+        "models_recognized",
+        "reports_counted",
+        "funds_mobilized_vnd",
+        "workdays",
+        "participants",
+        "dialogues_held",
+        "petitions_resolved",
+    ]);
+    for p in points {
+        let m = p.models.clone().unwrap_or_default();
+        let f = p.figures.unwrap_or_default();
+        t.push(vec![
+            p.period.as_ref().map(|p| p.code.clone()).unwrap_or_default().into(),
+            m.registered.into(),
+            m.recognized.into(),
+            p.reports_counted.into(),
+            f.funds_mobilized.map_or(0, |x| x.vnd).into(),
+            f.workdays.into(),
+            f.participants.into(),
+            f.dialogues_held.into(),
+            f.petitions_resolved.into(),
+        ]);
+    }
+    t
+}
+
+/// Completeness of a unit and, if asked, of each child.
+pub fn completeness_table(c: &pa::Completeness) -> Table {
+    let mut t = Table::new(&[
+        "unit",
+        "name",
+        "expected",
+        "submitted",
+        "on_time",
+        "approved",
+        "submitted_rate",
+        "on_time_rate",
+        "approved_rate",
+    ]);
+    let mut row = |code: String, name: String, f: &pa::CompletenessFigures| {
+        t.push(vec![
+            code.into(),
+            name.into(),
+            f.expected.into(),
+            f.submitted.into(),
+            f.on_time.into(),
+            f.approved.into(),
+            Value::Rate(f.submitted_rate),
+            Value::Rate(f.on_time_rate),
+            Value::Rate(f.approved_rate),
+        ]);
+    };
+    let own = if c.unit.is_some() { unit_code(&c.unit) } else { "nation".into() };
+    row(own, String::new(), &c.figures.unwrap_or_default());
+    for child in &c.children {
+        row(unit_code(&child.unit), child.unit_name.clone(), &child.figures.unwrap_or_default());
+    }
+    t
+}
+
+pub fn status_table(s: &pa::ProjectionStatus) -> Table {
+    let mut t = Table::new(&[
+        "source",
+        "received",
+        "projected",
+        "lag",
+        "rebuilding",
+        "rebuild_done",
+        "rebuild_total",
+        "rebuilds_completed",
+    ]);
+    for src in &s.sources {
+        t.push(vec![
+            src.source.clone().into(),
+            (src.received as i64).into(),
+            (src.projected as i64).into(),
+            (src.lag as i64).into(),
+            if s.rebuilding { "yes" } else { "no" }.into(),
+            (s.rebuild_done as i64).into(),
+            (s.rebuild_total as i64).into(),
+            (s.rebuilds_completed as i64).into(),
+        ]);
+    }
+    t
+}
+
+/// A stream's events: version, time, type, actor and the reason or decision given.
+pub fn history_table(events: &[Envelope]) -> Table {
+    let mut t = Table::new(&["version", "recorded_at", "event", "actor", "role", "actor_unit", "detail"]);
+    for e in events {
+        let time = e
+            .recorded_at
+            .map(|ts| {
+                let days = ts.seconds.div_euclid(86_400);
+                let secs = ts.seconds.rem_euclid(86_400);
+                let date = dvk_domain::Date::from_unix_days(days).map(|d| d.to_string()).unwrap_or_default();
+                format!("{date} {:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
+            })
+            .unwrap_or_default();
+        let detail = match &e.payload {
+            Some(Payload::ReportReturned(r)) => r.reason.clone(),
+            Some(Payload::ReportAmended(a)) => a.reason.clone(),
+            Some(Payload::ReportReopened(r)) => r.reason.clone(),
+            Some(Payload::ModelAmended(a)) => a.reason.clone(),
+            Some(Payload::ModelRetired(r)) => r.reason.clone(),
+            Some(Payload::ModelRecognized(r)) => r.decision.as_ref().map(|d| d.number.clone()).unwrap_or_default(),
+            Some(Payload::ModelCommended(c)) => c.decision.as_ref().map(|d| d.number.clone()).unwrap_or_default(),
+            _ => String::new(),
+        };
+        let actor = e.actor.clone().unwrap_or_default();
+        let role = pc::Role::try_from(actor.role).map(|r| r.as_str_name().trim_start_matches("ROLE_").to_lowercase());
+        t.push(vec![
+            (e.stream_version as i64).into(),
+            time.into(),
+            e.event_type.trim_start_matches("dvk.events.v1.").to_owned().into(),
+            actor.subject.into(),
+            role.unwrap_or_default().into(),
+            unit_code(&actor.unit).into(),
+            detail.into(),
+        ]);
+    }
+    t
+}
