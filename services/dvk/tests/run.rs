@@ -1,5 +1,7 @@
 //! The run command a new user types: `dvk` starts, says where its data is, and stops
-//! cleanly on SIGTERM with its logs intact.
+//! cleanly on SIGTERM with its logs intact. With `--demo`, an analyst reads the demo
+//! through `dvkctl` (a child process too): a roll-up, a ranking, completeness and a
+//! chart, each matching what the demo says it wrote; a restart shows the same numbers.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -16,9 +18,14 @@ impl Drop for Running {
 }
 
 fn start(data_dir: &std::path::Path) -> (Running, Vec<String>) {
+    start_with(data_dir, &[])
+}
+
+fn start_with(data_dir: &std::path::Path, extra: &[&str]) -> (Running, Vec<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_dvk"))
         .arg("--data-dir")
         .arg(data_dir)
+        .args(extra)
         .args(["--registration-listen", "127.0.0.1:0", "--reporting-listen", "127.0.0.1:0"])
         .args(["--aggregation-listen", "127.0.0.1:0"])
         .env("RUST_LOG", "warn")
@@ -28,7 +35,7 @@ fn start(data_dir: &std::path::Path) -> (Running, Vec<String>) {
         .expect("dvk starts");
     let mut lines = Vec::new();
     let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(300);
     while Instant::now() < deadline {
         let mut line = String::new();
         if out.read_line(&mut line).expect("read") == 0 {
@@ -91,4 +98,137 @@ fn a_data_dir_that_cannot_be_created_is_an_error() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot create the data directory"), "{err}");
+}
+
+/// The dvkctl binary built beside dvk (`cargo test --workspace` builds it; alone, this
+/// test builds it).
+fn dvkctl() -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_BIN_EXE_dvk")).parent().unwrap().to_owned();
+    let path = dir.join("dvkctl");
+    if !path.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "dvk-cli", "--bin", "dvkctl"])
+            .status()
+            .expect("cargo builds dvkctl");
+        assert!(status.success());
+    }
+    path
+}
+
+/// The address a service listens on, from dvk's first lines.
+fn addr(lines: &[String], service: &str) -> String {
+    let line = lines.iter().find(|l| l.trim_start().starts_with(service) && l.contains("gRPC on")).unwrap();
+    format!("http://{}", line.rsplit(' ').next().unwrap())
+}
+
+fn run_dvkctl(lines: &[String], token: &str, args: &[&str]) -> String {
+    let out = Command::new(dvkctl())
+        .args(args)
+        .env("DVK_REGISTRATION_URL", addr(lines, "registration"))
+        .env("DVK_REPORTING_URL", addr(lines, "reporting"))
+        .env("DVK_AGGREGATION_URL", addr(lines, "aggregation"))
+        .env("DVK_TOKEN", token)
+        .output()
+        .expect("dvkctl runs");
+    assert!(out.status.success(), "dvkctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+#[test]
+fn an_analyst_reads_the_demo_through_dvkctl_and_a_restart_shows_the_same_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, lines) = start_with(dir.path(), &["--demo"]);
+    let text = lines.join("\n");
+    assert!(text.contains("10810 units added") && text.contains("3355 units added"), "{text}");
+    assert!(text.contains("dvkctl rollup"), "{text}");
+    let demo = json(&std::fs::read_to_string(dir.path().join("demo.json")).unwrap());
+    let secret = dir.path().join("dev-jwt-secret").display().to_string();
+    let token = run_dvkctl(&lines, "", &["token", "--secret-file", &secret, "--role", "analyst"]).trim().to_owned();
+
+    // The nation's roll-up for 2024 and for its first half.
+    let year = json(&run_dvkctl(&lines, &token, &["--json", "rollup", "--tree", "pre2025", "--period", "2024"]));
+    assert_eq!(year["models_registered"], demo["models_registered"]);
+    let h1 = json(&run_dvkctl(&lines, &token, &["--json", "rollup", "--tree", "pre2025", "--period", "2024-H1"]));
+    let want = &demo["periods"]["2024-H1"];
+    assert_eq!(h1["reports_counted"], want["approved"]);
+    assert_eq!(h1["funds_mobilized_vnd"], want["approved_figures"]["funds_mobilized_vnd"]);
+    assert_eq!(h1["petitions_resolved"], want["approved_figures"]["petitions_resolved"]);
+    // The table form shows the same figure, grouped.
+    let table = run_dvkctl(&lines, &token, &["rollup", "--tree", "pre2025", "--period", "2024-H1"]);
+    let funds = want["approved_figures"]["funds_mobilized_vnd"].as_i64().unwrap();
+    assert!(table.contains(&dvk_group(funds)), "{table}");
+    assert!(table.contains("Việt Nam"), "{table}");
+
+    // The provinces ranked by models registered: the three demo provinces first.
+    let ranking = json(&run_dvkctl(
+        &lines,
+        &token,
+        &["--json", "children", "--tree", "pre2025", "--period", "2024", "--sort", "models-registered", "--limit", "3"],
+    ));
+    let mut by_province: Vec<(String, i64)> =
+        demo["models_by_province"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_i64().unwrap())).collect();
+    by_province.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let got: Vec<(String, i64)> = ranking
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["unit"].as_str().unwrap().to_owned(), r["models_registered"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(got, by_province);
+
+    // Completeness, summed over the demo provinces.
+    let (mut expected, mut submitted) = (0, 0);
+    for p in demo["provinces"].as_array().unwrap() {
+        let c = json(&run_dvkctl(
+            &lines,
+            &token,
+            &["--json", "completeness", "--tree", "pre2025", "--period", "2024-H2", "--unit", p.as_str().unwrap()],
+        ));
+        expected += c[0]["expected"].as_i64().unwrap();
+        submitted += c[0]["submitted"].as_i64().unwrap();
+    }
+    assert_eq!(
+        (expected, submitted),
+        (
+            demo["periods"]["2024-H2"]["expected"].as_i64().unwrap(),
+            demo["periods"]["2024-H2"]["submitted"].as_i64().unwrap()
+        )
+    );
+
+    // A chart of the ranking.
+    let svg = dir.path().join("provinces.svg");
+    run_dvkctl(
+        &lines,
+        &token,
+        &["chart", "ranking", "--tree", "pre2025", "--period", "2024", "--limit", "3", "--out", svg.to_str().unwrap()],
+    );
+    let drawn = std::fs::read_to_string(&svg).unwrap();
+    assert!(drawn.starts_with("<svg") && drawn.contains("Tỉnh Quảng Ninh"), "{drawn}");
+
+    // SIGTERM: stopped within 10 s; a restart (no demo again) shows the same numbers.
+    let started = Instant::now();
+    assert!(terminate(&mut child).success());
+    assert!(started.elapsed() < Duration::from_secs(10), "stopped in {:?}", started.elapsed());
+    let (mut child, lines) = start(dir.path());
+    assert!(!lines.join("\n").contains("Loading the demo"), "{lines:?}");
+    let again = json(&run_dvkctl(&lines, &token, &["--json", "rollup", "--tree", "pre2025", "--period", "2024-H1"]));
+    assert_eq!(again, h1);
+    assert!(terminate(&mut child).success());
+}
+
+/// 1234567 → 1.234.567, as dvkctl's tables show numbers.
+fn dvk_group(n: i64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push('.');
+        }
+        out.push(c);
+    }
+    out
 }
