@@ -3,5 +3,6 @@
 
 mod aggregation;
 mod crash;
+mod interop;
 mod registration;
 mod reporting;

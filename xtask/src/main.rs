@@ -122,6 +122,29 @@ fn ensure_tansu() -> anyhow::Result<PathBuf> {
     Ok(bin)
 }
 
+/// The grpcio-tools version the interop test's Python client generates its stubs with.
+const GRPCIO_TOOLS_VERSION: &str = "1.85.1";
+
+/// A Python virtual environment with grpcio-tools (from PyPI), for the interop test;
+/// created with the machine's `python3` if it is missing. Returns its interpreter.
+fn ensure_python() -> anyhow::Result<PathBuf> {
+    let venv = tools_dir().join(format!("python-grpcio-tools-{GRPCIO_TOOLS_VERSION}"));
+    let python = venv.join("bin/python");
+    let ready = venv.join(".installed");
+    if ready.exists() {
+        return Ok(python);
+    }
+    eprintln!("xtask: installing grpcio-tools {GRPCIO_TOOLS_VERSION} from PyPI into {}", venv.display());
+    let mut create = Command::new("python3");
+    create.args(["-m", "venv"]).arg(&venv);
+    run("create the Python environment (python3 -m venv)", create)?;
+    let mut install = Command::new(&python);
+    install.args(["-m", "pip", "install", "--quiet", &format!("grpcio-tools=={GRPCIO_TOOLS_VERSION}")]);
+    run("install grpcio-tools", install)?;
+    std::fs::write(&ready, GRPCIO_TOOLS_VERSION)?;
+    Ok(python)
+}
+
 fn broker(install_only: bool, port: u16) -> anyhow::Result<()> {
     let tansu = ensure_tansu()?;
     if install_only {
@@ -153,8 +176,9 @@ fn test(lint: bool, extra: &[String]) -> anyhow::Result<()> {
     }
     // The Kafka tests always run against the real test broker: install it if missing.
     let tansu = ensure_tansu().context("the test broker is required by the Kafka tests")?;
+    let python = ensure_python().context("grpcio-tools is required by the interop test")?;
     let mut t = cargo();
-    t.args(["test", "--workspace", "--locked"]).args(extra).env("DVK_TANSU", &tansu);
+    t.args(["test", "--workspace", "--locked"]).args(extra).env("DVK_TANSU", &tansu).env("DVK_PYTHON", &python);
     run("tests", t)
 }
 

@@ -462,7 +462,7 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
                 tree: tree_of(scope.tree.as_deref(), &scope.period)?,
                 include_unapproved: scope.include_unapproved,
                 min_positions: min_positions.clone(),
-                as_of: (!as_of.is_empty()).then(|| dvk_proto::aggregation::v1::AsOf {
+                as_of: (!as_of.is_empty()).then_some(dvk_proto::aggregation::v1::AsOf {
                     point: Some(dvk_proto::aggregation::v1::as_of::Point::Positions(
                         dvk_proto::common::v1::PositionSet { positions: as_of },
                     )),

@@ -196,7 +196,7 @@ pub async fn run(
         .filter_map(|u| {
             let code = u.code.as_ref()?.code.clone();
             let province = province_of(&code);
-            PROVINCES.contains(&province.as_str()).then(|| DemoUnit { code, level: u.level, province })
+            PROVINCES.contains(&province.as_str()).then_some(DemoUnit { code, level: u.level, province })
         })
         .collect();
     let mut summary = Summary {

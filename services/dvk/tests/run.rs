@@ -160,7 +160,7 @@ fn an_analyst_reads_the_demo_through_dvkctl_and_a_restart_shows_the_same_numbers
     // The table form shows the same figure, grouped.
     let table = run_dvkctl(&lines, &token, &["rollup", "--tree", "pre2025", "--period", "2024-H1"]);
     let funds = want["approved_figures"]["funds_mobilized_vnd"].as_i64().unwrap();
-    assert!(table.contains(&dvk_group(funds)), "{table}");
+    assert!(table.contains(&dvk_cli::output::group(funds)), "{table}");
     assert!(table.contains("Việt Nam"), "{table}");
 
     // The provinces ranked by models registered: the three demo provinces first.
@@ -218,17 +218,4 @@ fn an_analyst_reads_the_demo_through_dvkctl_and_a_restart_shows_the_same_numbers
     let again = json(&run_dvkctl(&lines, &token, &["--json", "rollup", "--tree", "pre2025", "--period", "2024-H1"]));
     assert_eq!(again, h1);
     assert!(terminate(&mut child).success());
-}
-
-/// 1234567 → 1.234.567, as dvkctl's tables show numbers.
-fn dvk_group(n: i64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push('.');
-        }
-        out.push(c);
-    }
-    out
 }
