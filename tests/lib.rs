@@ -50,6 +50,7 @@ pub fn settings(data_dir: &Path, metrics: Option<SocketAddr>) -> ServerSettings 
         metrics_listen: metrics,
         shutdown_timeout: Duration::from_secs(5),
         max_message_bytes: 16 << 20,
+        tls: Default::default(),
         auth: AuthSettings { jwt_hs256_secret_file: Some(secret_file), jwt_public_key_file: None },
     }
 }

@@ -31,6 +31,9 @@ struct Cli {
     /// Bearer token (see `dvkctl token`).
     #[arg(long, global = true, env = "DVK_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// PEM CA certificate to verify the services with, for https:// addresses.
+    #[arg(long, global = true, env = "DVK_CA_FILE")]
+    ca_file: Option<PathBuf>,
     /// Print JSON (for scripts) instead of a table.
     #[arg(long, global = true, conflicts_with = "csv")]
     json: bool,
@@ -304,14 +307,23 @@ enum ReportsCommand {
     Template { file: PathBuf },
 }
 
-/// Connects to a service at `url`; `flag` names the option that sets it.
+/// The CA that https:// addresses are verified with (`--ca-file` / `DVK_CA_FILE`).
+static CA_FILE: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+
+/// Connects to a service at `url` (TLS for https://); `flag` names the option.
 async fn connect(url: &str, flag: &str, service: &str) -> Result<tonic::transport::Channel, (u8, String)> {
-    tonic::transport::Endpoint::from_shared(url.to_owned())
+    let mut endpoint = tonic::transport::Endpoint::from_shared(url.to_owned())
         .map_err(|e| (EXIT_USAGE, format!("{flag} {url}: {e}")))?
-        .connect_timeout(Duration::from_secs(10))
-        .connect()
-        .await
-        .map_err(|e| (1, format!("cannot reach the {service} service at {url}: {e}")))
+        .connect_timeout(Duration::from_secs(10));
+    if url.starts_with("https://") {
+        let Some(ca) = CA_FILE.get().cloned().flatten() else {
+            return Err((EXIT_USAGE, format!("{flag} {url}: an https address needs --ca-file (or DVK_CA_FILE)")));
+        };
+        let pem = std::fs::read(&ca).map_err(|e| (EXIT_USAGE, format!("cannot read {}: {e}", ca.display())))?;
+        let tls = tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(pem));
+        endpoint = endpoint.tls_config(tls).map_err(|e| (EXIT_USAGE, format!("--ca-file: {e}")))?;
+    }
+    endpoint.connect().await.map_err(|e| (1, format!("cannot reach the {service} service at {url}: {e}")))
 }
 
 fn progress_bar(quiet: bool, len: usize, what: &str) -> indicatif::ProgressBar {
@@ -440,6 +452,7 @@ fn chart_value(
 }
 
 async fn run(cli: Cli) -> Result<(), (u8, String)> {
+    let _ = CA_FILE.set(cli.ca_file.clone());
     let format = if cli.json {
         output::Format::Json
     } else if cli.csv {

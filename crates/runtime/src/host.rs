@@ -55,6 +55,8 @@ pub enum HostError {
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("{0}")]
+    Tls(#[from] crate::server::TlsError),
+    #[error("{0}")]
     Io(#[from] std::io::Error),
 }
 
@@ -301,7 +303,11 @@ impl<S: ReadModel> Host<S> {
     ) -> Result<(Self, Router), HostError> {
         let auth = Authenticator::from_settings(&settings.auth)?;
         let metrics = Arc::new(Metrics::new(source));
-        let (router, readiness) = server::router(service).await?;
+        let tls = server::tls_config(&settings.tls)?;
+        if tls.is_some() {
+            tracing::info!(service = source, "serving TLS only");
+        }
+        let (router, readiness) = server::router(service, tls).await?;
 
         // Replay before answering: until `serve`, the health service says NOT_SERVING.
         let started = Instant::now();

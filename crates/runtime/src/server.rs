@@ -3,8 +3,8 @@
 
 use std::future::Future;
 
-use tonic::transport::Server;
 use tonic::transport::server::{Router, TcpIncoming};
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
@@ -33,9 +33,34 @@ impl Readiness {
     }
 }
 
-/// A server with health (NOT_SERVING for `service` and overall) and reflection; add
-/// the service itself to the returned router.
-pub async fn router(service: &'static str) -> Result<(Router, Readiness), tonic_reflection::server::Error> {
+/// Why TLS settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("TLS settings: {0}")]
+    Config(#[from] tonic::transport::Error),
+}
+
+/// The TLS configuration of the settings, if TLS is on.
+pub fn tls_config(s: &crate::settings::TlsSettings) -> Result<Option<ServerTlsConfig>, TlsError> {
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).map_err(|source| TlsError::Read { path: p.display().to_string(), source })
+    };
+    let (Some(cert), Some(key)) = (&s.tls_cert_file, &s.tls_key_file) else { return Ok(None) };
+    let mut config = ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?));
+    if let Some(ca) = &s.tls_client_ca_file {
+        config = config.client_ca_root(Certificate::from_pem(read(ca)?));
+    }
+    Ok(Some(config))
+}
+
+/// A server with health (NOT_SERVING for `service` and overall) and reflection, over
+/// TLS when `tls` is given; add the service itself to the returned router.
+pub async fn router(
+    service: &'static str,
+    tls: Option<ServerTlsConfig>,
+) -> Result<(Router, Readiness), crate::host::HostError> {
     let (reporter, health) = tonic_health::server::health_reporter();
     let readiness = Readiness { reporter, service };
     readiness.not_serving().await;
@@ -43,7 +68,11 @@ pub async fn router(service: &'static str) -> Result<(Router, Readiness), tonic_
         .register_encoded_file_descriptor_set(dvk_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
-    let router = Server::builder().add_service(health).add_service(reflection);
+    let mut builder = Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls).map_err(TlsError::from)?;
+    }
+    let router = builder.add_service(health).add_service(reflection);
     Ok((router, readiness))
 }
 

@@ -21,6 +21,24 @@ pub struct ServerSettings {
     pub max_message_bytes: usize,
     #[command(flatten)]
     pub auth: AuthSettings,
+    #[command(flatten)]
+    pub tls: TlsSettings,
+}
+
+/// TLS on the gRPC listener: with a certificate and key configured the service serves
+/// TLS only (plain-text connections fail their handshake); with a client CA too, it
+/// requires client certificates signed by it (mutual TLS).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TlsSettings {
+    /// PEM certificate chain of the service.
+    #[arg(long, env = "DVK_TLS_CERT_FILE", requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of the certificate.
+    #[arg(long, env = "DVK_TLS_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
+    /// PEM CA certificate that client certificates must be signed by.
+    #[arg(long, env = "DVK_TLS_CLIENT_CA_FILE", requires = "tls_cert_file")]
+    pub tls_client_ca_file: Option<PathBuf>,
 }
 
 /// How callers' JWTs are verified. At least one key is required.

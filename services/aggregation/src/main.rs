@@ -32,7 +32,7 @@ async fn main() -> ExitCode {
     };
     match dvk_aggregation::run(listener, args.settings, signals.recv()).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e @ dvk_aggregation::Error::Auth(_)) => {
+        Err(e @ (dvk_aggregation::Error::Auth(_) | dvk_aggregation::Error::Tls(_))) => {
             tracing::error!("{e}");
             ExitCode::from(EXIT_BAD_SETTINGS as u8)
         }

@@ -121,6 +121,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         metrics_listen,
         shutdown_timeout: Duration::from_secs(20),
         max_message_bytes: 16 << 20,
+        tls: Default::default(),
         auth: auth.clone(),
     };
     let registration_settings = settings("registration", args.metrics_listen);

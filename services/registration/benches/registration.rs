@@ -52,6 +52,7 @@ impl Server {
             metrics_listen: None,
             shutdown_timeout: Duration::from_secs(5),
             max_message_bytes: 16 << 20,
+            tls: Default::default(),
             auth: AuthSettings { jwt_hs256_secret_file: Some(secret), jwt_public_key_file: None },
         };
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();

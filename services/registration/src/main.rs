@@ -31,7 +31,7 @@ async fn main() -> ExitCode {
     };
     match dvk_registration::run(listener, args.settings.server, signals.recv()).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e @ dvk_registration::Error::Auth(_)) => {
+        Err(e @ (dvk_registration::Error::Auth(_) | dvk_registration::Error::Tls(_))) => {
             tracing::error!("{e}");
             ExitCode::from(dvk_runtime::settings::EXIT_BAD_SETTINGS as u8)
         }

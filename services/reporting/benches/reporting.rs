@@ -62,6 +62,7 @@ impl Stack {
             metrics_listen: None,
             shutdown_timeout: Duration::from_secs(5),
             max_message_bytes: 16 << 20,
+            tls: Default::default(),
             auth: AuthSettings { jwt_hs256_secret_file: Some(secret.clone()), jwt_public_key_file: None },
         };
         let (registration_settings, reporting_settings) = (settings("registration"), settings("reporting"));

@@ -39,7 +39,7 @@ async fn main() -> ExitCode {
     };
     match dvk_reporting::run(listener, args.settings.server, schedule, signals.recv()).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e @ dvk_reporting::Error::Auth(_)) => {
+        Err(e @ (dvk_reporting::Error::Auth(_) | dvk_reporting::Error::Tls(_))) => {
             tracing::error!("{e}");
             ExitCode::from(EXIT_BAD_SETTINGS as u8)
         }
