@@ -51,6 +51,7 @@ pub fn settings(data_dir: &Path, metrics: Option<SocketAddr>) -> ServerSettings 
         shutdown_timeout: Duration::from_secs(5),
         max_message_bytes: 16 << 20,
         tls: Default::default(),
+        health_listen: None,
         auth: AuthSettings { jwt_hs256_secret_file: Some(secret_file), jwt_public_key_file: None },
     }
 }
@@ -73,9 +74,16 @@ impl Service {
         Self::registration_with(data_dir, None, None).await
     }
 
-    /// Starts the registration service with a `/metrics` endpoint on `metrics`.
-    pub async fn registration_with_metrics(data_dir: &Path, metrics: Option<SocketAddr>) -> Service {
-        Self::registration_with(data_dir, metrics, None).await
+    /// Starts the registration service with a `/metrics` endpoint on `metrics` and a
+    /// plain-text health listener on `health`.
+    pub async fn registration_with_metrics(
+        data_dir: &Path,
+        metrics: Option<SocketAddr>,
+        health: Option<SocketAddr>,
+    ) -> Service {
+        let mut settings = settings(data_dir, metrics);
+        settings.health_listen = health;
+        Self::registration_from(settings, None).await
     }
 
     /// Starts the registration service, relaying its log to Kafka when `relay` is given.
@@ -84,7 +92,11 @@ impl Service {
         metrics: Option<SocketAddr>,
         relay: Option<dvk_bus::kafka::KafkaConfig>,
     ) -> Service {
-        let settings = settings(data_dir, metrics);
+        Self::registration_from(settings(data_dir, metrics), relay).await
+    }
+
+    async fn registration_from(settings: ServerSettings, relay: Option<dvk_bus::kafka::KafkaConfig>) -> Service {
+        let data_dir = settings.data_dir.clone();
         let log = dvk_registration::open_log(&settings).expect("registration log");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -100,7 +112,7 @@ impl Service {
             || {},
         ));
         let name = dvk_registration::SERVICE_NAME;
-        let service = Service { addr, data_dir: data_dir.to_owned(), log, name, stop: Some(stop), task: Some(task) };
+        let service = Service { addr, data_dir, log, name, stop: Some(stop), task: Some(task) };
         service.wait_ready().await;
         service
     }

@@ -470,7 +470,22 @@ async fn health_reflection_and_metrics_are_served() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
     };
-    let service = Service::registration_with_metrics(&dir.path().join("registration"), Some(metrics_addr)).await;
+    let health_addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let service =
+        Service::registration_with_metrics(&dir.path().join("registration"), Some(metrics_addr), Some(health_addr))
+            .await;
+    // The plain-text health listener (for probes when the service port is TLS only).
+    let plain =
+        tonic::transport::Channel::from_shared(format!("http://{health_addr}")).unwrap().connect().await.unwrap();
+    let r = dvk_tests::tonic_health_client(plain)
+        .check(dvk_tests::health::HealthCheckRequest { service: dvk_registration::SERVICE_NAME.into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.status, dvk_tests::health::health_check_response::ServingStatus::Serving as i32);
     // Health: SERVING for the service and overall.
     let mut health = dvk_tests::tonic_health_client(service.channel().await);
     for name in [dvk_registration::SERVICE_NAME, ""] {

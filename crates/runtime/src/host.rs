@@ -403,6 +403,20 @@ impl<S: ReadModel> Host<S> {
         ready: impl FnOnce(),
     ) -> Result<(), HostError> {
         let Self { core, readiness, stop_tx, mut tasks, settings, name } = self;
+        if let Some(addr) = settings.health_listen {
+            let listener = tokio::net::TcpListener::bind(addr).await?;
+            tracing::info!(%addr, "health checks in plain text");
+            let mut stop = stop_tx.subscribe();
+            let readiness = readiness.clone();
+            tasks.push(tokio::spawn(async move {
+                let served = readiness.serve_plain(listener, async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                });
+                if let Err(e) = served.await {
+                    tracing::warn!(error = %e, "health listener failed");
+                }
+            }));
+        }
         if let Some(addr) = settings.metrics_listen {
             let listener = tokio::net::TcpListener::bind(addr).await?;
             tracing::info!(%addr, "metrics on /metrics");

@@ -13,6 +13,7 @@ use tonic_health::server::HealthReporter;
 pub struct Readiness {
     reporter: HealthReporter,
     service: &'static str,
+    health: tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>,
 }
 
 impl std::fmt::Debug for Readiness {
@@ -22,6 +23,18 @@ impl std::fmt::Debug for Readiness {
 }
 
 impl Readiness {
+    /// Serves only the health service, in plain text, on `listener` until `shutdown`:
+    /// for probes that cannot speak TLS (Kubernetes' gRPC probes) when the service
+    /// port is TLS only.
+    pub async fn serve_plain(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), tonic::transport::Error> {
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        Server::builder().add_service(self.health.clone()).serve_with_incoming_shutdown(incoming, shutdown).await
+    }
+
     pub async fn serving(&self) {
         self.reporter.set_service_status(self.service, ServingStatus::Serving).await;
         self.reporter.set_service_status("", ServingStatus::Serving).await;
@@ -61,8 +74,11 @@ pub async fn router(
     service: &'static str,
     tls: Option<ServerTlsConfig>,
 ) -> Result<(Router, Readiness), crate::host::HostError> {
-    let (reporter, health) = tonic_health::server::health_reporter();
-    let readiness = Readiness { reporter, service };
+    let reporter = HealthReporter::new();
+    let health = tonic_health::pb::health_server::HealthServer::new(
+        tonic_health::server::HealthService::from_health_reporter(reporter.clone()),
+    );
+    let readiness = Readiness { reporter, service, health: health.clone() };
     readiness.not_serving().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(dvk_proto::FILE_DESCRIPTOR_SET)

@@ -13,6 +13,10 @@ pub struct ServerSettings {
     /// Address of the Prometheus `/metrics` endpoint; unset: no metrics endpoint.
     #[arg(long, env = "DVK_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Address of a plain-text listener that serves only `grpc.health.v1.Health`, for
+    /// probes that cannot speak TLS; unset: none (health is on the service port).
+    #[arg(long, env = "DVK_HEALTH_LISTEN")]
+    pub health_listen: Option<SocketAddr>,
     /// How long a shutdown waits for in-flight requests before giving up.
     #[arg(long, env = "DVK_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,

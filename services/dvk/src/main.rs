@@ -122,6 +122,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         shutdown_timeout: Duration::from_secs(20),
         max_message_bytes: 16 << 20,
         tls: Default::default(),
+        health_listen: None,
         auth: auth.clone(),
     };
     let registration_settings = settings("registration", args.metrics_listen);

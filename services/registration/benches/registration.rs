@@ -53,6 +53,7 @@ impl Server {
             shutdown_timeout: Duration::from_secs(5),
             max_message_bytes: 16 << 20,
             tls: Default::default(),
+            health_listen: None,
             auth: AuthSettings { jwt_hs256_secret_file: Some(secret), jwt_public_key_file: None },
         };
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();

@@ -63,6 +63,7 @@ impl Stack {
             shutdown_timeout: Duration::from_secs(5),
             max_message_bytes: 16 << 20,
             tls: Default::default(),
+            health_listen: None,
             auth: AuthSettings { jwt_hs256_secret_file: Some(secret.clone()), jwt_public_key_file: None },
         };
         let (registration_settings, reporting_settings) = (settings("registration"), settings("reporting"));
