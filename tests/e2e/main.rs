@@ -6,3 +6,4 @@ mod crash;
 mod interop;
 mod registration;
 mod reporting;
+mod tls;
