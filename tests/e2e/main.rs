@@ -2,6 +2,7 @@
 //! ports and real disks.
 
 mod aggregation;
+mod corruption;
 mod crash;
 mod interop;
 mod registration;

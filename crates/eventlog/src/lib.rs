@@ -448,3 +448,32 @@ impl Receipt {
 
 #[cfg(test)]
 mod tests;
+
+/// Damage done on purpose, for tests that prove corruption is caught (feature
+/// `fault-injection`; never enabled in the services).
+#[cfg(any(test, feature = "fault-injection"))]
+pub mod faults {
+    use super::{EventLog, keys, record};
+
+    /// Flips a bit in the last byte of the record at `position`, wherever its chunk is,
+    /// behind the log's back (its checksum is left as it was).
+    pub fn flip_last_byte_of(log: &EventLog, position: u64) {
+        let tree = &log.shared().log;
+        let (key, chunk) = tree.range(..=keys::event(position)).next_back().expect("a chunk").expect("readable");
+        let first = keys::position_of_event_key(&key).expect("an event key");
+        let mut at = record::chunk_start(first, &chunk).expect("a chunk start");
+        let mut p = first;
+        loop {
+            let (offset, len) = record::parse_record(&chunk, at, p).expect("a record");
+            if p == position {
+                let mut bytes = chunk.to_vec();
+                bytes[offset + len - 1] ^= 0x40;
+                tree.insert(key, bytes).expect("written");
+                log.shared().db.flush().expect("flushed");
+                return;
+            }
+            at = offset + len;
+            p += 1;
+        }
+    }
+}

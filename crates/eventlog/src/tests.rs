@@ -161,7 +161,7 @@ fn a_flipped_byte_is_an_error_naming_the_position() {
     let log = open(dir.path());
     append(&log, "s", ExpectedVersion::Any, 3).unwrap();
     // Damage the stored record at position 2 behind the log's back.
-    flip_last_byte_of(&log, 2);
+    crate::faults::flip_last_byte_of(&log, 2);
 
     let results: Vec<_> = log.read_all(1).collect();
     assert!(results[0].is_ok());
@@ -208,26 +208,6 @@ fn reads_start_anywhere_inside_a_chunk() {
     assert_eq!(log.get(503).unwrap().unwrap().envelope().unwrap().stream_id, "b");
     assert!(log.get(504).unwrap().is_none());
     assert!(log.get(0).unwrap().is_none());
-}
-
-/// Flips the last byte of the record at `position`, wherever its chunk is.
-fn flip_last_byte_of(log: &EventLog, position: u64) {
-    let tree = &log.shared().log;
-    let (key, chunk) = tree.range(..=keys::event(position)).next_back().unwrap().unwrap();
-    let first = keys::position_of_event_key(&key).unwrap();
-    let mut at = record::chunk_start(first, &chunk).unwrap();
-    let mut p = first;
-    loop {
-        let (offset, len) = record::parse_record(&chunk, at, p).unwrap();
-        if p == position {
-            let mut bytes = chunk.to_vec();
-            bytes[offset + len - 1] ^= 0x40;
-            tree.insert(key, bytes).unwrap();
-            return;
-        }
-        at = offset + len;
-        p += 1;
-    }
 }
 
 #[test]
