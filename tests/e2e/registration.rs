@@ -528,3 +528,30 @@ async fn health_reflection_and_metrics_are_served() {
     assert!(body.contains("dvk_log_head_position"), "{body}");
     service.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_message_is_refused_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::registration(&dir.path().join("registration")).await;
+    let mut client = service.client().await;
+    let head = service.log.head();
+    // 17 MiB of text in one request; the service accepts at most 16 MiB here.
+    let mut request = register("huge", "00001");
+    request.details.as_mut().unwrap().objectives = "x".repeat(17 << 20);
+    let e = client.register_model(req(request, &token("admin", ""))).await.unwrap_err();
+    // The server stops reading past its limit: the client sees the refusal, or the
+    // stream reset while it was still sending.
+    let refused = matches!(e.code(), Code::ResourceExhausted | Code::OutOfRange)
+        || (e.code() == Code::Internal && e.message().contains("h2"));
+    assert!(refused, "{e:?}");
+    assert_eq!(service.log.head(), head);
+    // The service still answers.
+    let ok = client
+        .list_units(req(
+            pr::ListUnitsRequest { tree: Tree::Tree2025 as i32, ..Default::default() },
+            &token("analyst", ""),
+        ))
+        .await;
+    assert!(ok.is_ok(), "{ok:?}");
+    service.stop().await;
+}
