@@ -2,6 +2,7 @@
 //! ports and real disks.
 
 mod aggregation;
+mod authorization;
 mod corruption;
 mod crash;
 mod interop;
