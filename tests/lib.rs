@@ -52,6 +52,7 @@ pub fn settings(data_dir: &Path, metrics: Option<SocketAddr>) -> ServerSettings 
         max_message_bytes: 16 << 20,
         tls: Default::default(),
         health_listen: None,
+        max_calls_per_caller: 256,
         auth: AuthSettings { jwt_hs256_secret_file: Some(secret_file), jwt_public_key_file: None },
     }
 }
@@ -151,7 +152,12 @@ impl Service {
 
     /// Starts the aggregation over `data_dir`, linked by `links`.
     pub async fn aggregation(data_dir: &Path, links: dvk_aggregation::Links) -> Service {
-        let settings = settings(data_dir, None);
+        Self::aggregation_from(settings(data_dir, None), links).await
+    }
+
+    /// Starts the aggregation with `settings`, linked by `links`.
+    pub async fn aggregation_from(settings: ServerSettings, links: dvk_aggregation::Links) -> Service {
+        let data_dir = settings.data_dir.clone();
         let log = dvk_aggregation::open_log(&settings).expect("aggregation log");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -168,8 +174,7 @@ impl Service {
             || {},
         ));
         let name = dvk_aggregation::SERVICE_NAME;
-        let service =
-            Service { addr, data_dir: data_dir.to_owned(), log, name, tls: false, stop: Some(stop), task: Some(task) };
+        let service = Service { addr, data_dir, log, name, tls: false, stop: Some(stop), task: Some(task) };
         service.wait_ready().await;
         service
     }

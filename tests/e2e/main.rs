@@ -6,6 +6,7 @@ mod authorization;
 mod corruption;
 mod crash;
 mod interop;
+mod limits;
 mod registration;
 mod reporting;
 mod tls;

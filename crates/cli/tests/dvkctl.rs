@@ -48,6 +48,7 @@ async fn an_operator_imports_the_gso_lists_with_dvkctl() {
         max_message_bytes: 16 << 20,
         tls: Default::default(),
         health_listen: None,
+        max_calls_per_caller: 256,
         auth: AuthSettings { jwt_hs256_secret_file: Some(secret.clone()), jwt_public_key_file: None },
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -140,6 +141,7 @@ async fn reporting_stack(dir: &Path, secret: &Path) -> (String, String, dvk_even
         max_message_bytes: 16 << 20,
         tls: Default::default(),
         health_listen: None,
+        max_calls_per_caller: 256,
         auth: AuthSettings { jwt_hs256_secret_file: Some(secret.to_owned()), jwt_public_key_file: None },
     };
     let (stop, stopped) = tokio::sync::watch::channel(false);

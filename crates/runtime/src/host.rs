@@ -8,6 +8,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+use crate::server::ServiceRouter;
 use dvk_bus::Ingestor;
 use dvk_bus::kafka::{KafkaConfig, KafkaSource, RelayConfig};
 use dvk_bus::local::LocalSource;
@@ -19,7 +20,6 @@ use prost::Message;
 use sha2::Digest;
 use tokio::sync::{RwLock, watch};
 use tokio::task::JoinHandle;
-use tonic::transport::server::Router;
 use tonic::{Request, Status};
 
 use crate::metrics::Metrics;
@@ -300,14 +300,14 @@ impl<S: ReadModel> Host<S> {
         log: EventLog,
         settings: &ServerSettings,
         relay: Option<KafkaConfig>,
-    ) -> Result<(Self, Router), HostError> {
+    ) -> Result<(Self, ServiceRouter), HostError> {
         let auth = Authenticator::from_settings(&settings.auth)?;
         let metrics = Arc::new(Metrics::new(source));
         let tls = server::tls_config(&settings.tls)?;
         if tls.is_some() {
             tracing::info!(service = source, "serving TLS only");
         }
-        let (router, readiness) = server::router(service, tls).await?;
+        let (router, readiness) = server::router(service, tls, settings.max_calls_per_caller).await?;
 
         // Replay before answering: until `serve`, the health service says NOT_SERVING.
         let started = Instant::now();
@@ -397,7 +397,7 @@ impl<S: ReadModel> Host<S> {
     /// and close the log.
     pub async fn serve(
         self,
-        router: Router,
+        router: ServiceRouter,
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
         ready: impl FnOnce(),

@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod host;
+pub mod limit;
 pub mod metrics;
 pub mod server;
 pub mod settings;

@@ -46,6 +46,9 @@ impl Readiness {
     }
 }
 
+/// The router every service is served with: the per-caller limit in front.
+pub type ServiceRouter = Router<tower_layer::Stack<crate::limit::CallerLimitLayer, tower_layer::Identity>>;
+
 /// Why TLS settings cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -73,7 +76,8 @@ pub fn tls_config(s: &crate::settings::TlsSettings) -> Result<Option<ServerTlsCo
 pub async fn router(
     service: &'static str,
     tls: Option<ServerTlsConfig>,
-) -> Result<(Router, Readiness), crate::host::HostError> {
+    max_calls_per_caller: usize,
+) -> Result<(ServiceRouter, Readiness), crate::host::HostError> {
     let reporter = HealthReporter::new();
     let health = tonic_health::pb::health_server::HealthServer::new(
         tonic_health::server::HealthService::from_health_reporter(reporter.clone()),
@@ -88,13 +92,16 @@ pub async fn router(
     if let Some(tls) = tls {
         builder = builder.tls_config(tls).map_err(TlsError::from)?;
     }
-    let router = builder.add_service(health).add_service(reflection);
+    let router = builder
+        .layer(crate::limit::CallerLimitLayer::new(max_calls_per_caller))
+        .add_service(health)
+        .add_service(reflection);
     Ok((router, readiness))
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then drains.
 pub async fn serve(
-    router: Router,
+    router: ServiceRouter,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {

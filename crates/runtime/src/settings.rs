@@ -23,6 +23,10 @@ pub struct ServerSettings {
     /// Largest gRPC message accepted, in bytes.
     #[arg(long, env = "DVK_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub max_message_bytes: usize,
+    /// Most calls one caller (one bearer token) may have in flight; more are refused
+    /// with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "DVK_MAX_CALLS_PER_CALLER", default_value_t = 256)]
+    pub max_calls_per_caller: usize,
     #[command(flatten)]
     pub auth: AuthSettings,
     #[command(flatten)]

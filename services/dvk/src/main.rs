@@ -123,6 +123,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         max_message_bytes: 16 << 20,
         tls: Default::default(),
         health_listen: None,
+        max_calls_per_caller: 256,
         auth: auth.clone(),
     };
     let registration_settings = settings("registration", args.metrics_listen);

@@ -54,6 +54,7 @@ impl Server {
             max_message_bytes: 16 << 20,
             tls: Default::default(),
             health_listen: None,
+            max_calls_per_caller: 256,
             auth: AuthSettings { jwt_hs256_secret_file: Some(secret), jwt_public_key_file: None },
         };
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();

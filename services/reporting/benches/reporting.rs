@@ -64,6 +64,7 @@ impl Stack {
             max_message_bytes: 16 << 20,
             tls: Default::default(),
             health_listen: None,
+            max_calls_per_caller: 256,
             auth: AuthSettings { jwt_hs256_secret_file: Some(secret.clone()), jwt_public_key_file: None },
         };
         let (registration_settings, reporting_settings) = (settings("registration"), settings("reporting"));
