@@ -3,6 +3,7 @@
 
 mod aggregation;
 mod authorization;
+mod chaos;
 mod corruption;
 mod crash;
 mod interop;

@@ -54,8 +54,12 @@ def token(secret, role, unit=""):
 
 
 def main():
-    out = tempfile.mkdtemp(prefix="dvk-python-")
-    generate(out)
+    with tempfile.TemporaryDirectory(prefix="dvk-python-") as out:
+        generate(out)
+        run()
+
+
+def run():
     from dvk.common.v1 import common_pb2 as common
     from dvk.events.v1 import events_pb2 as events
     from dvk.registration.v1 import registration_pb2, registration_pb2_grpc

@@ -148,7 +148,18 @@ impl<S: ReadModel> Core<S> {
         }
         let decision = {
             let state = self.state.read().await;
-            decide(&state)?
+            decide(&state)
+        };
+        let decision = match decision {
+            Ok(d) => d,
+            Err(refusal) => {
+                // The same request may have been written meanwhile (a retry racing a
+                // first attempt whose answer the client never got): answer as it was.
+                if let Some(receipt) = self.earlier_answer(request_id, &fingerprint).await? {
+                    return Ok(receipt);
+                }
+                return Err(refusal);
+            }
         };
         let now = prost_types::Timestamp::from(SystemTime::now());
         let events = decision
