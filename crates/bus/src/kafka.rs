@@ -93,6 +93,16 @@ pub async fn ensure_topic(
     replication: i32,
 ) -> Result<(), BusError> {
     let admin: AdminClient<DefaultClientContext> = config.client(&[]).create()?;
+    // A topic that exists is left alone: asking to create it again is a needless
+    // write on the broker after every reconnection (and one that Tansu 0.6 with SQLite
+    // storage fails on after a restart).
+    let metadata = {
+        let (admin, topic) = (&admin, topic.to_owned());
+        tokio::task::block_in_place(|| admin.inner().fetch_metadata(Some(&topic), Duration::from_secs(10)))?
+    };
+    if metadata.topics().iter().any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty()) {
+        return Ok(());
+    }
     let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     for result in admin.create_topics([&new], &options).await? {
