@@ -1,4 +1,5 @@
-//! The authorization matrix of the reporting and aggregation services: every RPC ×
+//! The authorization matrix of the three services: every unary RPC (ImportUnits and
+//! ReorganizeUnits, admin-only imports, are covered in `registration.rs`) ×
 //! role × where the target lies from the caller (its own unit, a child, a sibling,
 //! another province) — exactly the allowed cells succeed and the others are
 //! PERMISSION_DENIED; and every RPC refuses a missing, expired, forged or
@@ -11,7 +12,9 @@ use std::time::Duration;
 use dvk_cli::{gso, import};
 use dvk_domain::schedule::{Deadline, Schedule};
 use dvk_proto::aggregation::v1::{self as pa, aggregation_service_client::AggregationServiceClient};
-use dvk_proto::common::v1::{Figures, Period, Tree, UnitCode};
+use dvk_proto::common::v1::{Date, Field, Figures, Level, Period, Tree, UnitCode};
+use dvk_proto::events::v1::{AwardForm, Decision, ModelDetails, RunnerKind, Sponsor, Timeline};
+use dvk_proto::registration::v1::{self as pr, registration_service_client::RegistrationServiceClient};
 use dvk_proto::reporting::v1::{self as pp, reporting_service_client::ReportingServiceClient};
 use dvk_runtime::auth::{Claims, now_secs};
 use dvk_runtime::host::Upstream;
@@ -72,11 +75,21 @@ fn allowed(rpc: &str, role: &str, r: Relation) -> bool {
         "GetRollup" | "ListRollups" | "GetTimeSeries" | "GetCompleteness" => r.within(),
         "GetProjectionStatus" => true,
         "RebuildProjections" => role == "admin",
+        // The administrative trees are reference data every caller may read.
+        "GetUnit" | "ListUnits" => true,
+        "RegisterModel" | "AmendModel" | "StartModel" | "ReplicateModel" | "RetireModel" => {
+            matches!(role, "reporter" | "admin") && r.within()
+        }
+        "RecognizeModel" | "CommendModel" => matches!(role, "approver" | "admin") && r.within(),
+        "GetModel" | "GetModelHistory" => r.within(),
+        // Lists only what the caller may see (empty elsewhere), never refused.
+        "ListModels" => true,
         other => panic!("no rule for {other}"),
     }
 }
 
 struct Stack {
+    reg: RegistrationServiceClient<Channel>,
     registration: Service,
     reporting: Service,
     aggregation: Service,
@@ -119,7 +132,8 @@ async fn stack(dir: &std::path::Path) -> Stack {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    Stack { registration, reporting, aggregation, rep, agg }
+    let reg = registration.client().await;
+    Stack { reg, registration, reporting, aggregation, rep, agg }
 }
 
 fn submit(id: &str, unit_code: &str, p: &str) -> pp::SubmitReportRequest {
@@ -132,7 +146,256 @@ fn submit(id: &str, unit_code: &str, p: &str) -> pp::SubmitReportRequest {
     }
 }
 
+fn date(m: i32, d: i32) -> Option<Date> {
+    Some(Date { year: 2024, month: m, day: d })
+}
+
+fn level_of(code: &str) -> Level {
+    match code.len() {
+        2 => Level::Province,
+        3 => Level::District,
+        _ => Level::Commune,
+    }
+}
+
+fn details(n: usize) -> ModelDetails {
+    ModelDetails {
+        name: format!("Mô hình {n}"),
+        field: Field::Economy as i32,
+        runner_kind: RunnerKind::Collective as i32,
+        runner_name: "Chi hội".into(),
+        sponsor: Sponsor::WomensUnion as i32,
+        sponsor_name: "Hội LHPN".into(),
+        objectives: "Đường làng".into(),
+        timeline: Some(Timeline { start: date(2, 15), end: None }),
+        ..Default::default()
+    }
+}
+
+fn decision(n: usize) -> Option<Decision> {
+    Some(Decision { number: format!("{n}/QĐ"), date: date(5, 1), issuer: "UBND".into() })
+}
+
 impl Stack {
+    /// A fresh model at `unit_code`, registered (and, for `stage` ≥ 1, started; ≥ 2,
+    /// recognised) by national callers: its id and version.
+    async fn model(&mut self, unit_code: &str, stage: u8, n: usize) -> (String, u64) {
+        let w = self
+            .reg
+            .register_model(req(
+                pr::RegisterModelRequest {
+                    request_id: format!("prep-model-{n}"),
+                    unit: unit(unit_code),
+                    registered_on: date(2, 15),
+                    details: Some(details(n)),
+                },
+                &token("admin", ""),
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        let (id, mut version) = (w.model_id, w.version);
+        if stage >= 1 {
+            let w = self
+                .reg
+                .start_model(req(
+                    pr::StartModelRequest {
+                        request_id: format!("prep-start-{n}"),
+                        model_id: id.clone(),
+                        expected_version: version,
+                        started_on: date(3, 1),
+                    },
+                    &token("admin", ""),
+                ))
+                .await
+                .unwrap()
+                .into_inner();
+            version = w.version;
+        }
+        if stage >= 2 {
+            let w = self
+                .reg
+                .recognize_model(req(
+                    pr::RecognizeModelRequest {
+                        request_id: format!("prep-recognize-{n}"),
+                        model_id: id.clone(),
+                        expected_version: version,
+                        level: level_of(unit_code) as i32,
+                        recognizing_unit: unit(unit_code),
+                        decision: decision(n),
+                        exemplary: false,
+                    },
+                    &token("admin", ""),
+                ))
+                .await
+                .unwrap()
+                .into_inner();
+            version = w.version;
+        }
+        (id, version)
+    }
+
+    /// Calls a registration RPC on a fresh model (or unit) at `unit_code`.
+    async fn call_registration(
+        &mut self,
+        rpc: &str,
+        unit_code: &str,
+        token: &str,
+        n: usize,
+    ) -> Result<(), tonic::Status> {
+        let request_id = format!("cell-{n}");
+        match rpc {
+            "GetUnit" => self
+                .reg
+                .get_unit(req(pr::GetUnitRequest { tree: Tree::Pre2025 as i32, code: unit(unit_code) }, token))
+                .await
+                .map(drop),
+            "ListUnits" => self
+                .reg
+                .list_units(req(
+                    pr::ListUnitsRequest { tree: Tree::Pre2025 as i32, parent: unit(unit_code), ..Default::default() },
+                    token,
+                ))
+                .await
+                .map(drop),
+            "ListModels" => self
+                .reg
+                .list_models(req(pr::ListModelsRequest { unit: unit(unit_code), ..Default::default() }, token))
+                .await
+                .map(drop),
+            "RegisterModel" => {
+                let request = pr::RegisterModelRequest {
+                    request_id,
+                    unit: unit(unit_code),
+                    registered_on: date(2, 20),
+                    details: Some(details(n)),
+                };
+                self.reg.register_model(req(request, token)).await.map(drop)
+            }
+            _ => {
+                let stage = match rpc {
+                    "StartModel" | "GetModel" | "GetModelHistory" | "AmendModel" => 0,
+                    "RecognizeModel" | "RetireModel" => 1,
+                    _ => 2,
+                };
+                let (id, version) = self.model(unit_code, stage, n).await;
+                match rpc {
+                    "GetModel" => self.reg.get_model(req(pr::GetModelRequest { model_id: id }, token)).await.map(drop),
+                    "GetModelHistory" => self
+                        .reg
+                        .get_model_history(req(
+                            pr::GetModelHistoryRequest { model_id: id, ..Default::default() },
+                            token,
+                        ))
+                        .await
+                        .map(drop),
+                    "StartModel" => self
+                        .reg
+                        .start_model(req(
+                            pr::StartModelRequest {
+                                request_id,
+                                model_id: id,
+                                expected_version: version,
+                                started_on: date(3, 2),
+                            },
+                            token,
+                        ))
+                        .await
+                        .map(drop),
+                    "AmendModel" => {
+                        let mut details = self
+                            .reg
+                            .get_model(req(pr::GetModelRequest { model_id: id.clone() }, &token_of("admin")))
+                            .await
+                            .unwrap()
+                            .into_inner()
+                            .details;
+                        if let Some(d) = details.as_mut() {
+                            d.name = format!("Mô hình {n} (sửa)");
+                        }
+                        self.reg
+                            .amend_model(req(
+                                pr::AmendModelRequest {
+                                    request_id,
+                                    model_id: id,
+                                    expected_version: version,
+                                    details,
+                                    reason: "Sửa tên".into(),
+                                },
+                                token,
+                            ))
+                            .await
+                            .map(drop)
+                    }
+                    "RecognizeModel" => self
+                        .reg
+                        .recognize_model(req(
+                            pr::RecognizeModelRequest {
+                                request_id,
+                                model_id: id,
+                                expected_version: version,
+                                level: level_of(unit_code) as i32,
+                                recognizing_unit: unit(unit_code),
+                                decision: decision(n),
+                                exemplary: false,
+                            },
+                            token,
+                        ))
+                        .await
+                        .map(drop),
+                    "CommendModel" => self
+                        .reg
+                        .commend_model(req(
+                            pr::CommendModelRequest {
+                                request_id,
+                                model_id: id,
+                                expected_version: version,
+                                form: AwardForm::CertificateOfMerit as i32,
+                                level: level_of(unit_code) as i32,
+                                awarding_unit: unit(unit_code),
+                                decision: decision(n + 500_000),
+                            },
+                            token,
+                        ))
+                        .await
+                        .map(drop),
+                    "ReplicateModel" => {
+                        let target = if unit_code == "07195" { "07198" } else { "07195" };
+                        self.reg
+                            .replicate_model(req(
+                                pr::ReplicateModelRequest {
+                                    request_id,
+                                    model_id: id,
+                                    expected_version: version,
+                                    target_unit: unit(target),
+                                    replicated_on: date(6, 1),
+                                    note: String::new(),
+                                },
+                                token,
+                            ))
+                            .await
+                            .map(drop)
+                    }
+                    "RetireModel" => self
+                        .reg
+                        .retire_model(req(
+                            pr::RetireModelRequest {
+                                request_id,
+                                model_id: id,
+                                expected_version: version,
+                                reason: "Kết thúc".into(),
+                                retired_on: date(6, 2),
+                            },
+                            token,
+                        ))
+                        .await
+                        .map(drop),
+                    other => panic!("no call for {other}"),
+                }
+            }
+        }
+    }
+
     /// A report at `unit` for `p`, submitted by a national reporter; its id and version.
     async fn report(&mut self, unit_code: &str, p: &str) -> (String, u64) {
         let id = format!("report-{unit_code}-{p}");
@@ -368,12 +631,28 @@ impl Stack {
                 .rebuild_projections(req(pa::RebuildProjectionsRequest { request_id: format!("cell-{n}") }, token))
                 .await
                 .map(drop),
-            other => panic!("no call for {other}"),
+            other => self.call_registration(other, unit_code, token, n).await,
         }
     }
 }
 
-const RPCS: [&str; 14] = [
+fn token_of(role: &str) -> String {
+    token(role, "")
+}
+
+const RPCS: [&str; 26] = [
+    "GetUnit",
+    "ListUnits",
+    "RegisterModel",
+    "AmendModel",
+    "StartModel",
+    "RecognizeModel",
+    "CommendModel",
+    "ReplicateModel",
+    "RetireModel",
+    "GetModel",
+    "ListModels",
+    "GetModelHistory",
     "SubmitReport",
     "AmendReport",
     "ReturnReport",
