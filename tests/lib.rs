@@ -32,6 +32,22 @@ pub fn token(role: &str, unit: &str) -> String {
     mint_hs256(SECRET, &claims).expect("token")
 }
 
+/// A service's own binary (`dvk-registration`, ...), built beside the tests (built
+/// here if missing), for tests that run services as separate processes.
+pub fn service_binary(name: &str) -> PathBuf {
+    let dir =
+        std::env::current_exe().expect("the test binary").parent().expect("deps").parent().expect("target").to_owned();
+    let path = dir.join(format!("dvk-{name}"));
+    if !path.exists() {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "dvk-registration", "-p", "dvk-reporting", "-p", "dvk-aggregation"])
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "cannot build the service binaries");
+    }
+    path
+}
+
 /// The test broker (Tansu) harness, shared with the bus crate's tests.
 #[path = "../crates/bus/tests/support.rs"]
 pub mod bus_support;

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -26,20 +26,6 @@ use tonic::transport::Channel;
 const KILLS: usize = 20;
 const SERVICES: [&str; 3] = ["registration", "reporting", "aggregation"];
 
-/// The service binaries, built beside the tests (built here if missing).
-fn binary(name: &str) -> PathBuf {
-    let dir = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_owned();
-    let path = dir.join(format!("dvk-{name}"));
-    if !path.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "dvk-registration", "-p", "dvk-reporting", "-p", "dvk-aggregation"])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-    path
-}
-
 fn free_addr() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
 }
@@ -53,7 +39,7 @@ struct Process {
 
 impl Process {
     fn start(&mut self) {
-        let child = Command::new(binary(self.name))
+        let child = Command::new(dvk_tests::service_binary(self.name))
             .envs(self.env.iter().cloned())
             .env("RUST_LOG", if std::env::var_os("TEST_LOG").is_some() { "info" } else { "error" })
             .stdout(Stdio::null())

@@ -3,6 +3,7 @@
 
 mod aggregation;
 mod authorization;
+mod backpressure;
 mod chaos;
 mod corruption;
 mod crash;
