@@ -118,7 +118,7 @@ fn counts_out(c: &ModelCounts, tree: Tree) -> pa::ModelCounts {
         recognized_by_level: levels
             .iter()
             .enumerate()
-            .filter(|(_, l)| tree.has_level(**l) && **l != Level::Nation || c.recognized_by_level[3] != 0)
+            .filter(|(_, l)| tree.has_level(**l) && (**l != Level::Nation || c.recognized_by_level[3] != 0))
             .map(|(i, l)| pa::LevelCount { level: convert::level_out(*l) as i32, count: c.recognized_by_level[i] })
             .collect(),
         exemplary: c.exemplary,
