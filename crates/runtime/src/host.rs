@@ -231,6 +231,50 @@ pub fn kafka_from_env() -> Option<KafkaConfig> {
     kafka.settings.contains_key("bootstrap.servers").then_some(kafka)
 }
 
+/// The `main` of a service run as its own process: logs, signal handlers, the listener
+/// on `listen` (`listen_var` names its setting), then `run` until SIGTERM or SIGINT.
+/// Exit codes: 0 after a clean stop, 64 for bad settings (an address that cannot be
+/// bound, missing or bad keys or certificates), 1 for any other failure.
+pub async fn run_process<F>(
+    listen: std::net::SocketAddr,
+    listen_var: &str,
+    run: impl FnOnce(tokio::net::TcpListener, BoxShutdown) -> F,
+) -> std::process::ExitCode
+where
+    F: Future<Output = Result<(), HostError>>,
+{
+    use std::process::ExitCode;
+    let bad_settings = ExitCode::from(crate::settings::EXIT_BAD_SETTINGS as u8);
+    let signals = match crate::shutdown::Signals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot install signal handlers");
+            return ExitCode::FAILURE;
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(addr = %listen, error = %e, "cannot listen ({listen_var})");
+            return bad_settings;
+        }
+    };
+    match run(listener, Box::pin(async move { signals.recv().await })).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e @ (HostError::Auth(_) | HostError::Tls(_))) => {
+            tracing::error!("{e}");
+            bad_settings
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A shutdown signal a service runs until.
+pub type BoxShutdown = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
 /// Vietnam's civil date today (UTC+7, no daylight saving).
 pub fn today() -> dvk_domain::Date {
     let secs = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
@@ -246,6 +290,44 @@ pub fn page_size(requested: i32) -> Result<usize, Status> {
         n => Ok((n as usize).min(1000)),
     }
 }
+
+/// A request that changes an existing stream: it names its request id, the stream's
+/// id and the expected version; a retry must repeat its body exactly.
+pub trait ChangeRequest: Message + Clone + Send + Sync + 'static {
+    /// The request id, the stream's id (model id, report id) and the expected version.
+    fn target(&self) -> (&str, &str, u64);
+    /// The request without its request id: what a retry must repeat exactly.
+    fn body(&self) -> Self;
+}
+
+/// Implements [`ChangeRequest`] for request types whose stream id is the field `$id`.
+macro_rules! change_request {
+    ($id:ident: $($t:ty),* $(,)?) => {$(
+        impl ChangeRequest for $t {
+            fn target(&self) -> (&str, &str, u64) {
+                (&self.request_id, &self.$id, self.expected_version)
+            }
+            fn body(&self) -> Self {
+                Self { request_id: String::new(), ..self.clone() }
+            }
+        }
+    )*};
+}
+
+change_request!(
+    model_id: dvk_proto::registration::v1::AmendModelRequest,
+    dvk_proto::registration::v1::StartModelRequest,
+    dvk_proto::registration::v1::RecognizeModelRequest,
+    dvk_proto::registration::v1::CommendModelRequest,
+    dvk_proto::registration::v1::ReplicateModelRequest,
+    dvk_proto::registration::v1::RetireModelRequest,
+);
+change_request!(
+    report_id: dvk_proto::reporting::v1::AmendReportRequest,
+    dvk_proto::reporting::v1::ReturnReportRequest,
+    dvk_proto::reporting::v1::ApproveReportRequest,
+    dvk_proto::reporting::v1::ReopenReportRequest,
+);
 
 /// Where a service receives another service's events from.
 #[derive(Debug, Clone)]

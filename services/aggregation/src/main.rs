@@ -3,7 +3,6 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use dvk_runtime::settings::EXIT_BAD_SETTINGS;
 
 #[derive(Debug, Parser)]
 #[command(version, about = "DVK Ledger aggregation service")]
@@ -16,29 +15,9 @@ struct Args {
 async fn main() -> ExitCode {
     let args = Args::parse();
     dvk_runtime::telemetry::init();
-    let signals = match dvk_runtime::shutdown::Signals::install() {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot install signal handlers");
-            return ExitCode::FAILURE;
-        }
-    };
-    let listener = match tokio::net::TcpListener::bind(args.settings.listen).await {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!(addr = %args.settings.listen, error = %e, "cannot listen (DVK_AGGREGATION_LISTEN)");
-            return ExitCode::from(EXIT_BAD_SETTINGS as u8);
-        }
-    };
-    match dvk_aggregation::run(listener, args.settings, signals.recv()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e @ (dvk_aggregation::Error::Auth(_) | dvk_aggregation::Error::Tls(_))) => {
-            tracing::error!("{e}");
-            ExitCode::from(EXIT_BAD_SETTINGS as u8)
-        }
-        Err(e) => {
-            tracing::error!("{e}");
-            ExitCode::FAILURE
-        }
-    }
+    let listen = args.settings.listen;
+    dvk_runtime::host::run_process(listen, "DVK_AGGREGATION_LISTEN", |listener, shutdown| {
+        dvk_aggregation::run(listener, args.settings, shutdown)
+    })
+    .await
 }

@@ -468,11 +468,6 @@ impl State {
         }
     }
 
-    /// Derives every cell from the facts and trees (loading a snapshot).
-    pub fn rederive_all(&mut self) {
-        self.rederive();
-    }
-
     /// The cell at `unit` (None: the nation) of `tree` for `period`.
     pub fn cell(&self, tree: Tree, unit: Option<&UnitCode>, period: Period) -> Option<&Cell> {
         let id = match unit {

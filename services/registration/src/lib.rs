@@ -15,7 +15,7 @@ use dvk_proto::registration::v1::registration_service_server::RegistrationServic
 use dvk_runtime::host::Host;
 use dvk_runtime::settings::ServerSettings;
 
-pub use service::{Registration, today};
+pub use service::Registration;
 pub use state::{SOURCE, State};
 
 /// The gRPC service name, as health checks ask for it.

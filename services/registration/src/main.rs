@@ -15,29 +15,9 @@ struct Args {
 async fn main() -> ExitCode {
     let args = Args::parse();
     dvk_runtime::telemetry::init();
-    let signals = match dvk_runtime::shutdown::Signals::install() {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot install signal handlers");
-            return ExitCode::FAILURE;
-        }
-    };
-    let listener = match tokio::net::TcpListener::bind(args.settings.listen).await {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!(addr = %args.settings.listen, error = %e, "cannot listen (DVK_REGISTRATION_LISTEN)");
-            return ExitCode::from(dvk_runtime::settings::EXIT_BAD_SETTINGS as u8);
-        }
-    };
-    match dvk_registration::run(listener, args.settings.server, signals.recv()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e @ (dvk_registration::Error::Auth(_) | dvk_registration::Error::Tls(_))) => {
-            tracing::error!("{e}");
-            ExitCode::from(dvk_runtime::settings::EXIT_BAD_SETTINGS as u8)
-        }
-        Err(e) => {
-            tracing::error!("{e}");
-            ExitCode::FAILURE
-        }
-    }
+    let server = args.settings.server;
+    dvk_runtime::host::run_process(args.settings.listen, "DVK_REGISTRATION_LISTEN", |listener, shutdown| {
+        dvk_registration::run(listener, server, shutdown)
+    })
+    .await
 }

@@ -12,7 +12,7 @@ use dvk_proto::common::v1 as pc;
 use dvk_proto::convert;
 use dvk_proto::events::v1::{self as pe, envelope::Payload};
 use dvk_proto::registration::v1::{self as pr, registration_service_server::RegistrationService};
-use dvk_runtime::host::{Core, Decision, page_size};
+use dvk_runtime::host::{ChangeRequest, Core, Decision, page_size};
 use dvk_runtime::{Caller, Role, status};
 use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
@@ -24,7 +24,7 @@ const UNITS_PER_EVENT: usize = 1000;
 /// Largest import accepted, in unit records.
 const MAX_IMPORT: usize = 50_000;
 
-pub use dvk_runtime::host::today;
+use dvk_runtime::host::today;
 
 pub struct Registration {
     pub(crate) core: Core<State>,
@@ -57,36 +57,6 @@ fn readable_model<'s>(state: &'s State, caller: &Caller, id: &ModelId, method: &
 fn optional_date(field: &str, d: Option<&pc::Date>) -> Result<Date, Status> {
     Ok(convert::date_in(field, d).map_err(status::domain)?.unwrap_or_else(today))
 }
-
-/// A request that changes an existing model.
-trait ModelChange: Message + Clone + Send + Sync + 'static {
-    /// The request id, the model id and the expected version.
-    fn target(&self) -> (&str, &str, u64);
-    /// The request without its request id: what a retry must repeat exactly.
-    fn body(&self) -> Self;
-}
-
-macro_rules! model_change {
-    ($($t:ty),* $(,)?) => {$(
-        impl ModelChange for $t {
-            fn target(&self) -> (&str, &str, u64) {
-                (&self.request_id, &self.model_id, self.expected_version)
-            }
-            fn body(&self) -> Self {
-                Self { request_id: String::new(), ..self.clone() }
-            }
-        }
-    )*};
-}
-
-model_change!(
-    pr::AmendModelRequest,
-    pr::StartModelRequest,
-    pr::RecognizeModelRequest,
-    pr::CommendModelRequest,
-    pr::ReplicateModelRequest,
-    pr::RetireModelRequest,
-);
 
 impl Registration {
     /// A change to an existing model: checks scope and version, then decides.
@@ -137,7 +107,7 @@ impl Registration {
 
     /// One RPC that changes a model: metrics, authentication, role, then `command`
     /// turns the request into a domain command against the current state.
-    async fn model_rpc<R: ModelChange>(
+    async fn model_rpc<R: ChangeRequest>(
         &self,
         method: &'static str,
         roles: &[Role],

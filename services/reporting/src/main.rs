@@ -23,29 +23,9 @@ async fn main() -> ExitCode {
             return ExitCode::from(EXIT_BAD_SETTINGS as u8);
         }
     };
-    let signals = match dvk_runtime::shutdown::Signals::install() {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot install signal handlers");
-            return ExitCode::FAILURE;
-        }
-    };
-    let listener = match tokio::net::TcpListener::bind(args.settings.listen).await {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!(addr = %args.settings.listen, error = %e, "cannot listen (DVK_REPORTING_LISTEN)");
-            return ExitCode::from(EXIT_BAD_SETTINGS as u8);
-        }
-    };
-    match dvk_reporting::run(listener, args.settings.server, schedule, signals.recv()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e @ (dvk_reporting::Error::Auth(_) | dvk_reporting::Error::Tls(_))) => {
-            tracing::error!("{e}");
-            ExitCode::from(EXIT_BAD_SETTINGS as u8)
-        }
-        Err(e) => {
-            tracing::error!("{e}");
-            ExitCode::FAILURE
-        }
-    }
+    let server = args.settings.server;
+    dvk_runtime::host::run_process(args.settings.listen, "DVK_REPORTING_LISTEN", |listener, shutdown| {
+        dvk_reporting::run(listener, server, schedule, shutdown)
+    })
+    .await
 }

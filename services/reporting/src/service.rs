@@ -9,9 +9,8 @@ use dvk_domain::{Aggregate, DomainError, Period, Tree, UnitCode};
 use dvk_eventlog::ExpectedVersion;
 use dvk_proto::convert;
 use dvk_proto::reporting::v1::{self as pr, reporting_service_server::ReportingService};
-use dvk_runtime::host::{Core, Decision, page_size, today};
+use dvk_runtime::host::{ChangeRequest, Core, Decision, page_size, today};
 use dvk_runtime::{Caller, Role, status};
-use prost::Message;
 use tonic::{Request, Response, Status};
 
 use crate::state::{ReportEntry, State};
@@ -56,29 +55,6 @@ fn expected_units<'s>(state: &'s State, tree: Tree, root: Option<&UnitCode>) -> 
     }
     units
 }
-
-/// A request that changes an existing report.
-trait ReportChange: Message + Clone + Send + Sync + 'static {
-    /// The request id, the report id and the expected version.
-    fn target(&self) -> (&str, &str, u64);
-    /// The request without its request id: what a retry must repeat exactly.
-    fn body(&self) -> Self;
-}
-
-macro_rules! report_change {
-    ($($t:ty),* $(,)?) => {$(
-        impl ReportChange for $t {
-            fn target(&self) -> (&str, &str, u64) {
-                (&self.request_id, &self.report_id, self.expected_version)
-            }
-            fn body(&self) -> Self {
-                Self { request_id: String::new(), ..self.clone() }
-            }
-        }
-    )*};
-}
-
-report_change!(pr::AmendReportRequest, pr::ReturnReportRequest, pr::ApproveReportRequest, pr::ReopenReportRequest);
 
 fn status_out(s: ReportStatus) -> pr::ReportStatus {
     match s {
@@ -177,7 +153,7 @@ impl Reporting {
 
     /// One RPC that changes a report: metrics, authentication, role, scope, version,
     /// then `command` turns the request into a domain command.
-    async fn change<R: ReportChange>(
+    async fn change<R: ChangeRequest>(
         &self,
         method: &'static str,
         roles: &[Role],
