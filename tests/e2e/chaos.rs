@@ -7,142 +7,23 @@
 //! logs and a rebuild from zero.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dvk_cli::{gso, import};
 use dvk_eventlog::{EventLog, LogConfig};
 use dvk_proto::aggregation::v1 as pa;
-use dvk_proto::common::v1::{Date, Field, Figures, Period, Position, Tree, UnitCode};
-use dvk_proto::events::v1::{ModelDetails, RunnerKind, Sponsor, Timeline, envelope::Payload};
+use dvk_proto::common::v1::{Figures, Period, Position, Tree, UnitCode};
+use dvk_proto::events::v1::envelope::Payload;
 use dvk_proto::registration::v1 as pr;
 use dvk_proto::reporting::v1 as pp;
 use dvk_tests::{Broker, SECRET, admin_units, token};
-use tonic::transport::Channel;
+
+use crate::processes::{Process, channel, free_addr, model, req, until_ok};
 
 const KILLS: usize = 20;
 const SERVICES: [&str; 3] = ["registration", "reporting", "aggregation"];
-
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
-
-struct Process {
-    name: &'static str,
-    addr: SocketAddr,
-    env: Vec<(String, String)>,
-    child: Option<Child>,
-}
-
-impl Process {
-    fn start(&mut self) {
-        let child = Command::new(dvk_tests::service_binary(self.name))
-            .envs(self.env.iter().cloned())
-            .env("RUST_LOG", if std::env::var_os("TEST_LOG").is_some() { "info" } else { "error" })
-            .stdout(Stdio::null())
-            .stderr(if std::env::var_os("TEST_LOG").is_some() { Stdio::inherit() } else { Stdio::null() })
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn terminate(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while Instant::now() < deadline {
-                if c.try_wait().unwrap().is_some() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
-fn req<T>(m: T, token: &str) -> tonic::Request<T> {
-    let mut r = import::authorized(m, token).unwrap();
-    r.set_timeout(Duration::from_secs(5));
-    r
-}
-
-async fn channel(addr: SocketAddr) -> Option<Channel> {
-    Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect_timeout(Duration::from_millis(500))
-        .connect()
-        .await
-        .ok()
-}
-
-/// Calls until the service answers (it may be down, restarting or replaying).
-macro_rules! until_ok {
-    ($addr:expr, $client:ident, $call:expr) => {{
-        loop {
-            if let Some(ch) = channel($addr).await {
-                let $client = ch;
-                match $call.await {
-                    Ok(r) => break r.into_inner(),
-                    Err(e)
-                        if matches!(
-                            e.code(),
-                            tonic::Code::InvalidArgument
-                                | tonic::Code::PermissionDenied
-                                | tonic::Code::AlreadyExists
-                                | tonic::Code::FailedPrecondition
-                        ) =>
-                    {
-                        panic!("refused: {e:?}")
-                    }
-                    Err(e) => {
-                        if std::env::var_os("TEST_LOG").is_some() {
-                            eprintln!("retry after {e:?}");
-                        }
-                    }
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }};
-}
-
-fn model(request_id: String, unit: &str) -> pr::RegisterModelRequest {
-    let on = Some(Date { year: 2024, month: 4, day: 2 });
-    pr::RegisterModelRequest {
-        request_id,
-        unit: Some(UnitCode { code: unit.into() }),
-        registered_on: on,
-        details: Some(ModelDetails {
-            name: "Mô hình dân vận khéo".into(),
-            field: Field::Economy as i32,
-            runner_kind: RunnerKind::Collective as i32,
-            runner_name: "Chi hội".into(),
-            sponsor: Sponsor::FarmersUnion as i32,
-            sponsor_name: "Hội Nông dân".into(),
-            objectives: "Đường làng".into(),
-            timeline: Some(Timeline { start: on, end: None }),
-            ..Default::default()
-        }),
-    }
-}
 
 /// How many events of each (stream, kind) a log holds, and every event's (source,
 /// source position).

@@ -9,6 +9,8 @@ mod corruption;
 mod crash;
 mod interop;
 mod limits;
+mod outage;
+mod processes;
 mod registration;
 mod reporting;
 mod tls;

@@ -73,8 +73,11 @@ impl KafkaConfig {
     }
 
     /// The client configuration: `defaults` first, then everything set here.
-    fn client(&self, defaults: &[(&str, &str)]) -> ClientConfig {
+    pub(crate) fn client(&self, defaults: &[(&str, &str)]) -> ClientConfig {
         let mut c = ClientConfig::new();
+        // After an outage, reconnect within a second of the broker's return (the
+        // default backoff grows to 10 s, which is how late the backlog would start).
+        c.set("reconnect.backoff.max.ms", "1000");
         for (k, v) in defaults {
             c.set(*k, *v);
         }
@@ -131,7 +134,7 @@ impl RelayConfig {
     }
 }
 
-fn cursor_key(topic: &str) -> Vec<u8> {
+pub(crate) fn cursor_key(topic: &str) -> Vec<u8> {
     format!("relay/{topic}/cursor").into_bytes()
 }
 
@@ -184,7 +187,11 @@ async fn relay_once(
             ("linger.ms", "5"),
             ("socket.nagle.disable", "true"),
             ("batch.num.messages", &BATCH_MESSAGES.to_string()),
-            ("message.timeout.ms", "30000"),
+            // Never give a message up: the relay cannot pass it anyway (the topic keeps
+            // the log's order), and a timed-out message makes librdkafka bump the
+            // idempotent producer's epoch on its own, which brokers that only assign
+            // epochs themselves (Tansu 0.6) refuse. An outage is waited out instead.
+            ("message.timeout.ms", "0"),
             ("queue.buffering.max.messages", "100000"),
         ])
         .create()?;
@@ -354,7 +361,7 @@ impl KafkaSource {
     }
 }
 
-fn to_item(m: &rdkafka::message::BorrowedMessage<'_>) -> Item {
+pub(crate) fn to_item(m: &rdkafka::message::BorrowedMessage<'_>) -> Item {
     let origin = format!("{}/{}@{}", m.topic(), m.partition(), m.offset());
     let Some(payload) = m.payload() else {
         return Item::Malformed { origin, reason: "no payload".into() };
@@ -379,8 +386,10 @@ impl EventSource for KafkaSource {
         let mut items = Vec::new();
         let mut next_offsets: BTreeMap<i32, i64> = BTreeMap::new();
         // Transport errors (the broker is away, a partition moved) are reported by
-        // librdkafka while it keeps retrying by itself: log them and wait, never stop.
-        let mut backoff = Duration::from_millis(50);
+        // librdkafka while it keeps retrying by itself: log them and go on, never stop.
+        // They queue up during an outage, so they are passed over quickly (a pause per
+        // error would hold the backlog back long after the broker's return); the short
+        // pause only keeps an error that repeats at once from spinning.
         loop {
             match self.consumer.recv().await {
                 Ok(first) => {
@@ -390,8 +399,7 @@ impl EventSource for KafkaSource {
                 }
                 Err(e) => {
                     tracing::warn!(topic = %self.topic, error = %e, "consumer error; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             }
         }
