@@ -1,5 +1,7 @@
 //! Damaged logs: a flipped byte in a stored record is caught by its checksum. A service
-//! whose replay meets it refuses to start and names the position; the aggregation
+//! whose replay meets it refuses to start and names the position, and a writer's log is
+//! restored from its topic (`restore-from-topic`: same models, retries answered as the
+//! first time, new writes continue the positions); the aggregation
 //! never serves totals built from it (a rebuild that meets it fails and the live
 //! roll-ups stay); and the documented recovery — delete the aggregation's directory
 //! and let it consume the topics again from zero — gives back identical roll-ups.
@@ -9,10 +11,13 @@ use std::time::Duration;
 use dvk_cli::{gso, import};
 use dvk_eventlog::{EventLog, LogConfig};
 use dvk_proto::aggregation::v1 as pa;
-use dvk_proto::common::v1::{Figures, Money, Period, Position, Tree, UnitCode};
+use dvk_proto::common::v1::{Date, Figures, Money, Period, Position, Tree, UnitCode};
+use dvk_proto::registration::v1 as pr;
 use dvk_proto::reporting::v1 as pp;
 use dvk_runtime::host::Upstream;
-use dvk_tests::{Broker, Service, admin_units, settings, token};
+use dvk_tests::{Broker, Service, admin_units, service_binary, settings, token};
+
+use crate::processes::model;
 
 fn req<T>(m: T, token: &str) -> tonic::Request<T> {
     import::authorized(m, token).unwrap()
@@ -26,29 +31,113 @@ async fn load_tree(registration: &Service) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_service_whose_log_is_damaged_refuses_to_start_and_names_the_position() {
+async fn a_damaged_writer_log_is_refused_naming_the_position_and_restored_from_its_topic() {
+    let broker = Broker::memory();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("registration");
-    let registration = Service::registration(&data).await;
+    let registration = Service::registration_with(&data, None, Some(broker.kafka())).await;
     load_tree(&registration).await;
+    // Models, one of them with a second event, each write with its request id.
+    let mut client = registration.client().await;
+    let mut models = Vec::new();
+    for i in 0..40 {
+        let answer =
+            client.register_model(req(model(format!("restore-{i}"), "00004"), &token("reporter", ""))).await.unwrap();
+        models.push(answer.into_inner());
+    }
+    let first = &models[0];
+    let started = client
+        .start_model(req(
+            pr::StartModelRequest {
+                request_id: "restore-start".into(),
+                model_id: first.model_id.clone(),
+                expected_version: 1,
+                started_on: Some(Date { year: 2024, month: 5, day: 1 }),
+            },
+            &token("reporter", ""),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut before = Vec::new();
+    for m in &models {
+        before.push(
+            client
+                .get_model(req(pr::GetModelRequest { model_id: m.model_id.clone() }, &token("analyst", "")))
+                .await
+                .unwrap()
+                .into_inner(),
+        );
+    }
+    // Everything is on the topic once the relay's cursor reaches the head.
     let head = registration.log.head();
-    assert!(head >= 3);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while dvk_bus::kafka::relay_cursor(&registration.log, "dvk.registration.v1").unwrap() < head {
+        assert!(std::time::Instant::now() < deadline, "the relay did not publish the log");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     registration.stop().await;
 
+    // A flipped byte: the service refuses to start and names the position.
     let log = EventLog::open(LogConfig::new(&data, "registration")).unwrap();
     dvk_eventlog::faults::flip_last_byte_of(&log, 3);
     log.close().unwrap();
     drop(log);
-
     let s = settings(&data, None);
     let log = dvk_registration::open_log(&s).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let started =
+    let refused =
         tokio::time::timeout(Duration::from_secs(30), dvk_registration::serve(listener, s, log, None, async {}, || {}))
             .await
             .expect("the service gives up at once");
-    let err = started.expect_err("a damaged log is refused");
+    let err = refused.expect_err("a damaged log is refused");
     assert!(err.to_string().contains("position 3"), "{err}");
+
+    // The documented recovery: the damaged directory moved aside, the log restored
+    // from the topic by `dvk-registration restore-from-topic`, the service started.
+    std::fs::rename(&data, dir.path().join("registration.damaged")).unwrap();
+    let out = std::process::Command::new(service_binary("registration"))
+        .arg("restore-from-topic")
+        .env("DVK_DATA_DIR", &data)
+        .env("DVK_KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap())
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(said.contains(&format!("restored {head} events")), "{said}");
+    let registration = Service::registration_with(&data, None, Some(broker.kafka())).await;
+    let mut client = registration.client().await;
+    for (m, was) in models.iter().zip(&before) {
+        let now = client
+            .get_model(req(pr::GetModelRequest { model_id: m.model_id.clone() }, &token("analyst", "")))
+            .await
+            .unwrap();
+        assert_eq!(&now.into_inner(), was);
+    }
+    // A retry of a write made before the damage is answered as the first time; another
+    // body under its id is refused; a new write continues the positions.
+    let retry = client
+        .register_model(req(model("restore-0".into(), "00004"), &token("reporter", "")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(retry, *first);
+    let other =
+        client.register_model(req(model("restore-0".into(), "00007"), &token("reporter", ""))).await.unwrap_err();
+    assert_eq!(other.code(), tonic::Code::AlreadyExists);
+    let next = client
+        .register_model(req(model("restore-new".into(), "00004"), &token("reporter", "")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(next.position.unwrap().position, started.position.unwrap().position + 1);
+    // The restored events are not published again.
+    assert_eq!(
+        dvk_bus::kafka::relay_cursor(&registration.log, "dvk.registration.v1").unwrap() + 1,
+        registration.log.head()
+    );
+    registration.stop().await;
 }
 
 /// The nation's roll-ups the test compares, with unapproved reports.

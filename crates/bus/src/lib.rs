@@ -16,6 +16,7 @@ pub mod ingest;
 pub mod kafka;
 pub mod local;
 pub mod received;
+pub mod restore;
 
 use std::future::Future;
 

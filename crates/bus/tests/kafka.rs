@@ -244,3 +244,103 @@ async fn the_relay_publishes_only_the_events_its_service_originated() {
     relay.stop().await;
     assert_eq!(relay_cursor(&upstream, &topic_of(SOURCE)).unwrap(), 30, "the cursor passes over foreign events");
 }
+
+/// The own events of `log`, in order, without what the log stamps locally.
+fn own_events(log: &EventLog) -> Vec<Envelope> {
+    log.read_all(1).map(|r| r.unwrap().envelope().unwrap()).filter(|e| e.source == SOURCE).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_log_is_restored_from_its_topic_after_a_backup_and_up_to_a_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::memory();
+    let kafka = broker.kafka();
+    // A writer's log: own events (some of two events under one request id) between
+    // events received from another service.
+    let writer = open(&dir.path().join("writer"), SOURCE);
+    for i in 0..60u64 {
+        if i % 5 == 0 {
+            let e = Envelope {
+                source: "other".into(),
+                source_position: i + 1,
+                stream_id: format!("tree-{i}"),
+                stream_version: 1,
+                ..Envelope::default()
+            };
+            writer.append(AppendRequest::new(format!("tree-{i}"), ExpectedVersion::Any, vec![e])).await.unwrap();
+            continue;
+        }
+        let events = vec![Envelope { correlation_id: format!("c{i}"), ..Envelope::default() }; 1 + (i % 2) as usize];
+        let stream = format!("model-{}", i % 7);
+        let v = writer.stream_version(&stream).unwrap();
+        let request = AppendRequest::new(stream, ExpectedVersion::Exact(v), events)
+            .with_request_id(format!("r{i}"), format!("body-{i}").into_bytes());
+        writer.append(request).await.unwrap();
+    }
+    let own = own_events(&writer);
+    let last = own.last().unwrap().source_position;
+    // Published twice over (the relay starts again from zero): the restore drops the
+    // second copies.
+    for _ in 0..2 {
+        writer.put_meta(vec![(format!("relay/{}/cursor", topic_of(SOURCE)).into_bytes(), None)]).await.unwrap();
+        let relay = start_relay(&writer, &kafka);
+        while relay_cursor(&writer, &topic_of(SOURCE)).unwrap() < writer.head() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        relay.stop().await;
+    }
+
+    // A backup holding the first ten own events, restored from the topic.
+    let restored = open(&dir.path().join("restored"), SOURCE);
+    for e in own.iter().take_while(|e| e.source_position <= 10) {
+        let request = AppendRequest::new(&e.stream_id, ExpectedVersion::Exact(e.stream_version - 1), vec![e.clone()]);
+        restored.append(request).await.unwrap();
+    }
+    let backup_head = restored.own_sequence().unwrap();
+    let report = {
+        let (kafka, restored) = (kafka.clone(), restored.clone());
+        tokio::task::spawn_blocking(move || dvk_bus::restore::restore_from_topic(&kafka, &restored)).await.unwrap()
+    }
+    .unwrap();
+    assert_eq!((report.from, report.to, report.topic_head, report.gap()), (backup_head, last, last, None));
+    assert!(report.duplicates >= last, "{report:?}");
+    assert_eq!(own_events(&restored), own);
+    // A retried request is answered from the restored log: nothing is written again.
+    let again = restored
+        .append(
+            AppendRequest::new(&own[20].stream_id, ExpectedVersion::Any, vec![Envelope::default()])
+                .with_request_id(&own[20].request_id, own[20].request_fingerprint.clone()),
+        )
+        .await
+        .unwrap();
+    assert!(again.deduplicated);
+    assert_eq!(relay_cursor(&restored, &topic_of(SOURCE)).unwrap(), restored.head(), "nothing is published again");
+
+    // A topic that lacks an event: the log is restored up to it, and the gap is told.
+    let topic = topic_of("gappy");
+    dvk_bus::kafka::ensure_topic(&kafka, &topic, 1, 1).await.unwrap();
+    let producer: FutureProducer =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", broker.bootstrap()).create().unwrap();
+    for p in [1u64, 2, 4] {
+        let e = Envelope {
+            source: "gappy".into(),
+            source_position: p,
+            stream_id: format!("s-{p}"),
+            stream_version: 1,
+            ..Envelope::default()
+        };
+        let payload = e.encode_to_vec();
+        let crc = crc32fast::hash(&payload).to_be_bytes();
+        let headers = OwnedHeaders::new().insert(Header { key: CRC_HEADER, value: Some(&crc[..]) });
+        let record = FutureRecord::to(&topic).key("k").payload(&payload).headers(headers);
+        producer.send(record, Duration::from_secs(10)).await.unwrap();
+    }
+    let gappy = open(&dir.path().join("gappy"), "gappy");
+    let report = {
+        let gappy = gappy.clone();
+        tokio::task::spawn_blocking(move || dvk_bus::restore::restore_from_topic(&kafka, &gappy)).await.unwrap()
+    }
+    .unwrap();
+    assert_eq!((report.to, report.topic_head, report.gap()), (2, 4, Some(3)));
+    assert_eq!(gappy.head(), 2);
+}

@@ -258,6 +258,12 @@ impl EventLog {
         *self.shared().durable.borrow()
     }
 
+    /// How many events this log originated and holds durably: the last own
+    /// `source_position` (0 when it has none).
+    pub fn own_sequence(&self) -> Result<u64, LogError> {
+        Ok(self.shared().log.get(keys::meta(keys::OWN_SEQUENCE))?.and_then(|v| keys::u64_value(&v)).unwrap_or(0))
+    }
+
     /// A receiver that sees the durable head move.
     pub fn watch_head(&self) -> watch::Receiver<u64> {
         self.shared().durable.subscribe()

@@ -156,6 +156,62 @@ fn own_source_positions_stay_contiguous_between_received_events() {
 }
 
 #[test]
+fn own_events_restored_into_a_fresh_log_keep_positions_and_request_answers() {
+    // Given a log with writes (two with request ids) ...
+    let (first, second) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let original = open(first.path());
+    let req = |stream: &str, id: &str, n: u32| {
+        AppendRequest::new(stream, ExpectedVersion::Any, (0..n).map(event).collect())
+            .with_request_id(id, format!("body-{id}").into_bytes())
+    };
+    let a = original.append_blocking(req("a", "r1", 2)).unwrap();
+    append(&original, "b", ExpectedVersion::Any, 1).unwrap();
+    original.append_blocking(req("a", "r2", 1)).unwrap();
+    let events: Vec<Envelope> = original.read_all(1).map(|r| r.unwrap().envelope().unwrap()).collect();
+    assert!(events[0].request_fingerprint == b"body-r1" && events[2].request_fingerprint.is_empty());
+
+    // ... when its events are appended as they are to an empty log, one append per
+    // request (as a restore from the topic does) ...
+    let restored = open(second.path());
+    for group in
+        events.chunk_by(|x, y| x.stream_id == y.stream_id && x.request_id == y.request_id && !x.request_id.is_empty())
+    {
+        let e = &group[0];
+        let mut r = AppendRequest::new(&e.stream_id, ExpectedVersion::Exact(e.stream_version - 1), group.to_vec());
+        if !e.request_id.is_empty() {
+            r = r.with_request_id(&e.request_id, e.request_fingerprint.clone());
+        }
+        restored.append_blocking(r).unwrap();
+    }
+    // ... then the events are the same, new writes continue the own sequence, and a
+    // retry of an old request is answered with the original token.
+    let again: Vec<Envelope> = restored.read_all(1).map(|r| r.unwrap().envelope().unwrap()).collect();
+    assert_eq!(again, events);
+    assert_eq!(restored.own_sequence().unwrap(), 4);
+    assert_eq!(append(&restored, "c", ExpectedVersion::Any, 1).unwrap().last_source_position, 5);
+    let retry = restored.append_blocking(req("a", "r1", 2)).unwrap();
+    assert!(retry.deduplicated);
+    assert_eq!(retry.last_source_position, a.last_source_position);
+    assert!(matches!(
+        restored.append_blocking(
+            AppendRequest::new("a", ExpectedVersion::Any, vec![event(9)]).with_request_id("r1", b"other".to_vec())
+        ),
+        Err(LogError::RequestIdReused { .. })
+    ));
+    // An own event that does not continue the sequence is refused, and writes nothing.
+    let mut gap = events[0].clone();
+    gap.source_position = 9;
+    gap.stream_id = "z".into();
+    gap.stream_version = 1;
+    let head = restored.head();
+    assert!(matches!(
+        restored.append_blocking(AppendRequest::new("z", ExpectedVersion::Any, vec![gap])),
+        Err(LogError::InvalidAppend(_))
+    ));
+    assert_eq!((restored.head(), restored.stream_version("z").unwrap()), (head, 0));
+}
+
+#[test]
 fn a_flipped_byte_is_an_error_naming_the_position() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path());

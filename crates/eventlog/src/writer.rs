@@ -254,6 +254,22 @@ impl Writer {
                 actual: current,
             });
         }
+        // Events this log originated once, restored (from its topic), must continue the
+        // own sequence and their stream exactly where they stand. Checked before
+        // anything is written.
+        let (mut own, mut version) = (self.own, current);
+        for env in &req.events {
+            version += 1;
+            if env.source == self.shared.source {
+                own += 1;
+                if env.source_position != own || env.stream_id != req.stream_id || env.stream_version != version {
+                    return Err(LogError::InvalidAppend(format!(
+                        "restored event {}@{} (stream {} version {}) does not continue the log at {own} (stream {} version {version})",
+                        env.source, env.source_position, env.stream_id, env.stream_version, req.stream_id
+                    )));
+                }
+            }
+        }
         let now = SystemTime::now();
         let first_position = self.head + 1;
         let mut version = current;
@@ -269,6 +285,8 @@ impl Writer {
                 env.source_position = own;
                 env.stream_id = req.stream_id.clone();
                 env.stream_version = version;
+            } else if env.source == self.shared.source {
+                own += 1;
             }
             last_source_position = env.source_position;
             if env.event_id.is_empty() {
@@ -281,6 +299,7 @@ impl Writer {
                 && let Some(idem) = &req.idempotency
             {
                 env.request_id = idem.request_id.clone();
+                env.request_fingerprint = idem.fingerprint.clone();
             }
             let chunk = pending.chunk.get_or_insert_with(|| record::ChunkBuilder::new(position));
             debug_assert_eq!(chunk.first + chunk.count, position, "chunks hold consecutive positions");

@@ -123,6 +123,8 @@ fn fixture_events() -> Vec<Envelope> {
             correlation_id: "corr-1".into(),
             causation_id: String::new(),
             request_id: "req-1".into(),
+            // Written before events carried it: old logs decode with none.
+            request_fingerprint: Vec::new(),
             payload: Some(Payload::ModelRegistered(ModelRegistered {
                 model_id: "0193a1b2-0000-7000-8000-0000000000aa".into(),
                 unit: Some(UnitCode { code: "00001".into() }),

@@ -272,6 +272,68 @@ where
     }
 }
 
+/// The `restore-from-topic` command of a writer service: fills its log (an empty
+/// directory, or one restored from a backup) from its own topic, then exits. The
+/// service must be stopped. Exit codes: 0 when the log holds everything the topic has,
+/// 64 without Kafka settings, 1 when the log cannot be opened, the topic cannot be
+/// read, or the topic lacks events between the log's end and the topic's last one.
+pub async fn restore_process<E: std::fmt::Display>(log: Result<EventLog, E>) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let Some(kafka) = kafka_from_env() else {
+        tracing::error!("DVK_KAFKA_BOOTSTRAP_SERVERS is required: the restore reads the service's topic");
+        return ExitCode::from(crate::settings::EXIT_BAD_SETTINGS as u8);
+    };
+    let log = match log {
+        Ok(log) => log,
+        Err(e) => {
+            tracing::error!(
+                "cannot open the log: {e}; move a damaged directory aside and restore into an empty one (DVK_DATA_DIR)"
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let restored = tokio::task::spawn_blocking(move || {
+        let r = dvk_bus::restore::restore_from_topic(&kafka, &log);
+        let closed = log.close();
+        r.map_err(|e| e.to_string()).and_then(|r| closed.map(|()| r).map_err(|e| e.to_string()))
+    })
+    .await;
+    match restored {
+        Ok(Ok(r)) => {
+            println!(
+                "restored {} events from {}: the log now holds its own events 1..={} (it held {} before); \
+                 {} messages read, {} already held or read twice, {} not valid events",
+                r.to - r.from,
+                r.topic,
+                r.to,
+                r.from,
+                r.read,
+                r.duplicates,
+                r.malformed
+            );
+            if let Some(gap) = r.gap() {
+                tracing::error!(
+                    topic = r.topic,
+                    "the topic lacks event {gap} but holds events up to {}: the log is restored up to {}; \
+                     the rest needs a backup holding event {gap}",
+                    r.topic_head,
+                    r.to
+                );
+                return ExitCode::FAILURE;
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(Err(e)) => {
+            tracing::error!("restore failed: {e}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            tracing::error!("restore failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// A shutdown signal a service runs until.
 pub type BoxShutdown = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 

@@ -7,14 +7,26 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 #[command(version, about = "DVK Ledger registration service")]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     #[command(flatten)]
     settings: dvk_registration::Settings,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Fill the log in DVK_DATA_DIR (empty, or restored from a backup) from the
+    /// service's topic, then exit. Run it with the service stopped.
+    RestoreFromTopic,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
     dvk_runtime::telemetry::init();
+    if let Some(Command::RestoreFromTopic) = args.command {
+        return dvk_runtime::host::restore_process(dvk_registration::open_log(&args.settings.server)).await;
+    }
     let server = args.settings.server;
     dvk_runtime::host::run_process(args.settings.listen, "DVK_REGISTRATION_LISTEN", |listener, shutdown| {
         dvk_registration::run(listener, server, shutdown)
