@@ -39,6 +39,15 @@ enum Task {
         #[arg(long, default_value_t = 9092)]
         port: u16,
     },
+    /// Fuzz the decoders, validators and importers with `cargo fuzz` (installed if
+    /// missing): every target for `--seconds` each.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Only these targets (envelope, requests, period, gso_list, report_sheet).
+        targets: Vec<String>,
+    },
     /// Run the benchmarks: `eventlog`, `registration`, `reporting`, `aggregation`, `bus`, or all when none is named.
     Bench {
         /// Which benchmarks.
@@ -54,6 +63,7 @@ fn main() -> ExitCode {
         Task::Ci => test(true, &[]),
         Task::Bench { which } => bench(&which),
         Task::Broker { install_only, port } => broker(install_only, port),
+        Task::Fuzz { seconds, targets } => fuzz(seconds, &targets),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -277,7 +287,69 @@ fn test(lint: bool, extra: &[String]) -> anyhow::Result<()> {
     let python = ensure_python().context("grpcio-tools is required by the interop test")?;
     let mut t = cargo();
     t.args(["test", "--workspace", "--locked"]).args(extra).env("DVK_TANSU", &tansu).env("DVK_PYTHON", &python);
-    run("tests", t)
+    run("tests", t)?;
+    // The short fuzz run: every target, briefly (the corpus kept between runs grows).
+    if extra.is_empty() {
+        fuzz(SHORT_FUZZ_SECONDS, &[]).context("the short fuzz run")?;
+    }
+    Ok(())
+}
+
+/// cargo-fuzz, from crates.io.
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
+const FUZZ_TARGETS: [&str; 5] = ["envelope", "requests", "period", "gso_list", "report_sheet"];
+/// Seconds per target in the short run of `cargo xtask test`.
+const SHORT_FUZZ_SECONDS: u64 = 20;
+
+fn ensure_cargo_fuzz() -> anyhow::Result<PathBuf> {
+    let root_dir = tools_dir().join(format!("cargo-fuzz-{CARGO_FUZZ_VERSION}"));
+    let bin_dir = root_dir.join("bin");
+    if bin_dir.join("cargo-fuzz").exists() {
+        return Ok(bin_dir);
+    }
+    eprintln!("xtask: installing cargo-fuzz {CARGO_FUZZ_VERSION} into {}", root_dir.display());
+    let mut install = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    install
+        .args(["install", "cargo-fuzz", "--version", CARGO_FUZZ_VERSION, "--locked", "--root"])
+        .arg(&root_dir)
+        .env("CARGO_TARGET_DIR", tools_dir().join("build"));
+    run("install cargo-fuzz", install)?;
+    Ok(bin_dir)
+}
+
+/// Runs each fuzz target for `seconds`. libFuzzer needs the sanitizer flags of a
+/// nightly compiler; `RUSTC_BOOTSTRAP=1` lets the stable one take them, for this build
+/// only. The corpus lives outside the clone (and grows from run to run); a crash
+/// leaves its input in `crates/fuzz/artifacts/<target>/` and fails the run.
+fn fuzz(seconds: u64, targets: &[String]) -> anyhow::Result<()> {
+    let bin_dir = ensure_cargo_fuzz()?;
+    let path = std::env::join_paths(
+        std::iter::once(bin_dir).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
+    )?;
+    // Beside the project's build (a persistent target directory keeps it between runs).
+    let target_dir =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from).join("fuzz");
+    for target in FUZZ_TARGETS {
+        if !targets.is_empty() && !targets.iter().any(|t| t == target) {
+            continue;
+        }
+        let corpus = tools_dir().join("fuzz-corpus").join(target);
+        std::fs::create_dir_all(&corpus)?;
+        let seeds = root().join("crates/fuzz/seeds").join(target);
+        let mut f = cargo();
+        f.args(["fuzz", "run", "--fuzz-dir", "crates/fuzz", "--sanitizer", "address", "--target-dir"])
+            .arg(&target_dir)
+            .arg(target)
+            .arg(&corpus)
+            .args(seeds.is_dir().then_some(&seeds))
+            .arg("--")
+            .arg(format!("-max_total_time={seconds}"))
+            .args(["-rss_limit_mb=2048", "-malloc_limit_mb=512", "-max_len=65536", "-print_final_stats=1"])
+            .env("PATH", &path)
+            .env("RUSTC_BOOTSTRAP", "1");
+        run(&format!("fuzz {target} for {seconds} s"), f)?;
+    }
+    Ok(())
 }
 
 fn bench(which: &[String]) -> anyhow::Result<()> {
