@@ -13,6 +13,7 @@ use std::time::SystemTime;
 use prost::Message;
 use tokio::sync::oneshot;
 
+use crate::disk::DiskSync;
 use crate::{AppendRequest, ExpectedVersion, LogError, Receipt, Shared, keys, record};
 
 /// Longest stream id and request id accepted, in bytes.
@@ -62,6 +63,7 @@ pub(crate) fn spawn(
     head: u64,
     own: u64,
     max_group: usize,
+    mut disk: Option<DiskSync>,
 ) -> std::io::Result<JoinHandle<()>> {
     let failure: Failure = Arc::default();
     let (applied_tx, applied_rx) = mpsc::channel();
@@ -70,7 +72,7 @@ pub(crate) fn spawn(
         let failure = failure.clone();
         std::thread::Builder::new()
             .name(format!("eventlog-flush-{}", shared.source))
-            .spawn(move || flush_loop(&shared, &applied_rx, &failure))?
+            .spawn(move || flush_loop(&shared, &applied_rx, &failure, disk.as_mut()))?
     };
     std::thread::Builder::new().name(format!("eventlog-writer-{}", shared.source)).spawn(move || {
         Writer { shared, head, own, failure }.run(&jobs, &applied_tx, max_group);
@@ -79,14 +81,17 @@ pub(crate) fn spawn(
     })
 }
 
-fn flush_loop(shared: &Shared, applied: &mpsc::Receiver<Applied>, failure: &Failure) {
+fn flush_loop(shared: &Shared, applied: &mpsc::Receiver<Applied>, failure: &Failure, mut disk: Option<&mut DiskSync>) {
     while let Ok(first) = applied.recv() {
         let mut groups = vec![first];
         groups.extend(applied.try_iter());
         let failed = failure.lock().expect("lock").clone();
         let outcome = match failed {
             Some(why) => Err(why),
-            None => shared.db.flush().map(drop).map_err(|e| e.to_string()),
+            None => shared.db.flush().map(drop).map_err(|e| e.to_string()).and_then(|()| match disk.as_deref_mut() {
+                Some(d) => d.sync().map_err(|e| format!("sync of the data file: {e}")),
+                None => Ok(()),
+            }),
         };
         match outcome {
             Ok(()) => {
