@@ -32,8 +32,12 @@ pub fn token(role: &str, unit: &str) -> String {
     mint_hs256(SECRET, &claims).expect("token")
 }
 
-/// A service's own binary (`dvk-registration`, ...), built beside the tests (built
-/// here if missing), for tests that run services as separate processes.
+/// A service's own binary (`dvk-registration`, ...), built beside the tests, for tests
+/// that run services as separate processes. Cargo does not build another package's
+/// binaries for a test, so `cargo xtask test` builds them before the tests (run the
+/// same `cargo build --bins -p dvk-registration -p dvk-reporting -p dvk-aggregation`
+/// before a bare `cargo test`: an older build would be tested otherwise); a missing
+/// one is built here.
 pub fn service_binary(name: &str) -> PathBuf {
     let dir =
         std::env::current_exe().expect("the test binary").parent().expect("deps").parent().expect("target").to_owned();

@@ -285,6 +285,11 @@ fn test(lint: bool, extra: &[String]) -> anyhow::Result<()> {
     // The Kafka tests always run against the real test broker: install it if missing.
     let tansu = ensure_tansu().context("the test broker is required by the Kafka tests")?;
     let python = ensure_python().context("grpcio-tools is required by the interop test")?;
+    // The end-to-end tests start the services' own binaries as processes: build them
+    // first, so that a persistent target directory never serves an older build.
+    let mut bins = cargo();
+    bins.args(["build", "--locked", "--bins", "-p", "dvk-registration", "-p", "dvk-reporting", "-p", "dvk-aggregation"]);
+    run("the service binaries", bins)?;
     let mut t = cargo();
     t.args(["test", "--workspace", "--locked"]).args(extra).env("DVK_TANSU", &tansu).env("DVK_PYTHON", &python);
     run("tests", t)?;

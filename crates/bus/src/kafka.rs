@@ -126,11 +126,14 @@ pub struct RelayConfig {
     pub replication: i32,
     /// Most messages handed to the producer and not yet acknowledged.
     pub max_in_flight: usize,
+    /// Most payload bytes handed to the producer and not yet acknowledged: with the
+    /// broker away, this is what the relay holds in memory (the rest stays in the log).
+    pub max_in_flight_bytes: usize,
 }
 
 impl RelayConfig {
     pub fn new(kafka: KafkaConfig, topic: impl Into<String>) -> Self {
-        Self { kafka, topic: topic.into(), partitions: 6, replication: 1, max_in_flight: 10_000 }
+        Self { kafka, topic: topic.into(), partitions: 6, replication: 1, max_in_flight: 10_000, max_in_flight_bytes: 8 << 20 }
     }
 }
 
@@ -199,7 +202,9 @@ async fn relay_once(
     let mut cursor = relay_cursor(log, &config.topic)?;
     cursor_tx.send_replace(cursor);
     let mut sub = log.subscribe(cursor + 1);
-    let mut in_flight: VecDeque<(u64, rdkafka::producer::DeliveryFuture)> = VecDeque::new();
+    // (position, payload bytes, delivery) of each message handed to the producer.
+    let mut in_flight: VecDeque<(u64, usize, rdkafka::producer::DeliveryFuture)> = VecDeque::new();
+    let mut in_flight_bytes = 0usize;
     // Positions of foreign events passed over while earlier sends were in flight.
     let mut skipped: VecDeque<u64> = VecDeque::new();
     let mut stored = cursor;
@@ -208,13 +213,14 @@ async fn relay_once(
         tokio::select! {
             biased;
             () = crate::stopped(&mut stop) => break,
-            done = async { (&mut in_flight.front_mut().expect("guarded").1).await }, if !in_flight.is_empty() => {
-                let (position, _) = in_flight.pop_front().expect("guarded");
+            done = async { (&mut in_flight.front_mut().expect("guarded").2).await }, if !in_flight.is_empty() => {
+                let (position, bytes, _) = in_flight.pop_front().expect("guarded");
+                in_flight_bytes -= bytes;
                 match done {
                     Ok(Ok(_)) => {
                         cursor = position;
                         // Foreign events between this one and the next in flight.
-                        let next = in_flight.front().map_or(u64::MAX, |(p, _)| *p);
+                        let next = in_flight.front().map_or(u64::MAX, |(p, _, _)| *p);
                         while skipped.front().is_some_and(|p| *p < next) {
                             cursor = skipped.pop_front().expect("checked");
                         }
@@ -224,7 +230,7 @@ async fn relay_once(
                     Err(_) => return Err(BusError::Closed),
                 }
             }
-            record = sub.next(), if in_flight.len() < config.max_in_flight => {
+            record = sub.next(), if in_flight.len() < config.max_in_flight && in_flight_bytes < config.max_in_flight_bytes => {
                 let record = record?;
                 let env = record.envelope()?;
                 // Events this log received from other services are theirs to publish.
@@ -241,7 +247,10 @@ async fn relay_once(
                 let headers = OwnedHeaders::new().insert(Header { key: CRC_HEADER, value: Some(&crc[..]) });
                 let message = FutureRecord::to(&config.topic).key(&env.stream_id).payload(record.payload()).headers(headers);
                 match producer.send_result(message) {
-                    Ok(delivery) => in_flight.push_back((record.position(), delivery)),
+                    Ok(delivery) => {
+                        in_flight_bytes += record.payload().len();
+                        in_flight.push_back((record.position(), record.payload().len(), delivery));
+                    }
                     Err((e, _)) => return Err(e.into()),
                 }
             }
