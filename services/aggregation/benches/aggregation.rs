@@ -16,31 +16,28 @@
 #[path = "../../../crates/bus/tests/support.rs"]
 #[allow(unreachable_pub)]
 mod support;
+mod workload;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 use dvk_aggregation::snapshot;
-use dvk_cli::{gso, import};
-use dvk_domain::model::{Decision, Field, ModelDetails, ModelDetailsDraft, ModelEvent, ModelId, Recognition};
-use dvk_domain::report::{Figures, ReportEvent, ReportId, Revision};
+use dvk_cli::import;
+use dvk_domain::model::Field;
 use dvk_domain::schedule::{Deadline, Schedule};
-use dvk_domain::unit::Level;
-use dvk_domain::{Date, Period, Tree, UnitCode};
-use dvk_eventlog::{AppendRequest, EventLog, ExpectedVersion, LogConfig};
+use dvk_domain::{Period, Tree};
 use dvk_proto::aggregation::v1::{self as pa, aggregation_service_client::AggregationServiceClient};
 use dvk_proto::common::v1 as pc;
 use dvk_proto::convert;
-use dvk_proto::events::v1::Envelope;
 use dvk_runtime::auth::{Claims, mint_hs256, now_secs};
 use dvk_runtime::host::{ReadModel, Upstream};
 use dvk_runtime::settings::{AuthSettings, ServerSettings};
 use tonic::transport::Channel;
+use workload::{details, gso_file, prepare_log};
 
 const SECRET: &[u8] = b"dvk-bench-secret-0123456789abcdef";
-const EVENTS: u64 = 1_000_000;
 const CLIENTS: usize = 64;
 const QUERIES_PER_RUN: usize = 50_000;
 
@@ -76,11 +73,6 @@ fn settings(dir: &Path, name: &str) -> ServerSettings {
     }
 }
 
-fn gso_file(name: &str) -> gso::GsoFile {
-    let path: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../crates/domain/data/admin-units").join(name);
-    gso::read(std::fs::File::open(path).unwrap()).unwrap()
-}
-
 async fn channel(addr: SocketAddr) -> Channel {
     for _ in 0..200 {
         if let Ok(ch) = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await {
@@ -94,7 +86,6 @@ async fn channel(addr: SocketAddr) -> Channel {
 /// Servers on their own 2-thread runtime; stopped on drop.
 struct Servers {
     addrs: Vec<SocketAddr>,
-    logs: Vec<EventLog>,
     stop: Option<tokio::sync::watch::Sender<bool>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -121,19 +112,16 @@ fn start(dir: &Path, kafka: Option<dvk_bus::kafka::KafkaConfig>, only_aggregatio
             };
             let mut tasks = tokio::task::JoinSet::new();
             let mut addrs = Vec::new();
-            let mut logs = Vec::new();
             if !only_aggregation {
                 let s = settings(&dir, "registration");
                 let log = dvk_registration::open_log(&s).unwrap();
                 let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 addrs.push(l.local_addr().unwrap());
-                logs.push(log.clone());
                 tasks.spawn(dvk_registration::serve(l, s, log, kafka.clone(), until(stopped.clone()), || {}));
                 let s = settings(&dir, "reporting");
                 let log = dvk_reporting::open_log(&s).unwrap();
                 let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 addrs.push(l.local_addr().unwrap());
-                logs.push(log.clone());
                 let end = Period::parse("p", "2021-H1").unwrap().end();
                 let days = (dvk_runtime::host::today().to_unix_days() - end.to_unix_days()) as u32 + 365;
                 let open = Deadline { opens_before_end: 15, due_after_end: days, locks_after_end: days };
@@ -146,187 +134,19 @@ fn start(dir: &Path, kafka: Option<dvk_bus::kafka::KafkaConfig>, only_aggregatio
             let log = dvk_aggregation::open_log(&s).unwrap();
             let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             addrs.push(l.local_addr().unwrap());
-            logs.push(log.clone());
             let links = dvk_aggregation::Links {
                 registration: kafka.clone().map(Upstream::Kafka),
                 reporting: kafka.clone().map(Upstream::Kafka),
             };
             tasks.spawn(dvk_aggregation::serve(l, s, 125_000, log, links, until(stopped), || {}));
-            tx.send((addrs, logs)).unwrap();
+            tx.send(addrs).unwrap();
             while let Some(r) = tasks.join_next().await {
                 r.unwrap().unwrap();
             }
         });
     });
-    let (addrs, logs) = rx.recv().unwrap();
-    Servers { addrs, logs, stop: Some(stop), thread: Some(thread) }
-}
-
-fn details(n: u64, field: Field) -> ModelDetails {
-    ModelDetails::new(
-        ModelDetailsDraft {
-            name: format!("Mô hình dân vận khéo số {n}"),
-            field: Some(field),
-            runner_kind: Some(dvk_domain::model::RunnerKind::Collective),
-            runner_name: "Chi hội Phụ nữ".into(),
-            sponsor: Some(dvk_domain::model::Sponsor::WomensUnion),
-            sponsor_name: "Hội LHPN xã".into(),
-            objectives: "Bê tông hoá đường ngõ xóm".into(),
-            timeline_start: Some(Date::new("d", 2021, 1, 1).unwrap()),
-            ..ModelDetailsDraft::default()
-        },
-        "details",
-    )
-    .unwrap()
-}
-
-/// The 1,000,000-event log the aggregation would hold: the trees as the registration
-/// service records them, then models (registered, started, recognised) and reports
-/// (submitted, approved) at communes of both trees over 2021–2025.
-fn prepare_log(dir: &Path, rt: &tokio::runtime::Runtime) -> EventLog {
-    // The trees, recorded by a real registration service.
-    let trees_dir = dir.join("trees");
-    std::fs::create_dir_all(&trees_dir).unwrap();
-    let servers = start_registration_only(&trees_dir, rt);
-    let reg_log = servers.1;
-    let log = EventLog::open(LogConfig::new(dir.join("aggregation"), "aggregation")).unwrap();
-    let mut batch = Vec::new();
-    for r in reg_log.read_all(1) {
-        batch.push(r.unwrap().envelope().unwrap());
-    }
-    let tree_events = batch.len() as u64;
-    let communes: Vec<(Tree, UnitCode)> = {
-        let pre = gso_file("gso-communes-2025-01-04.csv");
-        let new = gso_file("gso-reorganization-2025-07-01.csv");
-        pre.units
-            .iter()
-            .map(|(_, u)| (Tree::Pre2025, u))
-            .chain(new.units.iter().map(|(_, u)| (Tree::Y2025, u)))
-            .filter(|(_, u)| u.level == pc::Level::Commune as i32)
-            .map(|(t, u)| (t, UnitCode::parse("u", &u.code.as_ref().unwrap().code).unwrap()))
-            .collect()
-    };
-    drop(servers.0);
-    let append = |log: &EventLog, events: Vec<Envelope>| {
-        rt.block_on(log.append(AppendRequest::new("inbox", ExpectedVersion::Any, events))).unwrap();
-    };
-    append(&log, std::mem::take(&mut batch));
-    let mut reg_position = tree_events;
-    let mut rep_position = 0u64;
-    let now = prost_types::Timestamp::from(SystemTime::now());
-    let envelope = |source: &str, position: u64, stream: String, payload| Envelope {
-        stream_id: stream,
-        stream_version: 1,
-        source: source.into(),
-        source_position: position,
-        event_type: "bench".into(),
-        schema_version: 1,
-        recorded_at: Some(now),
-        occurred_at: Some(now),
-        payload: Some(payload),
-        ..Envelope::default()
-    };
-    let mut n = 0u64;
-    let mut count = tree_events;
-    let periods: Vec<Period> = ["2021-H1", "2021-H2", "2022-H1", "2022-H2", "2023-H1", "2023-H2", "2024-H1", "2024-H2"]
-        .iter()
-        .map(|p| Period::parse("p", p).unwrap())
-        .collect();
-    while count < EVENTS {
-        n += 1;
-        let (tree, unit) = &communes[(n as usize * 7919) % communes.len()];
-        if n % 5 < 3 {
-            // A model: registered, mostly started, some recognised (3 events at most).
-            let year = if *tree == Tree::Pre2025 { 2021 + (n % 4) as i32 } else { 2025 };
-            let month = if *tree == Tree::Pre2025 { 1 + (n % 12) as u32 } else { 8 + (n % 4) as u32 };
-            let d0 = Date::new("d", year, month, 1 + (n % 27) as u32).unwrap();
-            let id = ModelId::parse("id", &format!("00000000-0000-7000-8000-{n:012}")).unwrap();
-            let stream = id.stream_id();
-            let field = Field::ALL[(n % 4) as usize];
-            let mut events = vec![ModelEvent::Registered {
-                id,
-                unit: unit.clone(),
-                tree: *tree,
-                registered_on: d0,
-                details: details(n, field),
-            }];
-            if !n.is_multiple_of(3) {
-                events.push(ModelEvent::Started { started_on: d0.add_days(10).unwrap() });
-            }
-            if n % 3 == 1 {
-                events.push(ModelEvent::Recognized(Recognition {
-                    level: Level::Commune,
-                    recognizing_unit: unit.clone(),
-                    decision: Decision {
-                        number: format!("{n}/QĐ"),
-                        date: d0.add_days(40).unwrap(),
-                        issuer: "UBND".into(),
-                    },
-                    exemplary: n.is_multiple_of(7),
-                }));
-            }
-            for e in events {
-                reg_position += 1;
-                count += 1;
-                batch.push(envelope("registration", reg_position, stream.clone(), convert::model_event_out(&e)));
-            }
-        } else {
-            // A report: submitted, and mostly approved.
-            let period = if *tree == Tree::Pre2025 {
-                periods[(n / 5) as usize % periods.len()]
-            } else {
-                Period::parse("p", "2025-H2").unwrap()
-            };
-            let id = ReportId { unit: unit.clone(), period };
-            let stream = format!("{}-{}", id.as_string(), n);
-            let registered = (n % 40) as i64;
-            let figures = Figures {
-                models_registered: registered,
-                models_recognized: registered / 2,
-                funds_mobilized_vnd: 81_000_000 * registered,
-                workdays: 120,
-                participants: 300,
-                dialogues_held: 4,
-                petitions_received: 12,
-                petitions_resolved: 11,
-                dan_van_days: 1,
-                commendations_collective: 12,
-                commendations_individual: 11,
-            };
-            let revision =
-                Revision { number: 1, figures, summary: String::new(), reason: String::new(), on_time: true };
-            let mut events = vec![ReportEvent::Submitted { id, tree: *tree, revision }];
-            if !n.is_multiple_of(4) {
-                events.push(ReportEvent::Approved { revision: 1 });
-            }
-            for e in events {
-                rep_position += 1;
-                count += 1;
-                batch.push(envelope("reporting", rep_position, stream.clone(), convert::report_event_out(&e)));
-            }
-        }
-        if batch.len() >= 2000 {
-            append(&log, std::mem::take(&mut batch));
-        }
-    }
-    append(&log, batch);
-    log
-}
-
-/// A registration service that imports both real trees; returns it and its log.
-fn start_registration_only(dir: &Path, rt: &tokio::runtime::Runtime) -> (Servers, EventLog) {
-    let servers = start(dir, None, false);
-    rt.block_on(async {
-        let mut client = dvk_proto::registration::v1::registration_service_client::RegistrationServiceClient::new(
-            channel(servers.addrs[0]).await,
-        )
-        .max_encoding_message_size(16 << 20);
-        for name in ["gso-communes-2025-01-04.csv", "gso-reorganization-2025-07-01.csv"] {
-            import::import(&mut client, &token("admin"), &gso_file(name), name, |_| {}).await.unwrap();
-        }
-    });
-    let log = servers.logs[0].clone();
-    (servers, log)
+    let addrs = rx.recv().unwrap();
+    Servers { addrs, stop: Some(stop), thread: Some(thread) }
 }
 
 fn main() {
