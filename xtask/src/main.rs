@@ -48,10 +48,11 @@ enum Task {
         /// Only these targets (envelope, requests, period, gso_list, report_sheet).
         targets: Vec<String>,
     },
-    /// Run the benchmarks: `eventlog`, `registration`, `reporting`, `aggregation`, `bus`, or all when none is named.
+    /// Run the benchmarks: `eventlog`, `registration`, `reporting`, `aggregation`, `bus`, or all when none is named;
+    /// `compare` (side by side with cqrs-es and PostgreSQL, installed if missing) only when named.
     Bench {
         /// Which benchmarks.
-        #[arg(value_parser = ["eventlog", "registration", "reporting", "aggregation", "bus"])]
+        #[arg(value_parser = ["eventlog", "registration", "reporting", "aggregation", "bus", "compare"])]
         which: Vec<String>,
     },
 }
@@ -288,7 +289,17 @@ fn test(lint: bool, extra: &[String]) -> anyhow::Result<()> {
     // The end-to-end tests start the services' own binaries as processes: build them
     // first, so that a persistent target directory never serves an older build.
     let mut bins = cargo();
-    bins.args(["build", "--locked", "--bins", "-p", "dvk-registration", "-p", "dvk-reporting", "-p", "dvk-aggregation"]);
+    bins.args([
+        "build",
+        "--locked",
+        "--bins",
+        "-p",
+        "dvk-registration",
+        "-p",
+        "dvk-reporting",
+        "-p",
+        "dvk-aggregation",
+    ]);
     run("the service binaries", bins)?;
     let mut t = cargo();
     t.args(["test", "--workspace", "--locked"]).args(extra).env("DVK_TANSU", &tansu).env("DVK_PYTHON", &python);
@@ -387,5 +398,184 @@ fn bench(which: &[String]) -> anyhow::Result<()> {
         b.args(["bench", "-p", "dvk-reporting", "--bench", "reporting"]);
         run("reporting benchmarks", b)?;
     }
+    // Only when named: it installs PostgreSQL and takes about half an hour.
+    if which.iter().any(|w| w == "compare") {
+        bench_compare()?;
+    }
     Ok(())
+}
+
+/// `cargo xtask bench compare`: the side-by-side benchmarks of `crates/compare` (a
+/// workspace of its own) against a PostgreSQL started here and stopped after, and the
+/// test broker. Their tables go into BENCHMARKS.md between the markers below when every
+/// part ran with 5 runs or more.
+fn bench_compare() -> anyhow::Result<()> {
+    let bin = ensure_postgres().context("PostgreSQL is required by the comparison")?;
+    let tansu = ensure_tansu()?;
+    let out = std::env::temp_dir().join(format!("dvk-compare-{}.md", std::process::id()));
+    // `CARGO_TARGET_DIR` if set (cargo keeps the two workspaces' builds apart), else
+    // beside the project's build in a directory of its own.
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target/compare"), PathBuf::from);
+    let mut build = cargo();
+    build
+        .args(["build", "--release", "--locked", "--manifest-path", "crates/compare/Cargo.toml"])
+        .env("CARGO_TARGET_DIR", &target);
+    run("build the comparison (crates/compare)", build)?;
+    {
+        let pg = Postgres::start(&bin)?;
+        let mut c = Command::new(target.join("release/dvk-compare"));
+        c.current_dir(root()).env("DVK_COMPARE_PG", pg.url()).env("DVK_TANSU", &tansu).env("DVK_COMPARE_OUT", &out);
+        run("side-by-side benchmarks", c)?;
+    }
+    let runs: usize = std::env::var("DVK_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    if std::env::var_os("DVK_COMPARE_PARTS").is_some() || runs < 5 {
+        eprintln!("xtask: a partial run (DVK_COMPARE_PARTS or DVK_BENCH_RUNS < 5): BENCHMARKS.md left as it is");
+        let _ = std::fs::remove_file(&out);
+        return Ok(());
+    }
+    let tables = std::fs::read_to_string(&out)?;
+    let _ = std::fs::remove_file(&out);
+    let path = root().join("BENCHMARKS.md");
+    let text = std::fs::read_to_string(&path)?;
+    let (Some(begin), Some(end)) = (text.find(COMPARE_BEGIN), text.find(COMPARE_END)) else {
+        bail!("BENCHMARKS.md has no {COMPARE_BEGIN} … {COMPARE_END} markers for the tables");
+    };
+    let start = begin + COMPARE_BEGIN.len();
+    std::fs::write(&path, format!("{}\n{tables}{}", &text[..start], &text[end..]))?;
+    eprintln!("xtask: the tables are in BENCHMARKS.md");
+    Ok(())
+}
+
+const COMPARE_BEGIN: &str = "<!-- compare:begin (written by cargo xtask bench compare) -->";
+const COMPARE_END: &str = "<!-- compare:end -->";
+
+/// The directory of PostgreSQL's server programs: the newest of Debian's
+/// `/usr/lib/postgresql/<version>/bin`, or `pg_config --bindir`.
+fn postgres_bin() -> Option<PathBuf> {
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
+        .filter(|(_, bin): &(u32, PathBuf)| bin.join("initdb").exists() && bin.join("pg_ctl").exists())
+        .collect();
+    found.sort();
+    if let Some((_, bin)) = found.pop() {
+        return Some(bin);
+    }
+    let out = Command::new("pg_config").arg("--bindir").output().ok()?;
+    let bin = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    bin.join("initdb").exists().then_some(bin)
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// PostgreSQL's server, installed from Debian's packages (`apt-get install
+/// postgresql`) if missing, without the package's default cluster.
+fn ensure_postgres() -> anyhow::Result<PathBuf> {
+    if let Some(bin) = postgres_bin() {
+        return Ok(bin);
+    }
+    if !Path::new("/usr/bin/apt-get").exists() {
+        bail!("PostgreSQL is not installed and this is not a Debian system: install its server, then run again");
+    }
+    eprintln!("xtask: installing PostgreSQL from the Debian packages (apt-get install postgresql)");
+    let root_user = is_root();
+    let apt = |args: &[&str]| {
+        let mut c = if root_user { Command::new("apt-get") } else { Command::new("sudo") };
+        if !root_user {
+            c.arg("apt-get");
+        }
+        c.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        c
+    };
+    // No cluster of the package's own (it would be started and left running): the
+    // benchmark creates its own.
+    let conf = Path::new("/etc/postgresql-common/createcluster.conf");
+    if root_user && !conf.exists() {
+        std::fs::create_dir_all("/etc/postgresql-common")?;
+        std::fs::write(conf, "create_main_cluster = false\n")?;
+    }
+    run("apt-get update", apt(&["update"]))?;
+    run("install PostgreSQL (apt-get)", apt(&["install", "-y", "--no-install-recommends", "postgresql"]))?;
+    postgres_bin().context("apt-get finished but PostgreSQL's programs are missing")
+}
+
+/// A PostgreSQL cluster of our own in a temporary directory, on a free loopback port,
+/// every commit synced (`fsync=on`, `synchronous_commit=on`); stopped and deleted on
+/// drop, also when the benchmark fails. PostgreSQL refuses to run as root: as root the
+/// cluster belongs to the `postgres` user.
+struct Postgres {
+    bin: PathBuf,
+    dir: PathBuf,
+    port: u16,
+    user: Option<&'static str>,
+}
+
+impl Postgres {
+    fn command(bin: &Path, user: Option<&str>, program: &str) -> Command {
+        match user {
+            Some(user) => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", user, "--"]).arg(bin.join(program));
+                c
+            }
+            None => Command::new(bin.join(program)),
+        }
+    }
+
+    fn start(bin: &Path) -> anyhow::Result<Postgres> {
+        let user = is_root().then_some("postgres");
+        // Clusters an interrupted run left running.
+        for entry in std::fs::read_dir(std::env::temp_dir())?.flatten() {
+            let old = entry.path().join("data");
+            if entry.file_name().to_string_lossy().starts_with("dvk-compare-pg-") && old.join("postmaster.pid").exists()
+            {
+                let mut stop = Self::command(bin, user, "pg_ctl");
+                stop.args(["-D"]).arg(&old).args(["-m", "immediate", "-w", "stop"]);
+                let _ = stop.status();
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+        let dir = std::env::temp_dir().join(format!("dvk-compare-pg-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        if let Some(user) = user {
+            let mut chown = Command::new("chown");
+            chown.arg(format!("{user}:")).arg(&dir);
+            run("give the cluster's directory to the postgres user", chown)?;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let pg = Postgres { bin: bin.to_owned(), dir, port, user };
+        let mut initdb = Self::command(bin, user, "initdb");
+        initdb.arg("-D").arg(pg.dir.join("data")).args(["-U", "dvk", "--auth=trust", "--encoding=UTF8", "--no-locale"]);
+        initdb.stdout(std::process::Stdio::null());
+        run("initdb (PostgreSQL)", initdb)?;
+        let options = format!(
+            "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=on -c synchronous_commit=on \
+             -c full_page_writes=on -c max_connections=200 -c shared_buffers=512MB -c work_mem=64MB \
+             -c maintenance_work_mem=256MB -c max_wal_size=4GB",
+            pg.dir.display()
+        );
+        let mut start = Self::command(bin, user, "pg_ctl");
+        start.arg("-D").arg(pg.dir.join("data")).arg("-l").arg(pg.dir.join("postgres.log"));
+        start.args(["-w", "-t", "60", "-o", &options, "start"]);
+        run(&format!("start PostgreSQL on 127.0.0.1:{port}"), start)?;
+        Ok(pg)
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://dvk@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let mut stop = Self::command(&self.bin, self.user, "pg_ctl");
+        stop.arg("-D").arg(self.dir.join("data")).args(["-m", "fast", "-w", "stop"]);
+        let _ = run("stop PostgreSQL", stop);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

@@ -48,6 +48,15 @@ pub async fn run(
     serve(listener, settings, log, dvk_runtime::host::kafka_from_env(), shutdown, || {}).await
 }
 
+/// The service's handlers without a listener, for a caller in the same process (the
+/// comparison benchmarks call the `RegistrationService` methods directly). Keep the
+/// returned host alive while calling (its tasks end with the runtime).
+pub async fn in_process(settings: &ServerSettings, log: EventLog) -> Result<(Host<State>, Registration), Error> {
+    let (host, _router) = Host::<State>::start(SERVICE_NAME, state::SOURCE, log, settings, None).await?;
+    let service = Registration { core: host.core() };
+    Ok((host, service))
+}
+
 /// Serves the registration service over `log` (opened by the caller, which may share
 /// it with a service following it in the same process), relaying it to Kafka when
 /// `relay` is given; calls `ready` once the log is replayed and the service answers.
