@@ -6,6 +6,8 @@
 //! the payload, which the consumer checks.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use dvk_eventlog::EventLog;
@@ -117,6 +119,38 @@ pub async fn ensure_topic(
     Ok(())
 }
 
+/// What the relay holds in memory now, for the metrics: the window it handed to the
+/// producer and what librdkafka reports in its queues (from its statistics).
+#[derive(Debug, Default)]
+pub struct RelayMemory {
+    /// Messages handed to the producer and not yet acknowledged.
+    pub in_flight_messages: AtomicU64,
+    /// Their payload bytes.
+    pub in_flight_bytes: AtomicU64,
+    /// librdkafka's `msg_cnt`: messages in the producer's queues.
+    pub producer_queue_messages: AtomicU64,
+    /// librdkafka's `msg_size`: bytes of the messages in the producer's queues.
+    pub producer_queue_bytes: AtomicU64,
+}
+
+/// The producer's context: keeps librdkafka's queue figures from its statistics.
+struct QueueContext(Arc<RelayMemory>);
+
+impl rdkafka::ClientContext for QueueContext {
+    fn stats_raw(&self, statistics: &[u8]) {
+        let Ok(stats) = serde_json::from_slice::<serde_json::Value>(statistics) else { return };
+        if let (Some(count), Some(size)) = (stats["msg_cnt"].as_u64(), stats["msg_size"].as_u64()) {
+            self.0.producer_queue_messages.store(count, Ordering::Relaxed);
+            self.0.producer_queue_bytes.store(size, Ordering::Relaxed);
+        }
+    }
+}
+
+impl rdkafka::producer::ProducerContext for QueueContext {
+    type DeliveryOpaque = ();
+    fn delivery(&self, _: &rdkafka::message::DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
+}
+
 /// How the relay runs.
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
@@ -129,11 +163,21 @@ pub struct RelayConfig {
     /// Most payload bytes handed to the producer and not yet acknowledged: with the
     /// broker away, this is what the relay holds in memory (the rest stays in the log).
     pub max_in_flight_bytes: usize,
+    /// Where the relay reports what it holds in memory.
+    pub memory: Arc<RelayMemory>,
 }
 
 impl RelayConfig {
     pub fn new(kafka: KafkaConfig, topic: impl Into<String>) -> Self {
-        Self { kafka, topic: topic.into(), partitions: 6, replication: 1, max_in_flight: 10_000, max_in_flight_bytes: 8 << 20 }
+        Self {
+            kafka,
+            topic: topic.into(),
+            partitions: 6,
+            replication: 1,
+            max_in_flight: 10_000,
+            max_in_flight_bytes: 8 << 20,
+            memory: Arc::default(),
+        }
     }
 }
 
@@ -182,9 +226,21 @@ async fn relay_once(
         r = ensure_topic(&config.kafka, &config.topic, config.partitions, config.replication) => r?,
         () = crate::stopped(&mut stop) => return Ok(()),
     }
-    let producer: FutureProducer = config
+    let memory = &config.memory;
+    // A new producer: nothing of an earlier attempt is held any more.
+    for figure in [
+        &memory.in_flight_messages,
+        &memory.in_flight_bytes,
+        &memory.producer_queue_messages,
+        &memory.producer_queue_bytes,
+    ] {
+        figure.store(0, Ordering::Relaxed);
+    }
+    let producer: FutureProducer<QueueContext> = config
         .kafka
         .client(&[
+            // librdkafka's statistics carry its queue sizes (the memory metrics).
+            ("statistics.interval.ms", "1000"),
             ("enable.idempotence", "true"),
             ("acks", "all"),
             ("linger.ms", "5"),
@@ -197,7 +253,7 @@ async fn relay_once(
             ("message.timeout.ms", "0"),
             ("queue.buffering.max.messages", "100000"),
         ])
-        .create()?;
+        .create_with_context(QueueContext(memory.clone()))?;
     let key = cursor_key(&config.topic);
     let mut cursor = relay_cursor(log, &config.topic)?;
     cursor_tx.send_replace(cursor);
@@ -216,6 +272,8 @@ async fn relay_once(
             done = async { (&mut in_flight.front_mut().expect("guarded").2).await }, if !in_flight.is_empty() => {
                 let (position, bytes, _) = in_flight.pop_front().expect("guarded");
                 in_flight_bytes -= bytes;
+                memory.in_flight_messages.store(in_flight.len() as u64, Ordering::Relaxed);
+                memory.in_flight_bytes.store(in_flight_bytes as u64, Ordering::Relaxed);
                 match done {
                     Ok(Ok(_)) => {
                         cursor = position;
@@ -250,6 +308,8 @@ async fn relay_once(
                     Ok(delivery) => {
                         in_flight_bytes += record.payload().len();
                         in_flight.push_back((record.position(), record.payload().len(), delivery));
+                        memory.in_flight_messages.store(in_flight.len() as u64, Ordering::Relaxed);
+                        memory.in_flight_bytes.store(in_flight_bytes as u64, Ordering::Relaxed);
                     }
                     Err((e, _)) => return Err(e.into()),
                 }

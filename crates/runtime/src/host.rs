@@ -6,7 +6,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::server::ServiceRouter;
 use dvk_bus::Ingestor;
@@ -484,6 +484,7 @@ impl<S: ReadModel> Host<S> {
         if let Some(kafka) = relay {
             let (cursor_tx, mut cursor) = watch::channel(0u64);
             let config = RelayConfig::new(kafka, dvk_bus::kafka::topic_of(source));
+            let memory = config.memory.clone();
             let relay = dvk_bus::kafka::relay(log.clone(), config, cursor_tx, stop.clone());
             host.tasks.push(tokio::spawn(async move {
                 match relay.await {
@@ -492,11 +493,22 @@ impl<S: ReadModel> Host<S> {
                 }
             }));
             let mut head = log.watch_head();
+            let mut memory_tick = tokio::time::interval(Duration::from_millis(500));
+            let mut stopped = stop.clone();
             host.tasks.push(tokio::spawn(async move {
                 loop {
                     tokio::select! {
                         r = cursor.changed() => if r.is_err() { break },
                         r = head.changed() => if r.is_err() { break },
+                        _ = memory_tick.tick() => {
+                            let load = |a: &std::sync::atomic::AtomicU64| {
+                                a.load(std::sync::atomic::Ordering::Relaxed).min(i64::MAX as u64) as i64
+                            };
+                            metrics.relay_in_flight_bytes.set(load(&memory.in_flight_bytes));
+                            metrics.relay_producer_queue_bytes.set(load(&memory.producer_queue_bytes));
+                            continue;
+                        }
+                        r = stopped.changed() => if r.is_err() || *stopped.borrow() { break },
                     }
                     let c = *cursor.borrow_and_update();
                     let h = *head.borrow_and_update();

@@ -43,6 +43,10 @@ pub struct Metrics {
     pub replayed: Counter,
     /// Events in the log not yet on the service's Kafka topic (log head − relay cursor).
     pub relay_lag: Gauge,
+    /// Payload bytes the relay has handed to the producer and not yet seen delivered.
+    pub relay_in_flight_bytes: Gauge,
+    /// Bytes in librdkafka's producer queues (its `msg_size` statistic).
+    pub relay_producer_queue_bytes: Gauge,
     consumer_lag: Family<PartitionLabels, Gauge>,
 }
 
@@ -60,6 +64,8 @@ impl Metrics {
         let projected = Gauge::default();
         let replayed = Counter::default();
         let relay_lag = Gauge::default();
+        let relay_in_flight_bytes = Gauge::default();
+        let relay_producer_queue_bytes = Gauge::default();
         let consumer_lag = Family::<PartitionLabels, Gauge>::default();
         registry.register("rpc_requests", "gRPC requests by method and status code", requests.clone());
         registry.register("rpc_latency_seconds", "gRPC request latency", latency.clone());
@@ -68,11 +74,32 @@ impl Metrics {
         registry.register("replayed_events", "Events replayed from the log at start", replayed.clone());
         registry.register("relay_lag_events", "Log head minus the relay's delivered cursor", relay_lag.clone());
         registry.register(
+            "relay_in_flight_bytes",
+            "Payload bytes handed to the Kafka producer and not yet delivered (bounded by the relay's window)",
+            relay_in_flight_bytes.clone(),
+        );
+        registry.register(
+            "relay_producer_queue_bytes",
+            "Bytes of the messages in librdkafka's producer queues (its msg_size statistic)",
+            relay_producer_queue_bytes.clone(),
+        );
+        registry.register(
             "consumer_lag_messages",
             "Messages not yet consumed, per topic partition",
             consumer_lag.clone(),
         );
-        Self { registry, requests, latency, log_head, projected, replayed, relay_lag, consumer_lag }
+        Self {
+            registry,
+            requests,
+            latency,
+            log_head,
+            projected,
+            replayed,
+            relay_lag,
+            relay_in_flight_bytes,
+            relay_producer_queue_bytes,
+            consumer_lag,
+        }
     }
 
     /// Runs one RPC, counting it under its status code and timing it.
