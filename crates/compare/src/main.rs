@@ -172,12 +172,12 @@ fn main() -> anyhow::Result<()> {
         log.close()?;
         drop(log);
         let log_dir = dir.path().join("aggregation");
-        if want("replay") {
-            md.push_str(&replay::compare(&log_dir, runs, &rt)?);
-        }
+        // Replay first (on the log as prepared), but its table after part 2's.
+        let replay_md = if want("replay") { replay::compare(&log_dir, runs, &rt)? } else { String::new() };
         if want("rollups") {
             md.push_str(&rollups::compare(&pg, dir.path(), runs, &rt)?);
         }
+        md.push_str(&replay_md);
     }
     println!("\n{md}");
     if let Some(out) = std::env::var_os("DVK_COMPARE_OUT") {
