@@ -3,16 +3,17 @@
 //! log: sled flush + `fdatasync`; PostgreSQL: `fsync=on`, `synchronous_commit=on`, the
 //! WAL synced on commit).
 //!
-//! - ours, in-process (RegisterModel): the registration service's handler called
-//!   directly (token check, validation, decision against the read model, append,
-//!   projection), no network;
-//! - ours, over gRPC: the service on loopback, 8 HTTP/2 connections (SubmitReport: the
-//!   reporting service following registration's log in the same process, as `dvk`
-//!   runs it);
+//! - ours, in-process: the registration (reporting) service's handler called directly
+//!   from the writers' tasks (token check, validation, decision against the read
+//!   model, append, projection), no network; reporting follows registration's log for
+//!   the tree, as `dvk` runs it;
+//! - ours, over gRPC: the services on loopback, on a runtime of their own, 8 HTTP/2
+//!   connections from the writers' runtime;
 //! - cqrs-es 0.5 + postgres-es 0.5: an aggregate with the same command and event (same
 //!   texts and figures, serialised as JSON as postgres-es does), `CqrsFramework::execute`
 //!   (load the aggregate's events, handle, insert the new events in a transaction), a
-//!   pool of 64 connections to PostgreSQL on loopback.
+//!   pool of 64 connections to PostgreSQL on loopback; and the same behind our gRPC
+//!   front (`front.rs`) on a runtime of its own, the peer of "ours, over gRPC".
 //!
 //! Each request creates a new model or report (a new stream / aggregate).
 
@@ -31,7 +32,8 @@ use dvk_proto::registration::v1::RegisterModelRequest;
 use dvk_proto::registration::v1::registration_service_client::RegistrationServiceClient;
 use dvk_proto::registration::v1::registration_service_server::RegistrationService;
 use dvk_proto::reporting::v1::reporting_service_client::ReportingServiceClient;
-use dvk_proto::reporting::v1::{ListReportsRequest, SubmitReportRequest};
+use dvk_proto::reporting::v1::reporting_service_server::ReportingService;
+use dvk_proto::reporting::v1::{ListReportsRequest, ListReportsResponse, SubmitReportRequest};
 use dvk_runtime::auth::{Claims, mint_hs256, now_secs};
 use dvk_runtime::settings::{AuthSettings, ServerSettings};
 use serde::{Deserialize, Serialize};
@@ -140,50 +142,104 @@ async fn channel(addr: SocketAddr) -> anyhow::Result<Channel> {
 }
 
 /// Registration (and, with `reporting`, reporting following registration's log) on
-/// loopback over fresh directories in `dir`, until `stop`.
+/// loopback over fresh directories in `dir`, until `stop`. The services run on a
+/// runtime of their own (2 worker threads, as a service process has), apart from the
+/// clients' runtime, as the registration and reporting benchmarks run them: over gRPC
+/// the servers and the 64 clients are separate programs in production too (as
+/// PostgreSQL's backends are separate processes from cqrs-es's pool).
 struct Stack {
     registration: SocketAddr,
     reporting: Option<SocketAddr>,
     stop: Option<tokio::sync::watch::Sender<bool>>,
-    tasks: tokio::task::JoinSet<Result<(), dvk_registration::Error>>,
+    tasks: Vec<tokio::task::JoinHandle<Result<(), dvk_registration::Error>>>,
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl Stack {
     async fn start(dir: &Path, reporting: bool) -> anyhow::Result<Stack> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("service")
+            .enable_all()
+            .build()?;
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let until = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
-        let mut tasks = tokio::task::JoinSet::new();
+        let mut tasks = Vec::new();
         let s = settings(dir, "registration");
         let log = dvk_registration::open_log(&s)?;
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+        l.set_nonblocking(true)?;
         let registration = l.local_addr()?;
-        tasks.spawn(dvk_registration::serve(l, s, log.clone(), None, until(stopped.clone()), || {}));
+        let stop_registration = until(stopped.clone());
+        let served_log = log.clone();
+        tasks.push(runtime.spawn(async move {
+            let l = tokio::net::TcpListener::from_std(l)?;
+            dvk_registration::serve(l, s, served_log, None, stop_registration, || {}).await
+        }));
         let mut reporting_addr = None;
         if reporting {
             let s = settings(dir, "reporting");
             let reporting_log = dvk_reporting::open_log(&s)?;
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+            l.set_nonblocking(true)?;
             reporting_addr = Some(l.local_addr()?);
             let links =
                 dvk_reporting::Links { relay: None, registration: Some(dvk_runtime::host::Upstream::Local(log)) };
-            tasks.spawn(dvk_reporting::serve(l, s, schedule(), reporting_log, links, until(stopped), || {}));
+            let stop_reporting = until(stopped);
+            tasks.push(runtime.spawn(async move {
+                let l = tokio::net::TcpListener::from_std(l)?;
+                dvk_reporting::serve(l, s, schedule(), reporting_log, links, stop_reporting, || {}).await
+            }));
         }
-        Ok(Stack { registration, reporting: reporting_addr, stop: Some(stop), tasks })
+        Ok(Stack { registration, reporting: reporting_addr, stop: Some(stop), tasks, runtime: Some(runtime) })
     }
 
     async fn stop(mut self) -> anyhow::Result<()> {
         let _ = self.stop.take().expect("once").send(true);
-        while let Some(r) = self.tasks.join_next().await {
-            r??;
+        for task in std::mem::take(&mut self.tasks) {
+            task.await??;
         }
+        self.runtime.take().expect("once").shutdown_background();
         Ok(())
     }
 }
 
 async fn registration_client(addr: SocketAddr) -> anyhow::Result<RegistrationServiceClient<Channel>> {
     Ok(RegistrationServiceClient::new(channel(addr).await?).max_encoding_message_size(16 << 20))
+}
+
+/// Waits until the reporting service has received the whole tree from registration's
+/// log (it expects a report from every unit).
+async fn wait_for_tree<R: Reports>(reporting: &R, units: usize) -> anyhow::Result<()> {
+    let analyst = token("analyst");
+    for _ in 0..1200 {
+        let request = ListReportsRequest { period: Some(Period { code: "2024".into() }), ..Default::default() };
+        let listed = reporting.list(import::authorized(request, &analyst)?).await;
+        if listed.is_ok_and(|r| r.completeness.is_some_and(|c| c.expected as usize == units)) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("the reporting service did not receive the {units} units of the tree within 2 minutes")
+}
+
+/// ListReports, in-process or over gRPC.
+trait Reports {
+    async fn list(&self, request: tonic::Request<ListReportsRequest>) -> Result<ListReportsResponse, tonic::Status>;
+}
+
+impl Reports for dvk_reporting::Reporting {
+    async fn list(&self, request: tonic::Request<ListReportsRequest>) -> Result<ListReportsResponse, tonic::Status> {
+        Ok(self.list_reports(request).await?.into_inner())
+    }
+}
+
+impl Reports for ReportingServiceClient<Channel> {
+    async fn list(&self, request: tonic::Request<ListReportsRequest>) -> Result<ListReportsResponse, tonic::Status> {
+        Ok(self.clone().list_reports(request).await?.into_inner())
+    }
 }
 
 /// `WRITERS` tasks share `requests` requests; `call(writer, i)` sends request `i`.
@@ -291,7 +347,7 @@ impl Aggregate for Model {
     }
 }
 
-fn details(r: &RegisterModelRequest) -> Details {
+pub(crate) fn details(r: &RegisterModelRequest) -> Details {
     let d = r.details.clone().unwrap_or_default();
     let money = d.resources.as_ref().and_then(|r| r.funds).map_or(0, |m| m.vnd);
     Details {
@@ -395,7 +451,12 @@ impl Aggregate for Report {
     }
 }
 
-fn submission(r: &SubmitReportRequest) -> Submission {
+/// The aggregate id of a report: its unit and period (one report per pair).
+pub(crate) fn report_id(r: &SubmitReportRequest) -> String {
+    format!("{}/{}", r.unit.as_ref().map_or("", |u| &u.code), r.period.as_ref().map_or("", |p| &p.code))
+}
+
+pub(crate) fn submission(r: &SubmitReportRequest) -> Submission {
     let f = r.figures.unwrap_or_default();
     Submission {
         unit: r.unit.as_ref().map(|u| u.code.clone()).unwrap_or_default(),
@@ -498,26 +559,42 @@ pub async fn compare(pg: &str, runs: usize) -> anyhow::Result<String> {
         summary
     };
 
+    // Ours, SubmitReport in-process (reporting following registration's log).
+    let report_in_process = {
+        let dir = tempfile::tempdir()?;
+        let stack = Stack::start(dir.path(), false).await?;
+        import::import(&mut registration_client(stack.registration).await?, &admin, &file, "compare", |_| {}).await?;
+        stack.stop().await?;
+        let registration_log = dvk_registration::open_log(&settings(dir.path(), "registration"))?;
+        let s = settings(dir.path(), "reporting");
+        let log = dvk_reporting::open_log(&s)?;
+        let upstream = dvk_runtime::host::Upstream::Local(registration_log.clone());
+        let (host, service) = dvk_reporting::in_process(&s, schedule(), log.clone(), upstream).await?;
+        wait_for_tree(&service, units.len()).await?;
+        let service = Arc::new(service);
+        let (token, units) = (reporter.clone(), units.clone());
+        let summary = runs_of("SubmitReport, ours in-process", runs, requests, move |run, _, i| {
+            let (service, token, units) = (service.clone(), token.clone(), units.clone());
+            async move {
+                let req = report_request(run * requests + i, &units);
+                service.submit_report(import::authorized(req, &token)?).await?;
+                Ok(())
+            }
+        })
+        .await?;
+        drop(host);
+        log.close()?;
+        registration_log.close()?;
+        summary
+    };
+
     // Ours, SubmitReport over gRPC (reporting following registration's log).
     let (report_grpc, report_envelope_size) = {
         let dir = tempfile::tempdir()?;
         let stack = Stack::start(dir.path(), true).await?;
         import::import(&mut registration_client(stack.registration).await?, &admin, &file, "compare", |_| {}).await?;
         let reporting = stack.reporting.expect("reporting started");
-        let mut client = ReportingServiceClient::new(channel(reporting).await?);
-        // Wait until the reporting service has received the whole tree.
-        loop {
-            let r = client
-                .list_reports(import::authorized(
-                    ListReportsRequest { period: Some(Period { code: "2024".into() }), ..Default::default() },
-                    &token("analyst"),
-                )?)
-                .await;
-            if r.is_ok_and(|r| r.into_inner().completeness.is_some_and(|c| c.expected as usize == units.len())) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_for_tree(&ReportingServiceClient::new(channel(reporting).await?), units.len()).await?;
         let mut clients = Vec::new();
         for _ in 0..CONNECTIONS {
             clients.push(ReportingServiceClient::new(channel(reporting).await?));
@@ -563,12 +640,7 @@ pub async fn compare(pg: &str, runs: usize) -> anyhow::Result<String> {
         let (framework, units) = (reports.clone(), units2.clone());
         async move {
             let req = report_request(run * requests + i, &units);
-            let id = format!(
-                "{}/{}",
-                req.unit.as_ref().map_or("", |u| &u.code),
-                req.period.as_ref().map_or("", |p| &p.code)
-            );
-            framework.execute(&id, submission(&req)).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            framework.execute(&report_id(&req), submission(&req)).await.map_err(|e| anyhow::anyhow!("{e}"))?;
             Ok(())
         }
     })
@@ -585,9 +657,44 @@ pub async fn compare(pg: &str, runs: usize) -> anyhow::Result<String> {
         }
     };
     let (model_json, report_json) = (size("Model").await?, size("Report").await?);
-    let (count,): (i64,) = sqlx::query_as("SELECT count(*) FROM events").fetch_one(&pool).await?;
-    anyhow::ensure!(count as usize == 2 * runs * requests, "cqrs-es stored {count} events");
-    sqlx::query("TRUNCATE events, snapshots").execute(&pool).await?;
+    let stored = |pool: sqlx::PgPool| async move {
+        let (count,): (i64,) = sqlx::query_as("SELECT count(*) FROM events").fetch_one(&pool).await?;
+        anyhow::ensure!(count as usize == 2 * runs * requests, "cqrs-es stored {count} events");
+        sqlx::query("TRUNCATE events, snapshots").execute(&pool).await?;
+        anyhow::Ok(())
+    };
+    stored(pool.clone()).await?;
+
+    // cqrs-es + postgres-es behind the same gRPC front.
+    let front = Front::start(pg).await?;
+    let model_clients = Arc::new(front.clients(RegistrationServiceClient::new).await?);
+    let communes2 = communes.clone();
+    let model_cqrs_grpc =
+        runs_of("RegisterModel, cqrs-es + postgres-es over gRPC", runs, requests, move |run, w, i| {
+            let mut client = model_clients[w % CONNECTIONS].clone();
+            let communes = communes2.clone();
+            async move {
+                let mut req = model_request(i, &communes);
+                req.request_id = format!("compare-{run}-{i}");
+                client.register_model(req).await?;
+                Ok(())
+            }
+        })
+        .await?;
+    let report_clients = Arc::new(front.clients(ReportingServiceClient::new).await?);
+    let units2 = units.clone();
+    let report_cqrs_grpc =
+        runs_of("SubmitReport, cqrs-es + postgres-es over gRPC", runs, requests, move |run, w, i| {
+            let mut client = report_clients[w % CONNECTIONS].clone();
+            let units = units2.clone();
+            async move {
+                client.submit_report(report_request(run * requests + i, &units)).await?;
+                Ok(())
+            }
+        })
+        .await?;
+    front.stop().await?;
+    stored(pool.clone()).await?;
     pool.close().await;
     println!(
         "event sizes: RegisterModel ours {envelope_size} B, cqrs-es {model_json} B; SubmitReport ours {report_envelope_size} B, cqrs-es {report_json} B"
@@ -621,10 +728,82 @@ pub async fn compare(pg: &str, runs: usize) -> anyhow::Result<String> {
         ));
     };
     row("RegisterModel", "ours, in-process (handler, sled log + fdatasync)", &model_in_process, &model_cqrs, true);
-    row("RegisterModel", "ours, over gRPC on loopback", &model_grpc, &model_cqrs, true);
-    row("RegisterModel", "cqrs-es 0.5 + postgres-es 0.5", &model_cqrs, &model_cqrs, false);
-    row("SubmitReport", "ours, over gRPC on loopback", &report_grpc, &report_cqrs, true);
-    row("SubmitReport", "cqrs-es 0.5 + postgres-es 0.5", &report_cqrs, &report_cqrs, false);
-    md.push('\n');
+    row("RegisterModel", "cqrs-es 0.5 + postgres-es 0.5, in-process", &model_cqrs, &model_cqrs, false);
+    row("RegisterModel", "ours, over gRPC on loopback", &model_grpc, &model_cqrs_grpc, true);
+    row("RegisterModel", "cqrs-es + postgres-es behind the same gRPC front", &model_cqrs_grpc, &model_cqrs_grpc, false);
+    row("SubmitReport", "ours, in-process (handler, sled log + fdatasync)", &report_in_process, &report_cqrs, true);
+    row("SubmitReport", "cqrs-es 0.5 + postgres-es 0.5, in-process", &report_cqrs, &report_cqrs, false);
+    row("SubmitReport", "ours, over gRPC on loopback", &report_grpc, &report_cqrs_grpc, true);
+    row(
+        "SubmitReport",
+        "cqrs-es + postgres-es behind the same gRPC front",
+        &report_cqrs_grpc,
+        &report_cqrs_grpc,
+        false,
+    );
+    md.push_str(&format!(
+        "\nEach of our rows is compared with the cqrs-es row of the same front (in-process with in-process, gRPC \
+         with gRPC). Ours over gRPC beside cqrs-es in-process (a network hop against none): RegisterModel {}, \
+         SubmitReport {}.\n\n",
+        ratio(model_grpc.per_sec / model_cqrs.per_sec),
+        ratio(report_grpc.per_sec / report_cqrs.per_sec),
+    ));
     Ok(md)
+}
+
+/// The cqrs-es fronts (`front.rs`) on loopback, on a runtime of their own with their
+/// own pool of 64 connections to PostgreSQL, until `stop`.
+struct Front {
+    addr: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Front {
+    async fn start(pg: &str) -> anyhow::Result<Front> {
+        let runtime =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("front").enable_all().build()?;
+        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+        l.set_nonblocking(true)?;
+        let addr = l.local_addr()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let pg = pg.to_owned();
+        let task = runtime.spawn(async move {
+            let pool = sqlx::postgres::PgPoolOptions::new().max_connections(WRITERS as u32).connect(&pg).await?;
+            let models =
+                crate::front::ModelFront(Arc::new(postgres_es::postgres_cqrs::<Model>(pool.clone(), vec![], ())));
+            let reports =
+                crate::front::ReportFront(Arc::new(postgres_es::postgres_cqrs::<Report>(pool.clone(), vec![], ())));
+            let incoming = tonic::transport::server::TcpIncoming::from(tokio::net::TcpListener::from_std(l)?)
+                .with_nodelay(Some(true));
+            tonic::transport::Server::builder()
+                .add_service(dvk_proto::registration::v1::registration_service_server::RegistrationServiceServer::new(
+                    models,
+                ))
+                .add_service(dvk_proto::reporting::v1::reporting_service_server::ReportingServiceServer::new(reports))
+                .serve_with_incoming_shutdown(incoming, async move {
+                    let _ = stopped.await;
+                })
+                .await?;
+            pool.close().await;
+            Ok(())
+        });
+        Ok(Front { addr, stop, task, runtime })
+    }
+
+    async fn clients<C>(&self, new: impl Fn(Channel) -> C) -> anyhow::Result<Vec<C>> {
+        let mut clients = Vec::new();
+        for _ in 0..CONNECTIONS {
+            clients.push(new(channel(self.addr).await?));
+        }
+        Ok(clients)
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.task.await??;
+        self.runtime.shutdown_background();
+        Ok(())
+    }
 }

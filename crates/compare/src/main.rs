@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 mod commands;
+mod front;
 mod replay;
 mod rollups;
 
@@ -32,6 +33,10 @@ mod workload;
 
 use std::fmt::Write as _;
 use std::time::Duration;
+
+/// As the service binaries (see `dvk_runtime::Allocator`).
+#[global_allocator]
+static ALLOCATOR: dvk_runtime::Allocator = dvk_runtime::Allocator;
 
 const SECRET: &[u8] = b"dvk-compare-secret-0123456789abcdef";
 

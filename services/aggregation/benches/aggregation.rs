@@ -37,6 +37,10 @@ use dvk_runtime::settings::{AuthSettings, ServerSettings};
 use tonic::transport::Channel;
 use workload::{details, gso_file, prepare_log};
 
+/// As the service binaries (see `dvk_runtime::Allocator`).
+#[global_allocator]
+static ALLOCATOR: dvk_runtime::Allocator = dvk_runtime::Allocator;
+
 const SECRET: &[u8] = b"dvk-bench-secret-0123456789abcdef";
 const CLIENTS: usize = 64;
 const QUERIES_PER_RUN: usize = 50_000;

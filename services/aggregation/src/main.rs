@@ -4,6 +4,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// See `dvk_runtime::Allocator`.
+#[global_allocator]
+static ALLOCATOR: dvk_runtime::Allocator = dvk_runtime::Allocator;
+
 #[derive(Debug, Parser)]
 #[command(version, about = "DVK Ledger aggregation service")]
 struct Args {

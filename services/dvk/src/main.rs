@@ -11,6 +11,10 @@ use std::time::Duration;
 
 use clap::Parser;
 
+/// See `dvk_runtime::Allocator`.
+#[global_allocator]
+static ALLOCATOR: dvk_runtime::Allocator = dvk_runtime::Allocator;
+
 mod demo;
 use dvk_runtime::settings::{AuthSettings, ServerSettings};
 

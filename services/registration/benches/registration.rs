@@ -18,6 +18,10 @@ use dvk_runtime::auth::{Claims, mint_hs256, now_secs};
 use dvk_runtime::settings::{AuthSettings, ServerSettings};
 use tonic::transport::Channel;
 
+/// As the service binaries (see `dvk_runtime::Allocator`).
+#[global_allocator]
+static ALLOCATOR: dvk_runtime::Allocator = dvk_runtime::Allocator;
+
 const SECRET: &[u8] = b"dvk-bench-secret-0123456789abcdef";
 const CLIENTS: usize = 64;
 const CONNECTIONS: usize = 8;

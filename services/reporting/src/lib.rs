@@ -76,6 +76,22 @@ pub async fn run(
     serve(listener, settings, schedule, log, Links::from_env(), shutdown, || {}).await
 }
 
+/// The service's handlers without a listener, for a caller in the same process (the
+/// comparison benchmarks call the `ReportingService` methods directly), learning the
+/// trees from `registration`. Keep the returned host alive while calling (its tasks
+/// end with the runtime).
+pub async fn in_process(
+    settings: &ServerSettings,
+    schedule: Schedule,
+    log: EventLog,
+    registration: Upstream,
+) -> Result<(Host<State>, Reporting), Error> {
+    let (mut host, _router) = Host::<State>::start(SERVICE_NAME, state::SOURCE, log, settings, None).await?;
+    host.follow("registration", registration);
+    let service = Reporting::new(host.core(), schedule);
+    Ok((host, service))
+}
+
 /// Serves the reporting service over `log`; calls `ready` once the log is replayed and
 /// the service answers.
 pub async fn serve(

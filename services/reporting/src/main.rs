@@ -5,6 +5,10 @@ use std::process::ExitCode;
 use clap::Parser;
 use dvk_runtime::settings::EXIT_BAD_SETTINGS;
 
+/// See `dvk_runtime::Allocator`.
+#[global_allocator]
+static ALLOCATOR: dvk_runtime::Allocator = dvk_runtime::Allocator;
+
 #[derive(Debug, Parser)]
 #[command(version, about = "DVK Ledger reporting service")]
 struct Args {
