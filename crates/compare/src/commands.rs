@@ -34,12 +34,10 @@ use dvk_proto::registration::v1::registration_service_server::RegistrationServic
 use dvk_proto::reporting::v1::reporting_service_client::ReportingServiceClient;
 use dvk_proto::reporting::v1::reporting_service_server::ReportingService;
 use dvk_proto::reporting::v1::{ListReportsRequest, ListReportsResponse, SubmitReportRequest};
-use dvk_runtime::auth::{Claims, mint_hs256, now_secs};
-use dvk_runtime::settings::{AuthSettings, ServerSettings};
 use serde::{Deserialize, Serialize};
 use tonic::transport::Channel;
 
-use crate::{Run, SECRET, Summary, env_usize, ratio, thousands};
+use crate::{Run, Summary, env_usize, ratio, settings, thousands, token};
 
 const WRITERS: usize = 64;
 const CONNECTIONS: usize = 8;
@@ -49,29 +47,6 @@ const PERIODS: [&str; 13] = [
     "2021-H1", "2021-H2", "2021", "2022-H1", "2022-H2", "2022", "2023-H1", "2023-H2", "2023", "2024-H1", "2024-H2",
     "2024", "2025-H1",
 ];
-
-fn token(role: &str) -> String {
-    mint_hs256(SECRET, &Claims { sub: "bench".into(), role: role.into(), unit: String::new(), exp: now_secs() + 7200 })
-        .expect("a token")
-}
-
-fn settings(dir: &Path, name: &str) -> ServerSettings {
-    let secret = dir.join("secret");
-    // Written once: a service may be reading it while the next one is configured.
-    if !secret.exists() {
-        std::fs::write(&secret, SECRET).expect("secret file");
-    }
-    ServerSettings {
-        data_dir: dir.join(name),
-        metrics_listen: None,
-        shutdown_timeout: Duration::from_secs(5),
-        max_message_bytes: 16 << 20,
-        tls: Default::default(),
-        health_listen: None,
-        max_calls_per_caller: 256,
-        auth: AuthSettings { jwt_hs256_secret_file: Some(secret), jwt_public_key_file: None },
-    }
-}
 
 fn gso_file() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../domain/data/admin-units/gso-communes-2025-01-04.csv")

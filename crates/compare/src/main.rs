@@ -32,13 +32,42 @@ mod support;
 mod workload;
 
 use std::fmt::Write as _;
+use std::path::Path;
 use std::time::Duration;
+
+use dvk_runtime::auth::{Claims, mint_hs256, now_secs};
+use dvk_runtime::settings::{AuthSettings, ServerSettings};
 
 /// As the service binaries (see `dvk_runtime::Allocator`).
 #[global_allocator]
 static ALLOCATOR: dvk_runtime::Allocator = dvk_runtime::Allocator;
 
 const SECRET: &[u8] = b"dvk-compare-secret-0123456789abcdef";
+
+/// A token for `role` acting for the nation.
+fn token(role: &str) -> String {
+    let claims = Claims { sub: "bench".into(), role: role.into(), unit: String::new(), exp: now_secs() + 7200 };
+    mint_hs256(SECRET, &claims).expect("a token")
+}
+
+/// A service's settings with its data in `dir/name`, tokens signed with `SECRET`.
+fn settings(dir: &Path, name: &str) -> ServerSettings {
+    let secret = dir.join("secret");
+    // Written once: a service may be reading it while the next one is configured.
+    if !secret.exists() {
+        std::fs::write(&secret, SECRET).expect("secret file");
+    }
+    ServerSettings {
+        data_dir: dir.join(name),
+        metrics_listen: None,
+        shutdown_timeout: Duration::from_secs(5),
+        max_message_bytes: 16 << 20,
+        tls: Default::default(),
+        health_listen: None,
+        max_calls_per_caller: 256,
+        auth: AuthSettings { jwt_hs256_secret_file: Some(secret), jwt_public_key_file: None },
+    }
+}
 
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(|a, b| a.total_cmp(b));

@@ -27,12 +27,10 @@ use dvk_eventlog::{EventLog, LogConfig};
 use dvk_proto::aggregation::v1::{GetRollupRequest, aggregation_service_client::AggregationServiceClient};
 use dvk_proto::common::v1 as pc;
 use dvk_proto::convert;
-use dvk_runtime::auth::{Claims, mint_hs256, now_secs};
-use dvk_runtime::settings::{AuthSettings, ServerSettings};
 use sqlx::postgres::PgPoolCopyExt;
 use tonic::transport::Channel;
 
-use crate::{Run, SECRET, Summary, env_usize, joined, median, ratio, thousands, workload};
+use crate::{Run, Summary, env_usize, joined, median, ratio, settings, thousands, token, workload};
 
 const CLIENTS: usize = 64;
 const CONNECTIONS: usize = 8;
@@ -50,29 +48,6 @@ const FIGURES: [&str; 11] = [
     "commendations_individual",
 ];
 const PRE_PERIODS: [&str; 8] = ["2021-H1", "2021-H2", "2022-H1", "2022-H2", "2023-H1", "2023-H2", "2024-H1", "2024-H2"];
-
-fn token(role: &str) -> String {
-    mint_hs256(SECRET, &Claims { sub: "bench".into(), role: role.into(), unit: String::new(), exp: now_secs() + 7200 })
-        .expect("a token")
-}
-
-fn settings(dir: &Path, name: &str) -> ServerSettings {
-    let secret = dir.join("secret");
-    // Written once: a service may be reading it while the next one is configured.
-    if !secret.exists() {
-        std::fs::write(&secret, SECRET).expect("secret file");
-    }
-    ServerSettings {
-        data_dir: dir.join(name),
-        metrics_listen: None,
-        shutdown_timeout: Duration::from_secs(5),
-        max_message_bytes: 16 << 20,
-        tls: Default::default(),
-        health_listen: None,
-        max_calls_per_caller: 256,
-        auth: AuthSettings { jwt_hs256_secret_file: Some(secret), jwt_public_key_file: None },
-    }
-}
 
 fn tree_code(t: Tree) -> i16 {
     match t {
