@@ -116,6 +116,27 @@ async fn channel(addr: SocketAddr) -> anyhow::Result<Channel> {
     anyhow::bail!("the service at {addr} did not start")
 }
 
+/// A 2-thread runtime (as a service process has) for servers, apart from the writers'.
+fn server_runtime(name: &str) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name(name).enable_all().build()
+}
+
+/// A listener on a free loopback port, to be handed to a server on another runtime.
+fn loopback() -> std::io::Result<std::net::TcpListener> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    l.set_nonblocking(true)?;
+    Ok(l)
+}
+
+/// `CONNECTIONS` clients of the server at `addr`, each on its own HTTP/2 connection.
+async fn clients<C>(addr: SocketAddr, new: impl Fn(Channel) -> C) -> anyhow::Result<Vec<C>> {
+    let mut clients = Vec::new();
+    for _ in 0..CONNECTIONS {
+        clients.push(new(channel(addr).await?));
+    }
+    Ok(clients)
+}
+
 /// Registration (and, with `reporting`, reporting following registration's log) on
 /// loopback over fresh directories in `dir`, until `stop`. The services run on a
 /// runtime of their own (2 worker threads, as a service process has), apart from the
@@ -132,11 +153,7 @@ struct Stack {
 
 impl Stack {
     async fn start(dir: &Path, reporting: bool) -> anyhow::Result<Stack> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("service")
-            .enable_all()
-            .build()?;
+        let runtime = server_runtime("service")?;
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let until = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
@@ -144,8 +161,7 @@ impl Stack {
         let mut tasks = Vec::new();
         let s = settings(dir, "registration");
         let log = dvk_registration::open_log(&s)?;
-        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-        l.set_nonblocking(true)?;
+        let l = loopback()?;
         let registration = l.local_addr()?;
         let stop_registration = until(stopped.clone());
         let served_log = log.clone();
@@ -157,8 +173,7 @@ impl Stack {
         if reporting {
             let s = settings(dir, "reporting");
             let reporting_log = dvk_reporting::open_log(&s)?;
-            let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-            l.set_nonblocking(true)?;
+            let l = loopback()?;
             reporting_addr = Some(l.local_addr()?);
             let links =
                 dvk_reporting::Links { relay: None, registration: Some(dvk_runtime::host::Upstream::Local(log)) };
@@ -169,6 +184,13 @@ impl Stack {
             }));
         }
         Ok(Stack { registration, reporting: reporting_addr, stop: Some(stop), tasks, runtime: Some(runtime) })
+    }
+
+    /// `start`, then the GSO list imported into registration.
+    async fn imported(dir: &Path, reporting: bool, admin: &str, file: &gso::GsoFile) -> anyhow::Result<Stack> {
+        let stack = Stack::start(dir, reporting).await?;
+        import::import(&mut registration_client(stack.registration).await?, admin, file, "compare", |_| {}).await?;
+        Ok(stack)
     }
 
     async fn stop(mut self) -> anyhow::Result<()> {
@@ -484,8 +506,7 @@ pub async fn compare(pg: &str, runs: usize) -> anyhow::Result<String> {
     // Ours, RegisterModel in-process.
     let (model_in_process, envelope_size) = {
         let dir = tempfile::tempdir()?;
-        let stack = Stack::start(dir.path(), false).await?;
-        import::import(&mut registration_client(stack.registration).await?, &admin, &file, "compare", |_| {}).await?;
+        let stack = Stack::imported(dir.path(), false, &admin, &file).await?;
         stack.stop().await?;
         let s = settings(dir.path(), "registration");
         let log = dvk_registration::open_log(&s)?;
@@ -511,13 +532,11 @@ pub async fn compare(pg: &str, runs: usize) -> anyhow::Result<String> {
     // Ours, RegisterModel over gRPC.
     let model_grpc = {
         let dir = tempfile::tempdir()?;
-        let stack = Stack::start(dir.path(), false).await?;
-        import::import(&mut registration_client(stack.registration).await?, &admin, &file, "compare", |_| {}).await?;
-        let mut clients = Vec::new();
-        for _ in 0..CONNECTIONS {
-            clients.push(registration_client(stack.registration).await?);
-        }
-        let clients = Arc::new(clients);
+        let stack = Stack::imported(dir.path(), false, &admin, &file).await?;
+        let clients = Arc::new(
+            clients(stack.registration, |ch| RegistrationServiceClient::new(ch).max_encoding_message_size(16 << 20))
+                .await?,
+        );
         let (token, communes) = (admin.clone(), communes.clone());
         let summary = runs_of("RegisterModel, ours over gRPC", runs, requests, move |run, w, i| {
             let mut client = clients[w % CONNECTIONS].clone();
@@ -537,8 +556,7 @@ pub async fn compare(pg: &str, runs: usize) -> anyhow::Result<String> {
     // Ours, SubmitReport in-process (reporting following registration's log).
     let report_in_process = {
         let dir = tempfile::tempdir()?;
-        let stack = Stack::start(dir.path(), false).await?;
-        import::import(&mut registration_client(stack.registration).await?, &admin, &file, "compare", |_| {}).await?;
+        let stack = Stack::imported(dir.path(), false, &admin, &file).await?;
         stack.stop().await?;
         let registration_log = dvk_registration::open_log(&settings(dir.path(), "registration"))?;
         let s = settings(dir.path(), "reporting");
@@ -566,15 +584,10 @@ pub async fn compare(pg: &str, runs: usize) -> anyhow::Result<String> {
     // Ours, SubmitReport over gRPC (reporting following registration's log).
     let (report_grpc, report_envelope_size) = {
         let dir = tempfile::tempdir()?;
-        let stack = Stack::start(dir.path(), true).await?;
-        import::import(&mut registration_client(stack.registration).await?, &admin, &file, "compare", |_| {}).await?;
+        let stack = Stack::imported(dir.path(), true, &admin, &file).await?;
         let reporting = stack.reporting.expect("reporting started");
         wait_for_tree(&ReportingServiceClient::new(channel(reporting).await?), units.len()).await?;
-        let mut clients = Vec::new();
-        for _ in 0..CONNECTIONS {
-            clients.push(ReportingServiceClient::new(channel(reporting).await?));
-        }
-        let clients = Arc::new(clients);
+        let clients = Arc::new(clients(reporting, ReportingServiceClient::new).await?);
         let (token, units) = (reporter.clone(), units.clone());
         let summary = runs_of("SubmitReport, ours over gRPC", runs, requests, move |run, w, i| {
             let mut client = clients[w % CONNECTIONS].clone();
@@ -642,7 +655,7 @@ pub async fn compare(pg: &str, runs: usize) -> anyhow::Result<String> {
 
     // cqrs-es + postgres-es behind the same gRPC front.
     let front = Front::start(pg).await?;
-    let model_clients = Arc::new(front.clients(RegistrationServiceClient::new).await?);
+    let model_clients = Arc::new(clients(front.addr, RegistrationServiceClient::new).await?);
     let communes2 = communes.clone();
     let model_cqrs_grpc =
         runs_of("RegisterModel, cqrs-es + postgres-es over gRPC", runs, requests, move |run, w, i| {
@@ -656,7 +669,7 @@ pub async fn compare(pg: &str, runs: usize) -> anyhow::Result<String> {
             }
         })
         .await?;
-    let report_clients = Arc::new(front.clients(ReportingServiceClient::new).await?);
+    let report_clients = Arc::new(clients(front.addr, ReportingServiceClient::new).await?);
     let units2 = units.clone();
     let report_cqrs_grpc =
         runs_of("SubmitReport, cqrs-es + postgres-es over gRPC", runs, requests, move |run, w, i| {
@@ -737,10 +750,8 @@ struct Front {
 
 impl Front {
     async fn start(pg: &str) -> anyhow::Result<Front> {
-        let runtime =
-            tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("front").enable_all().build()?;
-        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-        l.set_nonblocking(true)?;
+        let runtime = server_runtime("front")?;
+        let l = loopback()?;
         let addr = l.local_addr()?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let pg = pg.to_owned();
@@ -765,14 +776,6 @@ impl Front {
             Ok(())
         });
         Ok(Front { addr, stop, task, runtime })
-    }
-
-    async fn clients<C>(&self, new: impl Fn(Channel) -> C) -> anyhow::Result<Vec<C>> {
-        let mut clients = Vec::new();
-        for _ in 0..CONNECTIONS {
-            clients.push(new(channel(self.addr).await?));
-        }
-        Ok(clients)
     }
 
     async fn stop(self) -> anyhow::Result<()> {

@@ -85,7 +85,6 @@ impl ReportingService for ReportFront {
         self.0.execute(&id, submission(&req)).await.map_err(failed)?;
         Ok(Response::new(pp::WriteReportResponse { report_id: id, version: 1, revision: 1, position: None }))
     }
-
 }
 not compared:
         amend_report(pp::AmendReportRequest) -> pp::WriteReportResponse;
