@@ -269,8 +269,11 @@ impl Seen {
         }
     }
 
-    pub fn contains(&self, position: u64) -> bool {
-        position <= self.watermark || self.above.contains(&position)
+    /// Whether every position up to `position` has been seen: what a read-your-writes
+    /// token asks for (a caller's earlier writes may travel in other partitions and
+    /// arrive after its last one).
+    pub fn reached(&self, position: u64) -> bool {
+        position <= self.watermark
     }
 }
 
@@ -1008,5 +1011,27 @@ mod tests {
             (merged.cell.all.models_registered, merged.cell.all_allocated, merged.cell.approved_reports),
             (4, 0, 0)
         );
+    }
+
+    proptest! {
+        /// A read-your-writes token is reached only once every position up to it has
+        /// arrived, in whatever order the partitions deliver them.
+        #[test]
+        fn a_token_is_reached_once_every_position_up_to_it_has_arrived(
+            order in Just((1..=40u64).collect::<Vec<_>>()).prop_shuffle()
+        ) {
+            let mut seen = Seen::default();
+            let mut arrived = BTreeSet::new();
+            for p in order {
+                seen.insert(p);
+                seen.insert(p);
+                arrived.insert(p);
+                for token in 1..=40u64 {
+                    prop_assert_eq!(seen.reached(token), (1..=token).all(|q| arrived.contains(&q)), "token {}", token);
+                }
+            }
+            prop_assert_eq!(seen.watermark, 40);
+            prop_assert!(seen.above.is_empty());
+        }
     }
 }

@@ -237,7 +237,7 @@ impl std::ops::Deref for View<'_> {
 }
 
 impl Aggregation {
-    /// Waits until every `min` position is projected, within `wait`.
+    /// Waits until every position up to each of `min` is projected, within `wait`.
     async fn wait_for(&self, min: &[pc::Position], wait: Duration) -> Result<(), Status> {
         for p in min {
             if !SOURCES.contains(&p.source.as_str()) {
@@ -247,7 +247,7 @@ impl Aggregation {
                 ));
             }
         }
-        let reached = |s: &State| min.iter().all(|p| s.seen.get(&p.source).is_some_and(|x| x.contains(p.position)));
+        let reached = |s: &State| min.iter().all(|p| p.position == 0 || s.seen.get(&p.source).is_some_and(|x| x.reached(p.position)));
         let mut projected = self.core.projected.clone();
         let wait_all = async {
             loop {
