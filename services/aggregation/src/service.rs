@@ -247,7 +247,9 @@ impl Aggregation {
                 ));
             }
         }
-        let reached = |s: &State| min.iter().all(|p| p.position == 0 || s.seen.get(&p.source).is_some_and(|x| x.reached(p.position)));
+        let reached = |s: &State| {
+            min.iter().all(|p| p.position == 0 || s.seen.get(&p.source).is_some_and(|x| x.reached(p.position)))
+        };
         let mut projected = self.core.projected.clone();
         let wait_all = async {
             loop {
