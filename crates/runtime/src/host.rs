@@ -143,9 +143,10 @@ impl<S: ReadModel> Core<S> {
         hasher.update([0]);
         hasher.update(body.encode_to_vec());
         let fingerprint = hasher.finalize().to_vec();
-        if let Some(receipt) = self.earlier_answer(request_id, &fingerprint).await? {
-            return Ok(receipt);
-        }
+        // A retry is not looked up first: the log's writer finds its request id in the
+        // same step that appends (and refuses a reused one), and a retry whose decision
+        // is refused or differs (a new id drawn) is answered below from the first
+        // attempt's stored receipt. A new request thus costs no extra lookup.
         let decision = {
             let state = self.state.read().await;
             decide(&state)
@@ -179,7 +180,8 @@ impl<S: ReadModel> Core<S> {
             .with_request_id(request_id, fingerprint.clone());
         let receipt = match self.log.append(append).await {
             Ok(r) => r,
-            // A concurrent request with the same id won the race: answer as it did.
+            // The id is taken: by this request's first attempt (or a concurrent one),
+            // answered as it was, or by another request, refused.
             Err(LogError::RequestIdReused { .. }) => match self.earlier_answer(request_id, &fingerprint).await? {
                 Some(r) => return Ok(r),
                 None => return Err(Status::aborted("concurrent request with the same request_id; retry")),
@@ -679,12 +681,14 @@ async fn project<S: ReadModel>(
 ) {
     let from = *projected.borrow() + 1;
     let mut sub = log.subscribe(from);
+    // Reused: a fresh batch of envelopes each round costs fresh pages of memory.
+    let mut batch = Vec::with_capacity(PROJECT_BATCH);
     loop {
         let first = tokio::select! {
             r = sub.next() => r,
             _ = stop.wait_for(|s| *s) => return,
         };
-        let mut batch = Vec::new();
+        batch.clear();
         let mut next = first;
         loop {
             match next.and_then(|r| Ok((r.position(), r.envelope()?))) {
