@@ -21,6 +21,7 @@ mod keys;
 mod read;
 mod record;
 mod subscription;
+mod tail;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -201,6 +202,8 @@ pub(crate) struct Shared {
     pub(crate) source: String,
     /// The highest flushed position: what readers may see.
     pub(crate) durable: watch::Sender<u64>,
+    /// The newest flushed chunks (see `tail.rs`).
+    pub(crate) tail: Arc<tail::Tail>,
 }
 
 struct Inner {
@@ -249,7 +252,7 @@ impl EventLog {
         };
         let own = log.get(keys::meta(keys::OWN_SEQUENCE))?.and_then(|v| keys::u64_value(&v)).unwrap_or(0);
         let (durable, _) = watch::channel(head);
-        let shared = Arc::new(Shared { db, log, snapshots, source: config.source, durable });
+        let shared = Arc::new(Shared { db, log, snapshots, source: config.source, durable, tail: Arc::default() });
         let disk = if config.sync_data {
             Some(disk::DiskSync::open(&config.path).map_err(|e| LogError::Storage(sled::Error::Io(e)))?)
         } else {
@@ -351,7 +354,7 @@ impl EventLog {
     /// The durable events with positions in `from..=to`, in order. A missing or
     /// corrupt record ends the iteration with an error naming its position.
     pub fn read_range(&self, from: u64, to: u64) -> Records {
-        Records::new(self.shared().log.clone(), from.max(1), to.min(self.head()))
+        Records::new(self.shared().log.clone(), self.shared().tail.clone(), from.max(1), to.min(self.head()))
     }
 
     /// The events of one stream with versions ≥ `from_version` (1 for all), in order.
@@ -479,8 +482,10 @@ pub mod faults {
     use super::{EventLog, keys, record};
 
     /// Flips a bit in the last byte of the record at `position`, wherever its chunk is,
-    /// behind the log's back (its checksum is left as it was).
+    /// behind the log's back (its checksum is left as it was). The in-memory tail is
+    /// dropped, so that reads go to the damaged copy on disk (as after a restart).
     pub fn flip_last_byte_of(log: &EventLog, position: u64) {
+        log.shared().tail.clear();
         let tree = &log.shared().log;
         let (key, chunk) = tree.range(..=keys::event(position)).next_back().expect("a chunk").expect("readable");
         let first = keys::position_of_event_key(&key).expect("an event key");

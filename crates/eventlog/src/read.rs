@@ -1,11 +1,15 @@
 //! Reading a range of positions: walks the chunks that hold them, verifying every
 //! record, and ends with an error at the first position that is corrupt or missing.
 
+use std::sync::Arc;
+
+use crate::tail::Tail;
 use crate::{LogError, Record, keys, record};
 
 /// The records of a position range, in order (see `EventLog::read_range`).
 pub struct Records {
     log: sled::Tree,
+    tail: Arc<Tail>,
     chunks: Option<sled::Iter>,
     /// The next position to yield.
     expect: u64,
@@ -21,8 +25,8 @@ impl std::fmt::Debug for Records {
 }
 
 impl Records {
-    pub(crate) fn new(log: sled::Tree, from: u64, to: u64) -> Self {
-        Self { log, chunks: None, expect: from, to, chunk: None }
+    pub(crate) fn new(log: sled::Tree, tail: Arc<Tail>, from: u64, to: u64) -> Self {
+        Self { log, tail, chunks: None, expect: from, to, chunk: None }
     }
 
     /// Ends the iteration with `e`.
@@ -63,6 +67,16 @@ impl Iterator for Records {
                     }
                 }
                 self.chunk = None;
+            }
+            // The newest chunks are in memory; the sled iterator, if any, is then
+            // behind and is started again where it is needed.
+            if let Some((first, bytes)) = self.tail.find(self.expect) {
+                match record::chunk_start(first, &bytes) {
+                    Ok(at) => self.chunk = Some((bytes, first, at)),
+                    Err(e) => return self.fail(e),
+                }
+                self.chunks = None;
+                continue;
             }
             let (log, expect, to) = (&self.log, self.expect, self.to);
             let chunks = self.chunks.get_or_insert_with(|| {

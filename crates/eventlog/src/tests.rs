@@ -239,8 +239,10 @@ fn a_missing_record_below_the_head_is_an_error() {
     for _ in 0..3 {
         append(&log, "s", ExpectedVersion::Any, 1).unwrap();
     }
-    // One append each: three chunks. Remove the middle one.
+    // One append each: three chunks. Remove the middle one from disk (and the copies
+    // kept in memory, as after a restart).
     assert!(log.shared().log.remove(keys::event(2)).unwrap().is_some());
+    log.shared().tail.clear();
     let results: Vec<_> = log.read_all(1).collect();
     assert!(matches!(results[1], Err(LogError::Corrupt { position: 2, .. })), "{results:?}");
     assert!(matches!(log.get(2), Err(LogError::Corrupt { position: 2, .. })));
@@ -264,6 +266,32 @@ fn reads_start_anywhere_inside_a_chunk() {
     assert_eq!(log.get(503).unwrap().unwrap().envelope().unwrap().stream_id, "b");
     assert!(log.get(504).unwrap().is_none());
     assert!(log.get(0).unwrap().is_none());
+}
+
+#[test]
+fn reads_from_the_memory_tail_and_from_disk_agree_across_its_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = LogConfig::new(dir.path(), "registration");
+    config.sync_data = false;
+    let log = EventLog::open(config).unwrap();
+    // One chunk per append: more chunks than the tail keeps, so a read from the start
+    // goes from disk into memory.
+    for i in 0..1100u32 {
+        append(&log, &format!("s{}", i % 7), ExpectedVersion::Any, 1 + i % 3).unwrap();
+    }
+    let read = |log: &EventLog| -> Vec<(u64, Envelope)> {
+        log.read_all(1).map(|r| r.unwrap()).map(|r| (r.position(), r.envelope().unwrap())).collect()
+    };
+    let mixed = read(&log);
+    assert_eq!(mixed.iter().map(|(p, _)| *p).collect::<Vec<_>>(), (1..=log.head()).collect::<Vec<_>>());
+    assert!(log.shared().tail.find(1).is_none(), "the oldest chunks left the tail");
+    assert!(log.shared().tail.find(log.head()).is_some(), "the newest chunk is in the tail");
+    log.shared().tail.clear();
+    assert_eq!(read(&log), mixed, "disk alone answers the same");
+    for from in [1, 500, log.head() - 5, log.head()] {
+        let got: Vec<u64> = log.read_all(from).map(|r| r.unwrap().position()).collect();
+        assert_eq!(got, (from..=log.head()).collect::<Vec<_>>(), "from {from}");
+    }
 }
 
 #[test]

@@ -14,7 +14,7 @@ use prost::Message;
 use tokio::sync::oneshot;
 
 use crate::disk::DiskSync;
-use crate::{AppendRequest, ExpectedVersion, LogError, Receipt, Shared, keys, record};
+use crate::{AppendRequest, ExpectedVersion, LogError, Receipt, Shared, keys, record, tail};
 
 /// Longest stream id and request id accepted, in bytes.
 const MAX_ID: usize = 512;
@@ -51,6 +51,8 @@ impl Reply {
 struct Applied {
     head: u64,
     replies: Vec<Reply>,
+    /// The chunks the group wrote, for the in-memory tail once they are flushed.
+    chunks: Vec<tail::Chunk>,
 }
 
 /// Set once a write or a flush failed: sled's state is then unknown, so every later
@@ -96,6 +98,8 @@ fn flush_loop(shared: &Shared, applied: &mpsc::Receiver<Applied>, failure: &Fail
         match outcome {
             Ok(()) => {
                 let head = groups.iter().map(|g| g.head).max().unwrap_or(0);
+                // Readers find the chunks in the tail as soon as they see the new head.
+                shared.tail.extend(groups.iter_mut().flat_map(|g| std::mem::take(&mut g.chunks)).collect());
                 shared.durable.send_if_modified(|h| {
                     let moved = head > *h;
                     *h = (*h).max(head);
@@ -135,6 +139,17 @@ struct Pending {
     requests: HashMap<String, (Receipt, Vec<u8>)>,
     /// The chunk the group's next events go into.
     chunk: Option<record::ChunkBuilder>,
+    /// The chunks closed so far.
+    chunks: Vec<tail::Chunk>,
+}
+
+impl Pending {
+    /// Puts a finished chunk in the batch (and keeps it for the tail).
+    fn close(&mut self, chunk: record::ChunkBuilder, batch: &mut sled::Batch) {
+        let bytes = sled::IVec::from(chunk.bytes);
+        batch.insert(&keys::event(chunk.first)[..], bytes.clone());
+        self.chunks.push((chunk.first, chunk.first + chunk.count - 1, bytes));
+    }
 }
 
 impl Writer {
@@ -142,18 +157,19 @@ impl Writer {
         while let Ok(first) = jobs.recv() {
             let mut group = vec![first];
             group.extend(jobs.try_iter().take(max_group - 1));
-            let replies = self.apply(group);
+            let (replies, chunks) = self.apply(group);
             if replies.is_empty() {
                 continue;
             }
-            if applied.send(Applied { head: self.head, replies }).is_err() {
+            if applied.send(Applied { head: self.head, replies, chunks }).is_err() {
                 break;
             }
         }
     }
 
-    /// Decides and applies one group; the replies wait for the flush.
-    fn apply(&mut self, group: Vec<Job>) -> Vec<Reply> {
+    /// Decides and applies one group; the replies (and the chunks written) wait for
+    /// the flush.
+    fn apply(&mut self, group: Vec<Job>) -> (Vec<Reply>, Vec<tail::Chunk>) {
         let failed = self.failure.lock().expect("lock").clone();
         if let Some(why) = failed {
             for job in group {
@@ -162,7 +178,7 @@ impl Writer {
                     Job::Meta(_, tx) => drop(tx.send(Err(LogError::Failed(why.clone())))),
                 }
             }
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         }
         let (start_head, start_own) = (self.head, self.own);
         let mut batch = sled::Batch::default();
@@ -183,7 +199,7 @@ impl Writer {
             }
         }
         if let Some(last) = pending.chunk.take() {
-            batch.insert(&keys::event(last.first)[..], last.bytes);
+            pending.close(last, &mut batch);
         }
         if self.own != start_own {
             batch.insert(keys::meta(keys::OWN_SEQUENCE), &self.own.to_be_bytes()[..]);
@@ -195,9 +211,9 @@ impl Writer {
             fail(&self.failure, &self.shared.source, &why);
             (self.head, self.own) = (start_head, start_own);
             replies.into_iter().for_each(|r| r.fail(&why));
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         }
-        replies
+        (replies, pending.chunks)
     }
 
     fn stream_version(&self, pending: &Pending, stream: &str) -> Result<u64, LogError> {
@@ -312,7 +328,7 @@ impl Writer {
             if chunk.is_full()
                 && let Some(full) = pending.chunk.take()
             {
-                batch.insert(&keys::event(full.first)[..], full.bytes);
+                pending.close(full, batch);
             }
             batch.insert(keys::version(&req.stream_id, version), &position.to_be_bytes()[..]);
             *writes += 2;
