@@ -34,7 +34,7 @@ use prost::Message;
 use tokio::sync::{oneshot, watch};
 
 pub use error::LogError;
-pub use read::Records;
+pub use read::{Decoded, Records, Replay};
 pub use subscription::Subscription;
 
 /// What the writer expects the stream's version to be.
@@ -355,6 +355,12 @@ impl EventLog {
     /// corrupt record ends the iteration with an error naming its position.
     pub fn read_range(&self, from: u64, to: u64) -> Records {
         Records::new(self.shared().log.clone(), self.shared().tail.clone(), from.max(1), to.min(self.head()))
+    }
+
+    /// The durable events in `from..=to`, decoded on a thread of their own: for
+    /// replays, which then fold while the next events are read.
+    pub fn replay_range(&self, from: u64, to: u64) -> Replay {
+        Replay::new(self, from, to)
     }
 
     /// The events of one stream with versions ≥ `from_version` (1 for all), in order.

@@ -1,10 +1,13 @@
 //! Reading a range of positions: walks the chunks that hold them, verifying every
 //! record, and ends with an error at the first position that is corrupt or missing.
 
-use std::sync::Arc;
+use std::sync::{Arc, mpsc};
+use std::thread::JoinHandle;
+
+use dvk_proto::events::v1::Envelope;
 
 use crate::tail::Tail;
-use crate::{LogError, Record, keys, record};
+use crate::{EventLog, LogError, Record, keys, record};
 
 /// The records of a position range, in order (see `EventLog::read_range`).
 pub struct Records {
@@ -103,6 +106,95 @@ impl Iterator for Records {
                     }
                 }
             }
+        }
+    }
+}
+
+/// Records decoded per message between the reading thread and the caller.
+const DECODED_BATCH: usize = 256;
+
+/// One decoded event: its position and envelope, or the error that ends the range.
+pub type Decoded = Result<(u64, Envelope), LogError>;
+
+/// The events of a position range, read and decoded on a thread of their own so that
+/// reading and decoding overlap with what the caller folds them into (a replay uses
+/// both cores). In order; a missing or corrupt record ends it with its error. Dropping
+/// it early stops the thread.
+pub struct Replay {
+    rx: Option<mpsc::Receiver<Vec<Decoded>>>,
+    batch: std::vec::IntoIter<Decoded>,
+    thread: Option<JoinHandle<()>>,
+    /// Decoding here when no thread could be started.
+    inline: Option<Records>,
+}
+
+impl std::fmt::Debug for Replay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replay").field("threaded", &self.thread.is_some()).finish_non_exhaustive()
+    }
+}
+
+fn decode(r: Result<Record, LogError>) -> Decoded {
+    let r = r?;
+    Ok((r.position(), r.envelope()?))
+}
+
+impl Replay {
+    pub(crate) fn new(log: &EventLog, from: u64, to: u64) -> Self {
+        let (tx, rx) = mpsc::sync_channel::<Vec<Decoded>>(4);
+        let records = log.read_range(from, to);
+        let spawned = std::thread::Builder::new().name(format!("eventlog-replay-{}", log.source())).spawn(move || {
+            let mut batch = Vec::with_capacity(DECODED_BATCH);
+            for r in records {
+                let d = decode(r);
+                let end = d.is_err();
+                batch.push(d);
+                if (batch.len() == DECODED_BATCH || end)
+                    && tx.send(std::mem::replace(&mut batch, Vec::with_capacity(DECODED_BATCH))).is_err()
+                {
+                    return;
+                }
+                if end {
+                    return;
+                }
+            }
+            if !batch.is_empty() {
+                let _ = tx.send(batch);
+            }
+        });
+        let (rx, thread, inline) = match spawned {
+            Ok(thread) => (Some(rx), Some(thread), None),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start a replay thread; decoding inline");
+                (None, None, Some(log.read_range(from, to)))
+            }
+        };
+        Self { rx, batch: Vec::new().into_iter(), thread, inline }
+    }
+}
+
+impl Iterator for Replay {
+    type Item = Decoded;
+
+    fn next(&mut self) -> Option<Decoded> {
+        if let Some(records) = &mut self.inline {
+            return records.next().map(decode);
+        }
+        loop {
+            if let Some(d) = self.batch.next() {
+                return Some(d);
+            }
+            self.batch = self.rx.as_ref()?.recv().ok()?.into_iter();
+        }
+    }
+}
+
+impl Drop for Replay {
+    fn drop(&mut self) {
+        // The thread's next send fails once the receiver is gone; then it ends.
+        self.rx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 }

@@ -230,6 +230,33 @@ fn a_flipped_byte_is_an_error_naming_the_position() {
     assert!(matches!(log.read_stream("s", 1), Err(LogError::Corrupt { position: 2, .. })));
     let err = log.read_all(1).nth(1).unwrap().unwrap_err();
     assert!(err.to_string().contains("position 2"), "{err}");
+    // A replay decodes on its own thread and ends at the same record, with the same error.
+    let replayed: Vec<_> = log.replay_range(1, log.head()).collect();
+    assert_eq!(replayed.len(), 2);
+    assert_eq!(replayed[0].as_ref().unwrap().0, 1);
+    assert!(matches!(replayed[1], Err(LogError::Corrupt { position: 2, .. })), "{replayed:?}");
+}
+
+#[test]
+fn a_replay_yields_what_a_read_yields_and_stops_when_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = LogConfig::new(dir.path(), "registration");
+    config.sync_data = false;
+    let log = EventLog::open(config).unwrap();
+    for i in 0..300u32 {
+        append(&log, &format!("s{}", i % 5), ExpectedVersion::Any, 1 + i % 4).unwrap();
+    }
+    let read: Vec<(u64, Envelope)> =
+        log.read_all(1).map(|r| r.unwrap()).map(|r| (r.position(), r.envelope().unwrap())).collect();
+    let replayed: Vec<(u64, Envelope)> = log.replay_range(1, log.head()).map(Result::unwrap).collect();
+    assert_eq!(replayed, read);
+    let tail: Vec<u64> = log.replay_range(400, 410).map(|d| d.unwrap().0).collect();
+    assert_eq!(tail, (400..=410).collect::<Vec<_>>());
+    // Dropped after a few events: the thread ends, and the log closes.
+    let mut early = log.replay_range(1, log.head());
+    assert_eq!(early.nth(9).unwrap().unwrap().0, 10);
+    drop(early);
+    log.close().unwrap();
 }
 
 #[test]

@@ -435,13 +435,12 @@ pub fn replay_onto<S: ReadModel>(
     mut keep: impl FnMut(&Envelope) -> bool,
 ) -> Result<u64, LogError> {
     let mut last = from.saturating_sub(1);
-    for record in log.read_all(from) {
-        let record = record?;
-        let env = record.envelope()?;
+    for decoded in log.replay_range(from, log.head()) {
+        let (position, env) = decoded?;
         if keep(&env) {
-            state.apply(record.position(), &env);
+            state.apply(position, &env);
         }
-        last = record.position();
+        last = position;
     }
     Ok(last)
 }

@@ -67,11 +67,10 @@ pub fn state_at(log: &EventLog, point: &Point) -> Result<State, LogError> {
     if point.reached(&state) {
         return Ok(state);
     }
-    for record in log.read_all(from) {
-        let record = record?;
-        let env = record.envelope()?;
+    for decoded in log.replay_range(from, log.head()) {
+        let (position, env) = decoded?;
         if point.keeps(&env) {
-            state.apply(record.position(), &env);
+            state.apply(position, &env);
             if point.reached(&state) {
                 break;
             }
@@ -92,9 +91,9 @@ pub async fn rebuild(core: &Core<State>, progress: &Arc<RebuildStatus>) -> Resul
     let p = progress.clone();
     let mut fresh = tokio::task::spawn_blocking(move || -> Result<State, LogError> {
         let mut state = State::default();
-        for record in log.read_range(1, total) {
-            let record = record?;
-            state.apply(record.position(), &record.envelope()?);
+        for decoded in log.replay_range(1, total) {
+            let (position, env) = decoded?;
+            state.apply(position, &env);
             p.done.fetch_add(1, Ordering::Relaxed);
         }
         Ok(state)

@@ -304,6 +304,18 @@ impl ProvinceMap {
     }
 }
 
+/// The maps the fold looks up for every event: keyed by the projection's own
+/// numbers and the codes of the loaded trees, so a fast hash (foldhash, seeded per
+/// process) in place of SipHash.
+pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+fn tree_slot(tree: Tree) -> usize {
+    match tree {
+        Tree::Pre2025 => 0,
+        Tree::Y2025 => 1,
+    }
+}
+
 /// The projection's state: trees, facts, cells, and what has been folded in.
 #[derive(Debug, Default)]
 pub struct State {
@@ -313,12 +325,13 @@ pub struct State {
     provinces: ProvinceMap,
     pub models: BTreeMap<String, ModelFact>,
     pub reports: BTreeMap<String, ReportFact>,
-    pub cells: HashMap<CellKey, Cell>,
+    pub cells: FastMap<CellKey, Cell>,
     /// Unit codes of both trees and their numbers, assigned in code order whenever
     /// the trees change (so two projections of the same trees number alike).
-    ids: HashMap<UnitCode, UnitId>,
-    /// Where a contribution at (tree, unit) lands; emptied when the trees change.
-    targets: HashMap<(Tree, UnitCode), Arc<Vec<Target>>>,
+    ids: FastMap<UnitCode, UnitId>,
+    /// Where a contribution at a unit lands, per tree it is recorded in (see
+    /// `tree_slot`); emptied when the trees change.
+    targets: [FastMap<UnitCode, Arc<Vec<Target>>>; 2],
     /// Per source, the source positions folded in (read-your-writes).
     pub seen: BTreeMap<String, Seen>,
     /// Per source, the highest `recorded_at` (seconds) folded in.
@@ -392,7 +405,7 @@ impl State {
 
     /// Where a contribution at `unit` of `from` lands, in both trees (cached).
     fn targets(&mut self, from: Tree, unit: &UnitCode) -> Arc<Vec<Target>> {
-        if let Some(t) = self.targets.get(&(from, unit.clone())) {
+        if let Some(t) = self.targets[tree_slot(from)].get(unit) {
             return t.clone();
         }
         let mut out = Vec::new();
@@ -406,7 +419,7 @@ impl State {
             out.push(Target { tree, units, allocated });
         }
         let out = Arc::new(out);
-        self.targets.insert((from, unit.clone()), out.clone());
+        self.targets[tree_slot(from)].insert(unit.clone(), out.clone());
         out
     }
 
@@ -514,7 +527,7 @@ impl State {
     pub fn renumber(&mut self) {
         self.provinces = ProvinceMap::build(&self.trees);
         self.ids.clear();
-        self.targets.clear();
+        self.targets.iter_mut().for_each(FastMap::clear);
         for tree in TREES {
             for level in [Level::Province, Level::District, Level::Commune] {
                 for u in self.trees.get(tree).descendants_at(None, level) {
