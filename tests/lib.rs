@@ -22,7 +22,9 @@ pub const SECRET: &[u8] = b"dvk-test-secret-0123456789abcdef";
 
 /// The real GSO files shipped with the project.
 pub fn admin_units(file: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/domain/data/admin-units").join(file)
+    Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()))
+        .join("../crates/domain/data/admin-units")
+        .join(file)
 }
 
 /// A token for `role` acting for `unit` ("" for the nation).

@@ -65,7 +65,9 @@ async fn a_python_client_registers_reports_and_reads_the_rollup() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("interop/client.py");
+    let script =
+        Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()))
+            .join("interop/client.py");
     let mut command = tokio::process::Command::new(python());
     command
         .arg(&script)

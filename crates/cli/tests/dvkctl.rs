@@ -12,7 +12,11 @@ use dvk_runtime::settings::{AuthSettings, ServerSettings};
 const SECRET: &str = "dvkctl-test-secret-0123456789abcdef";
 
 fn gso(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../domain/data/admin-units").join(name).display().to_string()
+    Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()))
+        .join("../domain/data/admin-units")
+        .join(name)
+        .display()
+        .to_string()
 }
 
 async fn dvkctl(args: Vec<String>, token: Option<String>, url: String) -> Output {

@@ -49,7 +49,7 @@ const PERIODS: [&str; 13] = [
 ];
 
 fn gso_file() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../domain/data/admin-units/gso-communes-2025-01-04.csv")
+    Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned())).join("../domain/data/admin-units/gso-communes-2025-01-04.csv")
 }
 
 /// Every period above open and on time (as the reporting benchmark's schedule).

@@ -28,7 +28,9 @@ const CONNECTIONS: usize = 8;
 const REQUESTS_PER_RUN: usize = 20_000;
 
 fn gso_file(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../crates/domain/data/admin-units").join(name)
+    Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()))
+        .join("../../crates/domain/data/admin-units")
+        .join(name)
 }
 
 fn token() -> String {

@@ -170,7 +170,8 @@ fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     println!("cores: {}", std::thread::available_parallelism().map_or(0, |n| n.get()));
     let path: PathBuf =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../crates/domain/data/admin-units/gso-communes-2025-01-04.csv");
+        Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()))
+            .join("../../crates/domain/data/admin-units/gso-communes-2025-01-04.csv");
     let file = gso::read(std::fs::File::open(path).unwrap()).unwrap();
     let units: Vec<String> = file.units.iter().filter_map(|(_, u)| u.code.as_ref().map(|c| c.code.clone())).collect();
     let admin = token("admin");
