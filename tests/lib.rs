@@ -20,11 +20,16 @@ use tonic::transport::Channel;
 /// The HS256 secret every test service trusts.
 pub const SECRET: &[u8] = b"dvk-test-secret-0123456789abcdef";
 
+/// This package's directory, as cargo gives it when it runs the tests (a build reused
+/// from a shared target directory by a clone elsewhere would otherwise point at the
+/// clone that built it).
+pub fn package_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), PathBuf::from)
+}
+
 /// The real GSO files shipped with the project.
 pub fn admin_units(file: &str) -> PathBuf {
-    Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()))
-        .join("../crates/domain/data/admin-units")
-        .join(file)
+    package_dir().join("../crates/domain/data/admin-units").join(file)
 }
 
 /// A token for `role` acting for `unit` ("" for the nation).

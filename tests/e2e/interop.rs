@@ -3,7 +3,7 @@
 //! submits a report and reads the roll-up with its write tokens, against the three
 //! services running for real.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use dvk_cli::{gso, import};
@@ -65,9 +65,7 @@ async fn a_python_client_registers_reports_and_reads_the_rollup() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let script =
-        Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()))
-            .join("interop/client.py");
+    let script = dvk_tests::package_dir().join("interop/client.py");
     let mut command = tokio::process::Command::new(python());
     command
         .arg(&script)

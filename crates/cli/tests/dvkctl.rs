@@ -3,7 +3,7 @@
 //! malformed file reported with its line, and the exit codes. A district imports its
 //! communes' reports from a spreadsheet: good rows accepted, bad rows listed by row.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -12,7 +12,8 @@ use dvk_runtime::settings::{AuthSettings, ServerSettings};
 const SECRET: &str = "dvkctl-test-secret-0123456789abcdef";
 
 fn gso(name: &str) -> String {
-    Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()))
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
         .join("../domain/data/admin-units")
         .join(name)
         .display()

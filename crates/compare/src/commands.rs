@@ -49,7 +49,9 @@ const PERIODS: [&str; 13] = [
 ];
 
 fn gso_file() -> PathBuf {
-    Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned())).join("../domain/data/admin-units/gso-communes-2025-01-04.csv")
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join("../domain/data/admin-units/gso-communes-2025-01-04.csv")
 }
 
 /// Every period above open and on time (as the reporting benchmark's schedule).

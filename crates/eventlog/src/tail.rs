@@ -29,7 +29,7 @@ struct Inner {
 impl Tail {
     /// Adds chunks flushed after every chunk held (called before the durable head
     /// moves past them).
-    pub(crate) fn extend(&self, chunks: Vec<Chunk>) {
+    pub(crate) fn extend(&self, chunks: impl IntoIterator<Item = Chunk>) {
         let mut t = self.inner.lock().expect("lock");
         for c in chunks {
             if t.chunks.back().is_some_and(|(_, last, _)| c.0 != last + 1) {

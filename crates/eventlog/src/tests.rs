@@ -20,6 +20,18 @@ fn event(tag: u32) -> Envelope {
     }
 }
 
+/// A log that skips `fdatasync`, for tests that append many times.
+fn open_unsynced(dir: &Path) -> EventLog {
+    let mut config = LogConfig::new(dir, "registration");
+    config.sync_data = false;
+    EventLog::open(config).unwrap()
+}
+
+/// Every event of the log with its position, read (not replayed).
+fn read_decoded(log: &EventLog) -> Vec<(u64, Envelope)> {
+    log.read_all(1).map(|r| r.unwrap()).map(|r| (r.position(), r.envelope().unwrap())).collect()
+}
+
 fn append(log: &EventLog, stream: &str, expected: ExpectedVersion, n: u32) -> Result<Receipt, LogError> {
     log.append_blocking(AppendRequest::new(stream, expected, (0..n).map(event).collect()))
 }
@@ -240,14 +252,11 @@ fn a_flipped_byte_is_an_error_naming_the_position() {
 #[test]
 fn a_replay_yields_what_a_read_yields_and_stops_when_dropped() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = LogConfig::new(dir.path(), "registration");
-    config.sync_data = false;
-    let log = EventLog::open(config).unwrap();
+    let log = open_unsynced(dir.path());
     for i in 0..300u32 {
         append(&log, &format!("s{}", i % 5), ExpectedVersion::Any, 1 + i % 4).unwrap();
     }
-    let read: Vec<(u64, Envelope)> =
-        log.read_all(1).map(|r| r.unwrap()).map(|r| (r.position(), r.envelope().unwrap())).collect();
+    let read = read_decoded(&log);
     let replayed: Vec<(u64, Envelope)> = log.replay_range(1, log.head()).map(Result::unwrap).collect();
     assert_eq!(replayed, read);
     let tail: Vec<u64> = log.replay_range(400, 410).map(|d| d.unwrap().0).collect();
@@ -298,23 +307,18 @@ fn reads_start_anywhere_inside_a_chunk() {
 #[test]
 fn reads_from_the_memory_tail_and_from_disk_agree_across_its_bound() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = LogConfig::new(dir.path(), "registration");
-    config.sync_data = false;
-    let log = EventLog::open(config).unwrap();
+    let log = open_unsynced(dir.path());
     // One chunk per append: more chunks than the tail keeps, so a read from the start
     // goes from disk into memory.
     for i in 0..1100u32 {
         append(&log, &format!("s{}", i % 7), ExpectedVersion::Any, 1 + i % 3).unwrap();
     }
-    let read = |log: &EventLog| -> Vec<(u64, Envelope)> {
-        log.read_all(1).map(|r| r.unwrap()).map(|r| (r.position(), r.envelope().unwrap())).collect()
-    };
-    let mixed = read(&log);
+    let mixed = read_decoded(&log);
     assert_eq!(mixed.iter().map(|(p, _)| *p).collect::<Vec<_>>(), (1..=log.head()).collect::<Vec<_>>());
     assert!(log.shared().tail.find(1).is_none(), "the oldest chunks left the tail");
     assert!(log.shared().tail.find(log.head()).is_some(), "the newest chunk is in the tail");
     log.shared().tail.clear();
-    assert_eq!(read(&log), mixed, "disk alone answers the same");
+    assert_eq!(read_decoded(&log), mixed, "disk alone answers the same");
     for from in [1, 500, log.head() - 5, log.head()] {
         let got: Vec<u64> = log.read_all(from).map(|r| r.unwrap().position()).collect();
         assert_eq!(got, (from..=log.head()).collect::<Vec<_>>(), "from {from}");

@@ -99,7 +99,7 @@ fn flush_loop(shared: &Shared, applied: &mpsc::Receiver<Applied>, failure: &Fail
             Ok(()) => {
                 let head = groups.iter().map(|g| g.head).max().unwrap_or(0);
                 // Readers find the chunks in the tail as soon as they see the new head.
-                shared.tail.extend(groups.iter_mut().flat_map(|g| std::mem::take(&mut g.chunks)).collect());
+                shared.tail.extend(groups.iter_mut().flat_map(|g| std::mem::take(&mut g.chunks)));
                 shared.durable.send_if_modified(|h| {
                     let moved = head > *h;
                     *h = (*h).max(head);

@@ -30,10 +30,10 @@ const TREES_SECRET: &[u8] = b"dvk-workload-secret-0123456789abcdef";
 
 /// A GSO list of `crates/domain/data/admin-units`.
 pub fn gso_file(name: &str) -> gso::GsoFile {
-    let path: PathBuf =
-        Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()))
-            .join("../../crates/domain/data/admin-units")
-            .join(name);
+    let path: PathBuf = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join("../../crates/domain/data/admin-units")
+        .join(name);
     gso::read(std::fs::File::open(path).unwrap()).unwrap()
 }
 

@@ -247,9 +247,8 @@ impl Aggregation {
                 ));
             }
         }
-        let reached = |s: &State| {
-            min.iter().all(|p| p.position == 0 || s.seen.get(&p.source).is_some_and(|x| x.reached(p.position)))
-        };
+        let reached =
+            |s: &State| min.iter().all(|p| s.seen.get(&p.source).map_or(p.position == 0, |x| x.reached(p.position)));
         let mut projected = self.core.projected.clone();
         let wait_all = async {
             loop {

@@ -7,7 +7,7 @@
 //! printed is the median of the runs. Method in BENCHMARKS.md.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use dvk_cli::{gso, import};
@@ -28,7 +28,8 @@ const CONNECTIONS: usize = 8;
 const REQUESTS_PER_RUN: usize = 20_000;
 
 fn gso_file(name: &str) -> PathBuf {
-    Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()))
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
         .join("../../crates/domain/data/admin-units")
         .join(name)
 }

@@ -8,7 +8,7 @@
 //! (default 5); every figure printed is the median of the runs. Method in BENCHMARKS.md.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use dvk_cli::{gso, import};
@@ -169,9 +169,9 @@ fn main() {
     assert!(runs * REQUESTS_PER_RUN <= 10_000 * PERIODS.len(), "more runs than distinct reports");
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     println!("cores: {}", std::thread::available_parallelism().map_or(0, |n| n.get()));
-    let path: PathBuf =
-        Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()))
-            .join("../../crates/domain/data/admin-units/gso-communes-2025-01-04.csv");
+    let path: PathBuf = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join("../../crates/domain/data/admin-units/gso-communes-2025-01-04.csv");
     let file = gso::read(std::fs::File::open(path).unwrap()).unwrap();
     let units: Vec<String> = file.units.iter().filter_map(|(_, u)| u.code.as_ref().map(|c| c.code.clone())).collect();
     let admin = token("admin");
