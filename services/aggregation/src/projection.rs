@@ -78,6 +78,20 @@ pub struct ReportFact {
     pub on_time: bool,
 }
 
+impl ReportFact {
+    fn counted(&self) -> Counted {
+        Counted { latest: self.latest, approved: self.approved, on_time: self.on_time }
+    }
+}
+
+/// What a report adds to the cells it counts in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Counted {
+    latest: Figures,
+    approved: Option<Figures>,
+    on_time: bool,
+}
+
 /// Model counts of a roll-up.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ModelCounts {
@@ -263,6 +277,11 @@ impl Seen {
         if position <= self.watermark {
             return;
         }
+        if position == self.watermark + 1 && self.above.is_empty() {
+            // In order, as a partition delivers: nothing to join up.
+            self.watermark = position;
+            return;
+        }
         self.above.insert(position);
         while self.above.remove(&(self.watermark + 1)) {
             self.watermark += 1;
@@ -323,8 +342,9 @@ pub struct State {
     /// The tree events folded in, payloads only (snapshots carry them).
     pub tree_events: Vec<Envelope>,
     provinces: ProvinceMap,
-    pub models: BTreeMap<String, ModelFact>,
-    pub reports: BTreeMap<String, ReportFact>,
+    /// Facts by model id and by report stream (hashed: looked up once per event).
+    pub models: FastMap<String, ModelFact>,
+    pub reports: FastMap<String, ReportFact>,
     pub cells: FastMap<CellKey, Cell>,
     /// Unit codes of both trees and their numbers, assigned in code order whenever
     /// the trees change (so two projections of the same trees number alike).
@@ -440,12 +460,12 @@ impl State {
         }
     }
 
-    /// Replaces a report's contribution `old` by `new` (same unit, tree and period).
-    fn count_report(&mut self, old: Option<&ReportFact>, new: &ReportFact) {
-        let targets = self.targets(new.tree, &new.unit);
+    /// Replaces a report's contribution `old` by `new` at `unit` of `tree` for `period`.
+    fn count_report(&mut self, tree: Tree, unit: &UnitCode, period: Period, old: Option<Counted>, new: Counted) {
+        let targets = self.targets(tree, unit);
         for t in targets.iter() {
             for u in &t.units {
-                let cell = self.cells.entry((t.tree, *u, new.period)).or_default();
+                let cell = self.cells.entry((t.tree, *u, period)).or_default();
                 for (fact, sign) in old.map(|o| (o, -1)).into_iter().chain([(new, 1)]) {
                     add_figures(&mut cell.all, &fact.latest, sign);
                     cell.all_reports += sign;
@@ -550,7 +570,7 @@ impl State {
         self.models = models;
         let reports = std::mem::take(&mut self.reports);
         for r in reports.values() {
-            self.count_report(None, r);
+            self.count_report(r.tree, &r.unit, r.period, None, r.counted());
         }
         self.reports = reports;
         self.cells.retain(|_, c| *c != Cell::default());
@@ -592,31 +612,37 @@ impl State {
     }
 
     fn report_event(&mut self, stream: &str, event: ReportEvent) {
-        let old = self.reports.get(stream);
-        let mut fact = match (old, &event) {
-            (None, ReportEvent::Submitted { id, tree, revision }) => ReportFact {
-                unit: id.unit.clone(),
-                tree: *tree,
-                period: id.period,
-                latest: revision.figures,
-                approved: None,
-                on_time: revision.on_time,
-            },
+        let (fact, old) = match (self.reports.get_mut(stream), event) {
+            (None, ReportEvent::Submitted { id, tree, revision }) => {
+                let fact = ReportFact {
+                    unit: id.unit,
+                    tree,
+                    period: id.period,
+                    latest: revision.figures,
+                    approved: None,
+                    on_time: revision.on_time,
+                };
+                (&*self.reports.entry(stream.to_owned()).or_insert(fact), None)
+            }
             (None, _) => return,
-            (Some(f), _) => f.clone(),
+            (Some(fact), event) => {
+                let old = fact.counted();
+                match event {
+                    ReportEvent::Submitted { .. } | ReportEvent::Returned { .. } => return,
+                    ReportEvent::Amended { revision } => fact.latest = revision.figures,
+                    // Only the latest revision can be approved, and an approved report is
+                    // not amended until reopened: the approved figures are the latest.
+                    ReportEvent::Approved { .. } => fact.approved = Some(fact.latest),
+                    ReportEvent::Reopened { .. } => fact.approved = None,
+                }
+                if fact.counted() == old {
+                    return;
+                }
+                (&*fact, Some(old))
+            }
         };
-        match event {
-            ReportEvent::Submitted { .. } | ReportEvent::Returned { .. } => {}
-            ReportEvent::Amended { revision } => fact.latest = revision.figures,
-            // Only the latest revision can be approved, and an approved report is not
-            // amended until reopened: the approved figures are the latest.
-            ReportEvent::Approved { .. } => fact.approved = Some(fact.latest),
-            ReportEvent::Reopened { .. } => fact.approved = None,
-        }
-        let old = self.reports.insert(stream.to_owned(), fact.clone());
-        if old.as_ref() != Some(&fact) {
-            self.count_report(old.as_ref(), &fact);
-        }
+        let (tree, unit, period, new) = (fact.tree, fact.unit.clone(), fact.period, fact.counted());
+        self.count_report(tree, &unit, period, old, new);
     }
 
     /// The roll-up at `unit` (None: the nation) of `tree` for `period`.
@@ -737,10 +763,18 @@ impl dvk_runtime::host::ReadModel for State {
         self.position = position;
         self.events += 1;
         if !env.source.is_empty() {
-            self.seen.entry(env.source.clone()).or_default().insert(env.source_position);
+            // Looked up before inserting: the source's name is copied only the first time.
+            match self.seen.get_mut(&env.source) {
+                Some(seen) => seen.insert(env.source_position),
+                None => self.seen.entry(env.source.clone()).or_default().insert(env.source_position),
+            }
             if let Some(t) = env.recorded_at {
-                let latest = self.latest_time.entry(env.source.clone()).or_insert(t.seconds);
-                *latest = (*latest).max(t.seconds);
+                match self.latest_time.get_mut(&env.source) {
+                    Some(latest) => *latest = (*latest).max(t.seconds),
+                    None => {
+                        self.latest_time.insert(env.source.clone(), t.seconds);
+                    }
+                }
             }
         }
         let Some(payload) = &env.payload else { return };
