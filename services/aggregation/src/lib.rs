@@ -113,12 +113,10 @@ async fn snapshots(core: Core<State>, every: u64, mut stop: watch::Receiver<bool
         };
         let now = *projected.borrow();
         if now > last && (stopping || now - last >= every) {
-            let (position, bytes) = {
-                let state = core.state.read().await;
-                (state.position, snapshot::encode(&state))
-            };
+            let encoded = snapshot::encode(&*core.state.read().await);
+            let position = encoded.position;
             let log = core.log.clone();
-            let saved = tokio::task::spawn_blocking(move || snapshot::save(&log, position, bytes)).await;
+            let saved = tokio::task::spawn_blocking(move || snapshot::save(&log, encoded)).await;
             match saved {
                 Ok(Ok(())) => {
                     tracing::debug!(position, "roll-ups snapshot saved");

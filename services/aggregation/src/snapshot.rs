@@ -1,6 +1,6 @@
-//! Snapshots of the projection: the tree events, the facts and the positions seen, as
-//! protobuf bytes (prost), stored in the aggregation's log with a checksum. The cells
-//! are not stored: loading derives them from the facts, exactly as the projection does.
+//! Snapshots of the projection: the tree events, the facts, the cells and the positions
+//! seen, as protobuf bytes (prost), stored in the aggregation's log with a checksum.
+//! The cells are stored so that loading need not derive them again from the facts.
 //!
 //! Snapshots are kept in a ring of the last few (`rollups-ring-N`, each with a small
 //! head saying which positions it includes): the newest starts the service, and
@@ -146,9 +146,28 @@ fn flow_in(f: &FlowPb) -> Result<(dvk_domain::Date, Flow), DomainError> {
     Ok((date, flow))
 }
 
-/// The snapshot of a state.
-pub fn encode(state: &State) -> Vec<u8> {
-    SnapshotPb {
+/// A state encoded for saving: the snapshot and its head (what it includes).
+#[derive(Debug)]
+pub struct Encoded {
+    pub position: u64,
+    pub data: Vec<u8>,
+    pub head: Vec<u8>,
+}
+
+/// The snapshot of a state, with its head.
+pub fn encode(state: &State) -> Encoded {
+    let seen: Vec<SeenPb> = state
+        .seen
+        .iter()
+        .map(|(source, s)| SeenPb {
+            source: source.clone(),
+            watermark: s.watermark,
+            above: s.above.iter().copied().collect(),
+            latest_time: state.latest_time.get(source).copied().unwrap_or(0),
+        })
+        .collect();
+    let head = SnapshotPb { position: state.position, seen: seen.clone(), ..SnapshotPb::default() }.encode_to_vec();
+    let data = SnapshotPb {
         position: state.position,
         events: state.events,
         tree_events: state.tree_events.clone(),
@@ -175,16 +194,7 @@ pub fn encode(state: &State) -> Vec<u8> {
                 on_time: r.on_time,
             })
             .collect(),
-        seen: state
-            .seen
-            .iter()
-            .map(|(source, s)| SeenPb {
-                source: source.clone(),
-                watermark: s.watermark,
-                above: s.above.iter().copied().collect(),
-                latest_time: state.latest_time.get(source).copied().unwrap_or(0),
-            })
-            .collect(),
+        seen,
         cells: state
             .cells_with_codes()
             .into_iter()
@@ -196,13 +206,8 @@ pub fn encode(state: &State) -> Vec<u8> {
             })
             .collect(),
     }
-    .encode_to_vec()
-}
-
-/// What a snapshot holds, without its contents: which positions it includes.
-pub fn seen_only(bytes: &[u8]) -> Result<Vec<u8>, prost::DecodeError> {
-    let pb = SnapshotPb::decode(bytes)?;
-    Ok(SnapshotPb { position: pb.position, seen: pb.seen, ..SnapshotPb::default() }.encode_to_vec())
+    .encode_to_vec();
+    Encoded { position: state.position, data, head }
 }
 
 /// Decodes only what says which events a snapshot holds (for `as_of`).
@@ -220,6 +225,9 @@ pub fn decode(bytes: &[u8]) -> Result<State, String> {
     for env in pb.tree_events {
         state.replay_tree_event(env);
     }
+    state.models.reserve(pb.models.len());
+    state.reports.reserve(pb.reports.len());
+    state.cells.reserve(pb.cells.len());
     for m in pb.models {
         let fact = ModelFact {
             unit: dvk_domain::UnitCode::parse("unit", &m.unit).map_err(d)?,
@@ -262,14 +270,13 @@ pub fn ring_head_name(slot: u64) -> String {
     format!("{}-head", ring_name(slot))
 }
 
-/// Saves `bytes` (a state at `position`) in the ring slot after the newest, then its
-/// head (the positions it includes): a crash between the two leaves the slot's old head,
-/// which no longer matches and is ignored.
-pub fn save(log: &EventLog, position: u64, bytes: Vec<u8>) -> Result<(), LogError> {
+/// Saves a snapshot in the ring slot after the newest, then its head (the positions it
+/// includes): a crash between the two leaves the slot's old head, which no longer
+/// matches and is ignored.
+pub fn save(log: &EventLog, snapshot: Encoded) -> Result<(), LogError> {
     let slot = heads(log)?.iter().max_by_key(|(_, p)| *p).map_or(0, |(slot, _)| slot + 1) % RING;
-    let head =
-        seen_only(&bytes).map_err(|e| LogError::CorruptSnapshot { name: ring_name(slot), reason: e.to_string() })?;
-    log.save_snapshot(&ring_name(slot), &Snapshot { position, data: bytes })?;
+    let Encoded { position, data, head } = snapshot;
+    log.save_snapshot(&ring_name(slot), &Snapshot { position, data })?;
     log.save_snapshot(&ring_head_name(slot), &Snapshot { position, data: head })
 }
 
