@@ -44,6 +44,8 @@ static ALLOCATOR: dvk_runtime::Allocator = dvk_runtime::Allocator;
 
 const SECRET: &[u8] = b"dvk-bench-secret-0123456789abcdef";
 const CLIENTS: usize = 64;
+/// The connections the `GetRollup` clients share.
+const CONNECTIONS: usize = 8;
 const QUERIES_PER_RUN: usize = 50_000;
 /// The rate of the scheduled `GetRollup` runs: the target throughput.
 const PACED_RATE: f64 = 20_000.0;
@@ -57,7 +59,26 @@ fn req<T>(m: T, token: &str) -> tonic::Request<T> {
     import::authorized(m, token).unwrap()
 }
 
-/// `GetRollup` from `CLIENTS` clients over 8 connections, `QUERIES_PER_RUN` in all, over
+/// `runs` runs of `rollups`: the queries/s of each, and the medians of p50 and p99 (ms).
+fn rollup_runs(
+    rt: &tokio::runtime::Runtime,
+    runs: usize,
+    addr: SocketAddr,
+    token: &str,
+    targets: &[(Tree, Option<String>)],
+    rate: Option<f64>,
+) -> (Vec<f64>, f64, f64) {
+    let (mut rates, mut p50s, mut p99s) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let (r, p50, p99) = rt.block_on(rollups(addr, token, targets, rate));
+        rates.push(r);
+        p50s.push(p50);
+        p99s.push(p99);
+    }
+    (rates, median(p50s), median(p99s))
+}
+
+/// `GetRollup` from `CLIENTS` clients over `CONNECTIONS` connections, `QUERIES_PER_RUN` in all, over
 /// units of every level in both trees: as fast as answers come (`rate` None) or on a
 /// schedule of `rate` queries/s in all, each timed from when it was due. Returns the
 /// queries/s achieved, p50 and p99 (ms).
@@ -68,14 +89,13 @@ async fn rollups(
     rate: Option<f64>,
 ) -> (f64, f64, f64) {
     let mut clients = Vec::new();
-    let conns = 8;
-    for _ in 0..conns {
+    for _ in 0..CONNECTIONS {
         clients.push(AggregationServiceClient::new(channel(addr).await));
     }
     let started = tokio::time::Instant::now();
     let mut tasks = Vec::new();
     for c in 0..CLIENTS {
-        let mut client = clients[c % conns].clone();
+        let mut client = clients[c % CONNECTIONS].clone();
         let token = token.to_owned();
         let targets = targets.to_vec();
         tasks.push(tokio::spawn(async move {
@@ -228,24 +248,23 @@ fn main() {
     let log = prepare_log(dir.path(), &rt);
     let head = log.head();
     println!("prepared a log of {head} events in {:.1} s", t.elapsed().as_secs_f64());
-    let mut rates = Vec::new();
-    let mut state = dvk_aggregation::State::default();
-    for _ in 0..if part('b') { runs } else { 0 } {
-        let t = Instant::now();
-        let (s, last) = dvk_runtime::host::replay::<dvk_aggregation::State>(&log).unwrap();
-        let secs = t.elapsed().as_secs_f64();
-        assert_eq!(last, head);
-        rates.push(head as f64 / secs);
-        state = s;
-    }
     if part('b') {
+        let mut rates = Vec::new();
+        let mut state = dvk_aggregation::State::default();
+        for _ in 0..runs {
+            let t = Instant::now();
+            let (s, last) = dvk_runtime::host::replay::<dvk_aggregation::State>(&log).unwrap();
+            let secs = t.elapsed().as_secs_f64();
+            assert_eq!(last, head);
+            rates.push(head as f64 / secs);
+            state = s;
+        }
         let each: Vec<String> = rates.iter().map(|r| format!("{r:.0}")).collect();
         println!("(b) rebuild of {head} events: median {:.0} events/s  (runs: {})", median(rates), each.join(", "));
         let reports = state.reports.len();
         let models = state.models.len();
         println!("    {models} models, {reports} reports, {} cells", state.cells.len());
     }
-    drop(state);
 
     // (d) as_of: the service's snapshot ring over the log (one every 125,000 events),
     // then points at 30 %, 60 % and 90 % of the reporting events.
@@ -268,7 +287,8 @@ fn main() {
         println!("    the newest snapshot (position {position}) loads in {:.2} s", t.elapsed().as_secs_f64());
         drop(state);
     }
-    for share in if part('d') { &[30, 60, 90][..] } else { &[] } {
+    let shares: &[u64] = if part('d') { &[30, 60, 90] } else { &[] };
+    for share in shares {
         let bound = reporting_head * share / 100;
         let point = dvk_aggregation::asof::Point::Positions(BTreeMap::from([("reporting".to_owned(), bound)]));
         let mut secs = Vec::new();
@@ -312,42 +332,20 @@ fn main() {
         // Closed loop: each client sends its next query when the last one answers, so
         // the rate is the most the service gives and the latencies include the queue of
         // 64 calls in flight.
-        let mut rates = Vec::new();
-        let mut p50s = Vec::new();
-        let mut p99s = Vec::new();
-        for _ in 0..runs {
-            let (rate, p50, p99) = rt.block_on(rollups(addr, &analyst, &targets, None));
-            rates.push(rate);
-            p50s.push(p50);
-            p99s.push(p99);
-        }
+        let (rates, p50, p99) = rollup_runs(&rt, runs, addr, &analyst, &targets, None);
         let each: Vec<String> = rates.iter().map(|r| format!("{r:.0}")).collect();
         println!(
-            "(c) GetRollup, {CLIENTS} clients over 8 connections, closed loop: median {:.0}/s, p50 {:.2} ms, p99 {:.2} ms  (runs: {})",
+            "(c) GetRollup, {CLIENTS} clients over {CONNECTIONS} connections, closed loop: median {:.0}/s, p50 {p50:.2} ms, p99 {p99:.2} ms  (runs: {})",
             median(rates),
-            median(p50s),
-            median(p99s),
             each.join(", ")
         );
         // At the target rate: the clients send on a fixed schedule (20,000/s in all),
         // each query timed from when it was due, so a late answer also delays the
         // queries behind it and counts (no coordinated omission).
-        let mut rates = Vec::new();
-        let mut p50s = Vec::new();
-        let mut p99s = Vec::new();
-        for _ in 0..runs {
-            let (rate, p50, p99) = rt.block_on(rollups(addr, &analyst, &targets, Some(PACED_RATE)));
-            rates.push(rate);
-            p50s.push(p50);
-            p99s.push(p99);
-        }
-        let each: Vec<String> = p99s.iter().map(|r| format!("{r:.2}")).collect();
+        let (rates, p50, p99) = rollup_runs(&rt, runs, addr, &analyst, &targets, Some(PACED_RATE));
         println!(
-            "(c) GetRollup, {CLIENTS} clients at {PACED_RATE}/s: achieved {:.0}/s, p50 {:.2} ms, p99 {:.2} ms  (p99 of the runs: {})",
+            "(c) GetRollup, {CLIENTS} clients at {PACED_RATE}/s: achieved {:.0}/s, p50 {p50:.2} ms, p99 {p99:.2} ms",
             median(rates),
-            median(p50s),
-            median(p99s),
-            each.join(", ")
         );
         drop(servers);
     }
