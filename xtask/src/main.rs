@@ -428,7 +428,13 @@ fn bench_compare() -> anyhow::Result<()> {
     {
         let pg = Postgres::start(&bin)?;
         let mut c = Command::new(target.join("release/dvk-compare"));
-        c.current_dir(root()).env("DVK_COMPARE_PG", pg.url()).env("DVK_TANSU", &tansu).env("DVK_COMPARE_OUT", &out);
+        // The binary finds its data from `CARGO_MANIFEST_DIR` as `cargo run` would set
+        // it; inherited from this process it would name the xtask's directory instead.
+        c.current_dir(root())
+            .env("CARGO_MANIFEST_DIR", root().join("crates/compare"))
+            .env("DVK_COMPARE_PG", pg.url())
+            .env("DVK_TANSU", &tansu)
+            .env("DVK_COMPARE_OUT", &out);
         run("side-by-side benchmarks", c)?;
     }
     let runs: usize = std::env::var("DVK_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);

@@ -17,6 +17,7 @@
 //!
 //! Each request creates a new model or report (a new stream / aggregate).
 
+use anyhow::Context as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -499,7 +500,8 @@ pub async fn compare(pg: &str, runs: usize) -> anyhow::Result<String> {
     anyhow::ensure!(runs * requests <= 10_000 * PERIODS.len(), "more reports than distinct (unit, period) pairs");
     let admin = token("admin");
     let reporter = token("reporter");
-    let file = gso::read(std::fs::File::open(gso_file())?)?;
+    let path = gso_file();
+    let file = gso::read(std::fs::File::open(&path).with_context(|| format!("open {}", path.display()))?)?;
     let units: Arc<Vec<String>> =
         Arc::new(file.units.iter().filter_map(|(_, u)| u.code.as_ref().map(|c| c.code.clone())).collect());
     let communes: Arc<Vec<String>> = Arc::new(units.iter().filter(|c| c.len() == 5).cloned().collect());
