@@ -159,6 +159,77 @@ async fn rollups(
     (lat.len() as f64 / secs, percentile(&lat, 0.5), percentile(&lat, 0.99))
 }
 
+/// Part (c) with the aggregation's runtime on `server_threads` worker threads and the
+/// clients' on `client_threads`: `GetRollup` from 64 clients over the prepared log in
+/// `dir`, closed loop and on schedule, with each client.
+fn rollup_part(
+    dir: &Path,
+    server_threads: usize,
+    client_threads: usize,
+    runs: usize,
+    analyst: &str,
+    pre: &dvk_cli::gso::GsoFile,
+    new: &dvk_cli::gso::GsoFile,
+) {
+    let servers = start(dir, None, true, server_threads);
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(client_threads).enable_all().build().unwrap();
+    let mut targets: Vec<(Tree, Option<String>)> = vec![(Tree::Pre2025, None), (Tree::Y2025, None)];
+    for (tree, file) in [(Tree::Pre2025, pre), (Tree::Y2025, new)] {
+        targets.extend(file.units.iter().map(|(_, u)| (tree, Some(u.code.as_ref().unwrap().code.clone()))));
+    }
+    // The service answers once it has loaded its snapshot: wait for that first.
+    rt.block_on(async {
+        let mut client = AggregationServiceClient::new(channel(servers.addrs[0]).await);
+        let r = pa::GetRollupRequest {
+            period: Some(pc::Period { code: "2024".into() }),
+            tree: pc::Tree::Pre2025 as i32,
+            ..Default::default()
+        };
+        client.get_rollup(req(r, analyst)).await.unwrap();
+    });
+    let addr = servers.addrs[0];
+    // Closed loop: each client sends its next query when the last one answers, so
+    // the rate is the most the service gives and the latencies include the queue of
+    // 64 calls in flight. At the target rate: the clients send on a fixed schedule
+    // (20,000/s in all), each query timed from when it was due, so a late answer also
+    // delays the queries behind it and counts (no coordinated omission). Each with
+    // the lean client (the headline: less of the 2 cores spent on load generation)
+    // and with tonic's.
+    for kind in [Client::Lean, Client::Tonic] {
+        for rate in [None, Some(PACED_RATE)] {
+            let (rates, p50, p99) = rollup_runs(&rt, runs, addr, analyst, &targets, rate, kind);
+            let each: Vec<String> = rates.iter().map(|r| format!("{r:.0}")).collect();
+            let how = rate.map_or("closed loop".to_owned(), |r| format!("scheduled at {r:.0}/s"));
+            println!(
+                "(c) GetRollup, server {server_threads} / clients {client_threads} worker threads, {CLIENTS} {kind:?} clients over {CONNECTIONS} connections, {how}: median {:.0}/s, p50 {:.2} ms, p99 {:.2} ms  (runs: {}; p99 runs: {})",
+                median(rates.clone()),
+                median(p50),
+                median(p99.clone()),
+                each.join(", "),
+                p99.iter().map(|x| format!("{x:.2}")).collect::<Vec<_>>().join(", "),
+            );
+        }
+    }
+    drop(servers);
+}
+
+/// The splits of the 2 cores that part (c) runs with, as `server:clients` worker
+/// threads: `DVK_BENCH_THREADS` (default `2:2,1:1`: both runtimes on both cores, as
+/// the other parts run; and a core's worth of threads each, as when the clients are
+/// other machines).
+fn thread_splits() -> Vec<(usize, usize)> {
+    let spec = std::env::var("DVK_BENCH_THREADS").unwrap_or_else(|_| "2:2,1:1".into());
+    spec.split(',')
+        .map(|s| {
+            let parse = |t: &str| t.trim().parse::<usize>().ok().filter(|n| *n > 0);
+            match s.split_once(':').map(|(a, b)| (parse(a), parse(b))) {
+                Some((Some(a), Some(b))) => (a, b),
+                _ => panic!("DVK_BENCH_THREADS: {s:?} is not server:clients worker threads (for example 2:2)"),
+            }
+        })
+        .collect()
+}
+
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(|a, b| a.total_cmp(b));
     xs[xs.len() / 2]
@@ -208,13 +279,13 @@ impl Drop for Servers {
 
 /// Registration, reporting and aggregation linked through Kafka (or, for the
 /// aggregation alone over a prepared log, `kafka` = None and no registration).
-fn start(dir: &Path, kafka: Option<dvk_bus::kafka::KafkaConfig>, only_aggregation: bool) -> Servers {
+fn start(dir: &Path, kafka: Option<dvk_bus::kafka::KafkaConfig>, only_aggregation: bool, threads: usize) -> Servers {
     let dir = dir.to_owned();
     std::fs::write(dir.join("secret"), SECRET).unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build().unwrap();
         rt.block_on(async move {
             let until = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
                 let _ = rx.wait_for(|s| *s).await;
@@ -336,52 +407,16 @@ fn main() {
     let analyst = token("analyst");
     if part('c') {
         // (c) GetRollup from 64 clients, the aggregation serving that log.
-        let servers = start(dir.path(), None, true);
-        let mut targets: Vec<(Tree, Option<String>)> = vec![(Tree::Pre2025, None), (Tree::Y2025, None)];
-        for (tree, file) in [(Tree::Pre2025, &pre), (Tree::Y2025, &new)] {
-            targets.extend(file.units.iter().map(|(_, u)| (tree, Some(u.code.as_ref().unwrap().code.clone()))));
+        for (server_threads, client_threads) in thread_splits() {
+            rollup_part(dir.path(), server_threads, client_threads, runs, &analyst, &pre, &new);
         }
-        // The service answers once it has loaded its snapshot: wait for that first.
-        rt.block_on(async {
-            let mut client = AggregationServiceClient::new(channel(servers.addrs[0]).await);
-            let r = pa::GetRollupRequest {
-                period: Some(pc::Period { code: "2024".into() }),
-                tree: pc::Tree::Pre2025 as i32,
-                ..Default::default()
-            };
-            client.get_rollup(req(r, &analyst)).await.unwrap();
-        });
-        let addr = servers.addrs[0];
-        // Closed loop: each client sends its next query when the last one answers, so
-        // the rate is the most the service gives and the latencies include the queue of
-        // 64 calls in flight. At the target rate: the clients send on a fixed schedule
-        // (20,000/s in all), each query timed from when it was due, so a late answer also
-        // delays the queries behind it and counts (no coordinated omission). Each with
-        // the lean client (the headline: less of the 2 cores spent on load generation)
-        // and with tonic's.
-        for kind in [Client::Lean, Client::Tonic] {
-            for rate in [None, Some(PACED_RATE)] {
-                let (rates, p50, p99) = rollup_runs(&rt, runs, addr, &analyst, &targets, rate, kind);
-                let each: Vec<String> = rates.iter().map(|r| format!("{r:.0}")).collect();
-                let how = rate.map_or("closed loop".to_owned(), |r| format!("scheduled at {r:.0}/s"));
-                println!(
-                    "(c) GetRollup, {CLIENTS} {kind:?} clients over {CONNECTIONS} connections, {how}: median {:.0}/s, p50 {:.2} ms, p99 {:.2} ms  (runs: {}; p99 runs: {})",
-                    median(rates.clone()),
-                    median(p50),
-                    median(p99.clone()),
-                    each.join(", "),
-                    p99.iter().map(|x| format!("{x:.2}")).collect::<Vec<_>>().join(", "),
-                );
-            }
-        }
-        drop(servers);
     }
 
     if part('a') {
         // (a) Freshness over the broker at 1,000 writes/s.
         let broker = support::Broker::memory();
         let fresh_dir = tempfile::tempdir().unwrap();
-        let servers = start(fresh_dir.path(), Some(broker.kafka()), false);
+        let servers = start(fresh_dir.path(), Some(broker.kafka()), false, 2);
         let communes: Vec<String> = pre
             .units
             .iter()
