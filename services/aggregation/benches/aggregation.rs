@@ -11,8 +11,9 @@
 //! trees (imported through a registration service) and generated model and report
 //! events in the proportions of the field. `DVK_BENCH_RUNS` (default 5) sets the runs;
 //! every figure printed is the median. `DVK_BENCH_PARTS` (default `abcd`) picks the
-//! parts measured. Needs the broker (`cargo xtask bench
-//! aggregation` installs it). Method in BENCHMARKS.md.
+//! parts measured, `DVK_BENCH_THREADS` (default `2:2,1:1`) the splits of the cores
+//! between the service's and the clients' worker threads in part (c). Needs the
+//! broker (`cargo xtask bench aggregation` installs it). Method in BENCHMARKS.md.
 
 mod lean;
 #[path = "../../../crates/bus/tests/support.rs"]
