@@ -17,9 +17,8 @@
 //!
 //! Each request creates a new model or report (a new stream / aggregate).
 
-use anyhow::Context as _;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -38,7 +37,7 @@ use dvk_proto::reporting::v1::{ListReportsRequest, ListReportsResponse, SubmitRe
 use serde::{Deserialize, Serialize};
 use tonic::transport::Channel;
 
-use crate::{Run, Summary, env_usize, ratio, settings, thousands, token};
+use crate::{Run, Summary, env_usize, ratio, settings, thousands, token, workload};
 
 const WRITERS: usize = 64;
 const CONNECTIONS: usize = 8;
@@ -48,12 +47,6 @@ const PERIODS: [&str; 13] = [
     "2021-H1", "2021-H2", "2021", "2022-H1", "2022-H2", "2022", "2023-H1", "2023-H2", "2023", "2024-H1", "2024-H2",
     "2024", "2025-H1",
 ];
-
-fn gso_file() -> PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
-        .join("../domain/data/admin-units/gso-communes-2025-01-04.csv")
-}
 
 /// Every period above open and on time (as the reporting benchmark's schedule).
 pub(crate) fn schedule() -> Schedule {
@@ -500,8 +493,7 @@ pub async fn compare(pg: &str, runs: usize) -> anyhow::Result<String> {
     anyhow::ensure!(runs * requests <= 10_000 * PERIODS.len(), "more reports than distinct (unit, period) pairs");
     let admin = token("admin");
     let reporter = token("reporter");
-    let path = gso_file();
-    let file = gso::read(std::fs::File::open(&path).with_context(|| format!("open {}", path.display()))?)?;
+    let file = workload::gso_file(workload::TREE_FILES[0]);
     let units: Arc<Vec<String>> =
         Arc::new(file.units.iter().filter_map(|(_, u)| u.code.as_ref().map(|c| c.code.clone())).collect());
     let communes: Arc<Vec<String>> = Arc::new(units.iter().filter(|c| c.len() == 5).cloned().collect());

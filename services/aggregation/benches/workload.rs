@@ -34,7 +34,8 @@ pub fn gso_file(name: &str) -> gso::GsoFile {
         .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
         .join("../../crates/domain/data/admin-units")
         .join(name);
-    gso::read(std::fs::File::open(path).unwrap()).unwrap()
+    let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    gso::read(file).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }
 
 /// The pre-2025 list and the 2025 conversion table.
