@@ -339,12 +339,43 @@ async fn a_districts_communes_report_and_one_is_returned_amended_and_approved() 
     }
     assert_eq!(seen, COMMUNES.map(|c| format!("report-{c}-2025-H1")));
 
+    // An id reads in every form a write accepts (the period in lower case, as a client
+    // may build it): the same report, its history, and the page after it.
+    let typed = "report-07192-2025-h1";
+    let read = get(&mut client, typed, 0).await;
+    assert_eq!(read, latest);
+    assert_eq!(read.report_id, "report-07192-2025-H1");
+    let typed_history = client
+        .get_report_history(req(
+            pr::GetReportHistoryRequest { report_id: typed.into(), ..Default::default() },
+            &token("reporter", "07192"),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(typed_history, history);
+    let after = client
+        .list_reports(req(
+            pr::ListReportsRequest {
+                unit: unit(DISTRICT),
+                period: period("2025-H1"),
+                page_token: typed.into(),
+                ..Default::default()
+            },
+            &token("analyst", DISTRICT),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let ids: Vec<&str> = after.reports.iter().map(|r| r.report_id.as_str()).collect();
+    assert_eq!(ids, ["report-07195-2025-H1", "report-07198-2025-H1"]);
+
     // Reopened by the district, the report can change again.
     client
         .reopen_report(req(
             pr::ReopenReportRequest {
                 request_id: "reopen-1".into(),
-                report_id: "report-07192-2025-H1".into(),
+                report_id: "report-07192-2025-h1".into(),
                 expected_version: 4,
                 reason: "Rà soát lại quỹ".into(),
             },

@@ -33,13 +33,21 @@ fn invalid(field: &str, why: impl Into<String>) -> Status {
     status::domain(DomainError::invalid(field, why))
 }
 
-/// The report `id`, if it exists and lies in the caller's subtree.
-fn readable<'s>(state: &'s State, caller: &Caller, id: &str, method: &str) -> Result<&'s ReportEntry, Status> {
+/// The report `id`, if it exists and lies in the caller's subtree, with its id in
+/// canonical form: an id reads in every form a write accepts (`report-001-2024-h1` is
+/// `report-001-2024-H1`).
+fn readable<'s>(
+    state: &'s State,
+    caller: &Caller,
+    id: &str,
+    method: &str,
+) -> Result<(String, &'s ReportEntry), Status> {
     let parsed = ReportId::parse("report_id", id).map_err(status::domain)?;
-    let entry = state.reports.get(id).ok_or_else(|| Status::not_found(format!("report {id} not found")))?;
+    let id = parsed.as_string();
+    let entry = state.reports.get(&id).ok_or_else(|| Status::not_found(format!("report {id} not found")))?;
     let tree = entry.report.state().map_or(parsed.period.reporting_tree(), |r| r.tree);
     caller.require_scope(&state.trees, tree, &parsed.unit, method)?;
-    Ok(entry)
+    Ok((id, entry))
 }
 
 /// The units expected to report on `tree`: `root` (unless it is the nation) and every
@@ -330,9 +338,9 @@ impl ReportingService for Reporting {
                 let caller = self.core.caller(&request)?;
                 let req = request.into_inner();
                 let state = self.core.state.read().await;
-                let entry = readable(&state, &caller, &req.report_id, "GetReport")?;
+                let (id, entry) = readable(&state, &caller, &req.report_id, "GetReport")?;
                 let revision = (req.revision != 0).then_some(req.revision);
-                Ok(Response::new(Self::report_out(&req.report_id, entry, revision)?))
+                Ok(Response::new(Self::report_out(&id, entry, revision)?))
             })
             .await
     }
@@ -376,10 +384,11 @@ impl ReportingService for Reporting {
                     Ok(s) => Some(s),
                     Err(_) => return Err(invalid("status", "is not a report status")),
                 };
-                let after = req.page_token.as_str();
-                if !after.is_empty() {
-                    ReportId::parse("page_token", after).map_err(status::domain)?;
-                }
+                let after = match req.page_token.as_str() {
+                    "" => String::new(),
+                    t => ReportId::parse("page_token", t).map_err(status::domain)?.as_string(),
+                };
+                let after = after.as_str();
                 let state = self.core.state.read().await;
                 if let Some(u) = &unit {
                     let known = match tree {
@@ -487,11 +496,11 @@ impl ReportingService for Reporting {
                 let caller = self.core.caller(&request)?;
                 let req = request.into_inner();
                 let size = page_size(req.page_size)?;
-                {
+                let id = {
                     let state = self.core.state.read().await;
-                    readable(&state, &caller, &req.report_id, "GetReportHistory")?;
-                }
-                let (events, next) = self.core.history(&req.report_id, size, &req.page_token)?;
+                    readable(&state, &caller, &req.report_id, "GetReportHistory")?.0
+                };
+                let (events, next) = self.core.history(&id, size, &req.page_token)?;
                 Ok(Response::new(pr::GetReportHistoryResponse { events, next_page_token: next }))
             })
             .await
