@@ -442,6 +442,9 @@ async fn every_refusal_names_its_field_or_rule_and_writes_nothing() {
         ("negative", invalid(|f| f.workdays = -1), "figures.workdays"),
         ("overflowing", invalid(|f| f.funds_mobilized = Some(Money { vnd: i64::MAX })), "figures.funds_mobilized.vnd"),
         ("unknown period", submit("bad", "07195", "2025-H3", figures(10)), "period"),
+        // A stage is a five-year term (2021-2025): others would overlap it.
+        ("a stage of four years", submit("bad", "07195", "2021-2024", figures(10)), "period"),
+        ("a stage across two terms", submit("bad", "07195", "2020-2024", figures(10)), "period"),
         ("no unit", submit("bad", "", "2025-H1", figures(10)), "unit"),
         ("unit not in the period's tree", submit("bad", "99999", "2025-H1", figures(10)), "unit"),
     ];
@@ -450,6 +453,13 @@ async fn every_refusal_names_its_field_or_rule_and_writes_nothing() {
         assert_eq!(e.code(), Code::InvalidArgument, "{what}: {e:?}");
         assert!(violations(&e).contains(&field.to_owned()), "{what}: {:?}", violations(&e));
     }
+
+    let e = client
+        .submit_report(req(submit("bad", "07195", "2020-2024", figures(1)), &token("reporter", "07195")))
+        .await
+        .unwrap_err();
+    assert!(e.message().contains("a stage is a five-year term of the movement"), "{e:?}");
+    assert!(e.message().contains("2020 is in 2016-2020"), "{e:?}");
 
     // A report for a unit outside the caller's scope.
     let e = client.submit_report(req(submit("x", "07195", "2025-H1", figures(1)), &reporter)).await.unwrap_err();

@@ -1,5 +1,6 @@
-//! Reporting periods: half-years (`2024-H1`), years (`2024`) and multi-year stages
-//! (`2021-2025`), with parsing, formatting, date bounds and containment.
+//! Reporting periods: half-years (`2024-H1`), years (`2024`) and stages, the
+//! movement's five-year terms (`2021-2025`), with parsing, formatting, date bounds and
+//! containment.
 
 use std::fmt;
 use std::str::FromStr;
@@ -11,8 +12,11 @@ use crate::unit::Tree;
 /// The first and last year a period may name.
 pub const FIRST_YEAR: u16 = 2000;
 pub const LAST_YEAR: u16 = 2100;
-/// The longest stage, in years (the movement's stages are five years).
-pub const MAX_STAGE_YEARS: u16 = 10;
+/// A stage is a five-year term of the movement: 2016–2020, 2021–2025, 2026–2030, …
+/// (so two stages never overlap).
+pub const STAGE_YEARS: u16 = 5;
+/// The longest stage logs written before stages were fixed to terms may hold.
+const MAX_RECORDED_STAGE_YEARS: u16 = 10;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Half {
@@ -34,13 +38,26 @@ pub enum Period {
     Half { year: u16, half: Half },
     /// Tổng kết năm: `2024`.
     Year(u16),
-    /// Giai đoạn: `2021-2025`, both years included.
+    /// Giai đoạn: `2021-2025`, both years included; a five-year term (see
+    /// [`STAGE_YEARS`]) unless read back from an old log.
     Stage { first: u16, last: u16 },
 }
 
 impl Period {
-    /// Parses a period code; `field` names the input in the error.
+    /// Parses a period code; `field` names the input in the error. A stage must be a
+    /// five-year term of the movement (`2021-2025`, `2026-2030`, …).
     pub fn parse(field: &str, s: &str) -> Result<Self, DomainError> {
+        Self::parse_with(field, s, true)
+    }
+
+    /// Parses a period read back from a log or a snapshot: as [`Period::parse`], but a
+    /// stage of 2 to 10 years is accepted as it was before stages were fixed to terms,
+    /// so that old logs replay.
+    pub fn parse_recorded(field: &str, s: &str) -> Result<Self, DomainError> {
+        Self::parse_with(field, s, false)
+    }
+
+    fn parse_with(field: &str, s: &str, terms_only: bool) -> Result<Self, DomainError> {
         let s = s.trim();
         let bad = |why: &str| {
             DomainError::invalid(
@@ -67,12 +84,27 @@ impl Period {
                 if last <= first {
                     return Err(bad("a stage ends after it starts"));
                 }
-                if last - first + 1 > MAX_STAGE_YEARS {
-                    return Err(bad(&format!("a stage spans at most {MAX_STAGE_YEARS} years")));
+                if terms_only {
+                    let term = Self::term_of(first);
+                    if term != (Self::Stage { first, last }) {
+                        return Err(bad(&format!(
+                            "a stage is a five-year term of the movement: 2016-2020, 2021-2025, 2026-2030, …; \
+                             {first} is in {term}"
+                        )));
+                    }
+                } else if last - first + 1 > MAX_RECORDED_STAGE_YEARS {
+                    return Err(bad(&format!("a stage spans at most {MAX_RECORDED_STAGE_YEARS} years")));
                 }
                 Ok(Self::Stage { first, last })
             }
         }
+    }
+
+    /// The stage (five-year term) that `year` falls in.
+    fn term_of(year: u16) -> Period {
+        // Terms start in 2016, 2021, 2026, …: years one past a multiple of five.
+        let first = year - (year + STAGE_YEARS - 1) % STAGE_YEARS;
+        Self::Stage { first, last: first + STAGE_YEARS - 1 }
     }
 
     pub fn kind(self) -> PeriodKind {
@@ -197,6 +229,45 @@ mod tests {
     }
 
     #[test]
+    fn a_stage_is_a_five_year_term_of_the_movement() {
+        for s in ["2016-2020", "2021-2025", "2026-2030"] {
+            assert_eq!(p(s).to_string(), s);
+        }
+        // Any other span would let one unit hold overlapping stage reports.
+        for s in ["2021-2024", "2021-2026", "2022-2026", "2020-2024", "2021-2030", "2024-2025"] {
+            let err = Period::parse("period", s).unwrap_err();
+            assert_eq!(err.violations()[0].field, "period", "{s}");
+            assert!(err.to_string().contains("five-year term"), "{s}: {err}");
+        }
+        let err = Period::parse("period", "2022-2026").unwrap_err();
+        assert!(err.to_string().contains("2022 is in 2021-2025"), "{err}");
+    }
+
+    #[test]
+    fn stages_never_overlap() {
+        let stages: Vec<Period> = (FIRST_YEAR..=LAST_YEAR)
+            .flat_map(|first| (first + 1..=LAST_YEAR).map(move |last| (first, last)))
+            .filter_map(|(first, last)| Period::parse("period", &format!("{first}-{last}")).ok())
+            .collect();
+        assert_eq!(stages.len(), 20, "2001-2005 to 2096-2100");
+        for (i, a) in stages.iter().enumerate() {
+            for b in &stages[i + 1..] {
+                assert!(a.end() < b.start() || b.end() < a.start(), "{a} and {b} overlap");
+            }
+        }
+    }
+
+    #[test]
+    fn recorded_stages_of_the_old_rule_still_read_back() {
+        // Logs written before stages were fixed to five-year terms may hold others.
+        let old = Period::parse_recorded("period", "2020-2024").unwrap();
+        assert_eq!(old, Period::Stage { first: 2020, last: 2024 });
+        assert_eq!(old.to_string(), "2020-2024");
+        assert!(Period::parse_recorded("period", "2000-2020").is_err());
+        assert_eq!(Period::parse_recorded("period", "2024-h1").unwrap(), p("2024-H1"));
+    }
+
+    #[test]
     fn bounds_are_the_calendar_halves() {
         assert_eq!(p("2024-H1").end().to_string(), "2024-06-30");
         assert_eq!(p("2024-H2").start().to_string(), "2024-07-01");
@@ -234,9 +305,9 @@ mod tests {
             (FIRST_YEAR..=LAST_YEAR, any::<bool>())
                 .prop_map(|(year, h)| Period::Half { year, half: if h { Half::H1 } else { Half::H2 } }),
             (FIRST_YEAR..=LAST_YEAR).prop_map(Period::Year),
-            (FIRST_YEAR..LAST_YEAR, 1u16..MAX_STAGE_YEARS).prop_filter_map("in range", |(first, len)| {
-                let last = first + len;
-                (last <= LAST_YEAR).then_some(Period::Stage { first, last })
+            (FIRST_YEAR..=LAST_YEAR).prop_filter_map("in range", |y| {
+                let stage = Period::term_of(y);
+                (stage.start().year() >= i32::from(FIRST_YEAR)).then_some(stage)
             }),
         ]
     }

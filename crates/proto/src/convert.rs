@@ -564,6 +564,15 @@ pub fn period_in(field: &str, p: Option<&pc::Period>) -> Result<Period, DomainEr
     }
 }
 
+/// A period read back from a stored event or snapshot: stages written before they were
+/// fixed to five-year terms still decode (see [`Period::parse_recorded`]).
+pub fn recorded_period_in(field: &str, p: Option<&pc::Period>) -> Result<Period, DomainError> {
+    match p {
+        Some(p) if !p.code.trim().is_empty() => Period::parse_recorded(field, &p.code),
+        _ => Err(DomainError::invalid(field, "is required")),
+    }
+}
+
 pub fn period_out(p: Period) -> pc::Period {
     pc::Period { code: p.to_string() }
 }
@@ -605,7 +614,7 @@ pub fn report_event_in(p: &pe::envelope::Payload) -> Result<Option<ReportEvent>,
         P::ReportSubmitted(r) => ReportEvent::Submitted {
             id: ReportId {
                 unit: unit_in("unit", r.unit.as_ref()).map_err(d)?,
-                period: period_in("period", r.period.as_ref()).map_err(d)?,
+                period: recorded_period_in("period", r.period.as_ref()).map_err(d)?,
             },
             tree: tree_in("tree", r.tree).map_err(d)?,
             revision: Revision {
@@ -667,6 +676,21 @@ mod tests {
         }
         assert_eq!(figures_in(Some(&figures_out(&figures))), figures);
         assert_eq!(period_in("period", None).unwrap_err().violations()[0].field, "period");
+    }
+
+    #[test]
+    fn stage_reports_of_old_logs_still_decode() {
+        use pe::envelope::Payload as P;
+        // A stage report written before stages were fixed to five-year terms.
+        let submitted = P::ReportSubmitted(pe::ReportSubmitted {
+            unit: Some(pc::UnitCode { code: "01".into() }),
+            period: Some(pc::Period { code: "2020-2024".into() }),
+            tree: pc::Tree::Pre2025 as i32,
+            revision: 1,
+            ..Default::default()
+        });
+        let Some(ReportEvent::Submitted { id, .. }) = report_event_in(&submitted).unwrap() else { panic!() };
+        assert_eq!(id.as_string(), "report-01-2020-2024");
     }
 
     fn date(s: &str) -> Date {

@@ -240,7 +240,7 @@ pub fn decode(bytes: &[u8]) -> Result<State, String> {
         let fact = ReportFact {
             unit: dvk_domain::UnitCode::parse("unit", &r.unit).map_err(d)?,
             tree: convert::tree_in("tree", r.tree).map_err(d)?,
-            period: Period::parse("period", &r.period).map_err(d)?,
+            period: Period::parse_recorded("period", &r.period).map_err(d)?,
             latest: convert::figures_in(r.latest.as_ref()),
             approved: r.approved.as_ref().map(|f| convert::figures_in(Some(f))),
             on_time: r.on_time,
@@ -257,7 +257,7 @@ pub fn decode(bytes: &[u8]) -> Result<State, String> {
             if c.unit.is_empty() { None } else { Some(dvk_domain::UnitCode::parse("unit", &c.unit).map_err(d)?) };
         let cell = crate::projection::Cell::from_values(&c.values).ok_or("a stored cell has the wrong length")?;
         let tree = convert::tree_in("tree", c.tree).map_err(d)?;
-        let period = Period::parse("period", &c.period).map_err(d)?;
+        let period = Period::parse_recorded("period", &c.period).map_err(d)?;
         if !state.restore_cell(tree, unit.as_ref(), period, cell) {
             return Err(format!("a stored cell names {}, which is not in the trees", c.unit));
         }
