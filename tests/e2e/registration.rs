@@ -100,6 +100,22 @@ async fn the_real_gso_lists_import_with_the_published_counts_and_again_as_a_noop
         .into_inner();
     assert_eq!(island.child_count, 0);
     assert_eq!(island.record.unwrap().name, "Huyện Bạch Long Vĩ");
+    // Names are stored with single spaces, though the list has "Xã Cò  Nòi" (04138) and
+    // "Xã  Hoàng Văn Thụ" (06178).
+    let reader = client.clone();
+    let name = |tree: Tree, code: &'static str| {
+        let mut client = reader.clone();
+        async move {
+            let u = client
+                .get_unit(req(pr::GetUnitRequest { tree: tree as i32, code: unit(code) }, &token("analyst", "")))
+                .await
+                .unwrap()
+                .into_inner();
+            u.record.unwrap().name
+        }
+    };
+    assert_eq!(name(Tree::Pre2025, "04138").await, "Xã Cò Nòi");
+    assert_eq!(name(Tree::Pre2025, "06178").await, "Xã Hoàng Văn Thụ");
 
     let new = import_file(&mut client, "gso-reorganization-2025-07-01.csv").await;
     assert_eq!(new.units.units_added, 34 + 3_321);
@@ -115,6 +131,9 @@ async fn the_real_gso_lists_import_with_the_published_counts_and_again_as_a_noop
     assert_eq!(violations(&no_districts), ["level"], "no districts since 2025");
     let links = new.links.unwrap();
     assert!(links.links_added > 10_000, "{links:?}");
+    // "Xã  Hòa Khánh" and "Phường Kinh Môn      " in the 2025 list.
+    assert_eq!(name(Tree::Tree2025, "27979").await, "Xã Hòa Khánh");
+    assert_eq!(name(Tree::Tree2025, "10675").await, "Phường Kinh Môn");
 
     // The mapping: Phường Trúc Bạch (00004) went wholly into Phường Ba Đình (00004).
     let old = client
@@ -164,6 +183,42 @@ async fn the_real_gso_lists_import_with_the_published_counts_and_again_as_a_noop
     }
     assert_eq!(seen.len(), 63);
     assert!(seen.windows(2).all(|w| w[0] < w[1]));
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_models_names_are_stored_with_single_spaces_and_its_descriptions_keep_their_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("registration");
+    let service = Service::registration(&data).await;
+    let mut client = service.client().await;
+    import_file(&mut client, "gso-communes-2025-01-04.csv").await;
+    let mut request = register("spaced", "00001");
+    let d = request.details.as_mut().unwrap();
+    d.name = "Mô hình  \"Dân vận khéo\"\n  giữ gìn   vệ sinh".into();
+    d.runner_name = "Chi hội\tPhụ nữ  tổ 3".into();
+    d.objectives = "1. Thu gom rác\n2.  Trồng cây".into();
+    let written = client.register_model(req(request, &token("reporter", "00001"))).await.unwrap().into_inner();
+    let get = |mut client: Client| {
+        let id = written.model_id.clone();
+        async move {
+            let m = client
+                .get_model(req(pr::GetModelRequest { model_id: id }, &token("analyst", "")))
+                .await
+                .unwrap()
+                .into_inner();
+            m.details.unwrap()
+        }
+    };
+    let stored = get(client.clone()).await;
+    assert_eq!(stored.name, "Mô hình \"Dân vận khéo\" giữ gìn vệ sinh");
+    assert_eq!(stored.runner_name, "Chi hội Phụ nữ tổ 3");
+    assert_eq!(stored.objectives, "1. Thu gom rác\n2.  Trồng cây");
+    // A restart replays the log to the same names.
+    drop(client);
+    service.stop().await;
+    let service = Service::registration(&data).await;
+    assert_eq!(get(service.client().await).await, stored);
     service.stop().await;
 }
 

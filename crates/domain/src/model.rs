@@ -135,9 +135,12 @@ impl ModelDetails {
         let t = |name: &str, value: &str, max: usize, required: bool, v: &mut Violations| {
             v.check(text::clean(&f(name), value, max, required)).unwrap_or_default()
         };
-        let name = t("name", &d.name, MAX_NAME, true, &mut v);
-        let runner_name = t("runner_name", &d.runner_name, MAX_NAME, true, &mut v);
-        let sponsor_name = t("sponsor_name", &d.sponsor_name, MAX_NAME, false, &mut v);
+        let n = |name: &str, value: &str, required: bool, v: &mut Violations| {
+            v.check(text::name(&f(name), value, MAX_NAME, required)).unwrap_or_default()
+        };
+        let name = n("name", &d.name, true, &mut v);
+        let runner_name = n("runner_name", &d.runner_name, true, &mut v);
+        let sponsor_name = n("sponsor_name", &d.sponsor_name, false, &mut v);
         let rationale = t("rationale", &d.rationale, MAX_TEXT, false, &mut v);
         let objectives = t("objectives", &d.objectives, MAX_TEXT, true, &mut v);
         let method = t("method", &d.method, MAX_TEXT, false, &mut v);
@@ -197,8 +200,8 @@ pub struct Decision {
 impl Decision {
     pub fn new(prefix: &str, number: &str, date: Option<Date>, issuer: &str) -> Result<Self, DomainError> {
         let mut v = Violations::new();
-        let number = v.check(text::clean(&format!("{prefix}.number"), number, MAX_CODE, true));
-        let issuer = v.check(text::clean(&format!("{prefix}.issuer"), issuer, MAX_NAME, false));
+        let number = v.check(text::name(&format!("{prefix}.number"), number, MAX_CODE, true));
+        let issuer = v.check(text::name(&format!("{prefix}.issuer"), issuer, MAX_NAME, false));
         if date.is_none() {
             v.push(format!("{prefix}.date"), "is required");
         }
@@ -618,6 +621,24 @@ mod tests {
         let mut raw = draft();
         raw.name = "  Da\u{302}n va\u{323}\u{302}n khe\u{301}o  ".into();
         assert_eq!(ModelDetails::new(raw, "details").unwrap().name, "Dân vận khéo");
+    }
+
+    #[test]
+    fn names_are_stored_with_single_spaces_and_descriptions_keep_their_lines() {
+        let raw = ModelDetailsDraft {
+            name: "Mô hình  \"Dân vận khéo\"\n xây dựng  nông thôn mới".into(),
+            runner_name: "Chi hội\tPhụ nữ  tổ 3".into(),
+            sponsor_name: "Hội LHPN  phường Phúc Xá".into(),
+            objectives: "1. Bê tông hoá 2 km\n2.  Lắp đèn".into(),
+            ..draft()
+        };
+        let stored = ModelDetails::new(raw, "details").unwrap();
+        assert_eq!(stored.name, "Mô hình \"Dân vận khéo\" xây dựng nông thôn mới");
+        assert_eq!(stored.runner_name, "Chi hội Phụ nữ tổ 3");
+        assert_eq!(stored.sponsor_name, "Hội LHPN phường Phúc Xá");
+        assert_eq!(stored.objectives, "1. Bê tông hoá 2 km\n2.  Lắp đèn");
+        let decision = Decision::new("decision", "12/QĐ-UBND", Some(d("2024-06-01")), "UBND  huyện").unwrap();
+        assert_eq!(decision.issuer, "UBND huyện");
     }
 
     #[test]

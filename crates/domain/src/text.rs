@@ -1,5 +1,6 @@
 //! Free text from users: trimmed, normalised to Unicode NFC (Vietnamese is often typed
-//! in decomposed form), free of control characters and bounded in length.
+//! in decomposed form), free of control characters and bounded in length. Names are
+//! one line with single spaces; longer text (a summary, a reason) keeps its lines.
 
 use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfc_quick};
 
@@ -37,6 +38,19 @@ pub fn clean(field: &str, value: &str, max: usize, required: bool) -> Result<Str
     Ok(text)
 }
 
+/// A name (of a unit, a model, its runner or sponsor, an issuing body, a decision
+/// number): as [`clean`], and every run of whitespace inside it (double spaces, tabs,
+/// line breaks, no-break spaces, as the GSO lists and pasted text carry them) becomes
+/// one space, so that names read, compare and search the same however they were typed.
+pub fn name(field: &str, value: &str, max: usize, required: bool) -> Result<String, DomainError> {
+    // Most names have single spaces already: only the others are rebuilt.
+    let inner = value.trim();
+    if !inner.contains("  ") && !inner.contains(|c: char| c.is_whitespace() && c != ' ') {
+        return clean(field, value, max, required);
+    }
+    clean(field, &inner.split_whitespace().collect::<Vec<_>>().join(" "), max, required)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,6 +84,26 @@ mod tests {
         assert_eq!(clean("f", "a\nb", 10, false).unwrap(), "a\nb");
     }
 
+    #[test]
+    fn names_are_one_line_with_single_spaces() {
+        // As in the GSO list: "Xã Cò  Nòi" (04138), "Xã  Hoàng Văn Thụ" (06178).
+        assert_eq!(name("name", "Xã Cò  Nòi", MAX_NAME, true).unwrap(), "Xã Cò Nòi");
+        assert_eq!(name("name", "Xã  Hoàng Văn Thụ", MAX_NAME, true).unwrap(), "Xã Hoàng Văn Thụ");
+        assert_eq!(
+            name("name", " Mô hình\t\"Dân vận khéo\"\n  xã A ", MAX_NAME, true).unwrap(),
+            "Mô hình \"Dân vận khéo\" xã A"
+        );
+        assert_eq!(name("name", "Thôn\u{a0}\u{a0}3", MAX_NAME, true).unwrap(), "Thôn 3");
+        assert!(name("name", "a\u{0}b", MAX_NAME, true).is_err());
+        assert_eq!(name("details.name", "  ", MAX_NAME, true).unwrap_err().violations()[0].field, "details.name");
+    }
+
+    #[test]
+    fn longer_text_keeps_its_lines_and_spacing() {
+        let summary = "1. Kết quả:\n   - 12 mô hình\n\n2. Tồn tại";
+        assert_eq!(clean("summary", summary, MAX_SUMMARY, false).unwrap(), summary);
+    }
+
     proptest::proptest! {
         // The quick check is only a shortcut: every accepted text equals the full NFC
         // normalisation of the trimmed input, composed or not (Vietnamese letters with
@@ -78,6 +112,13 @@ mod tests {
         fn cleaned_text_is_the_nfc_of_the_input(value in "[ a-zA-Zàáạảãâầấậẩẫăằắặẳẵđêềếệểễôồốộổỗơờớợởỡưừứựửữ\\u{300}\\u{301}\\u{302}\\u{303}\\u{306}\\u{309}\\u{31b}\\u{323}]{0,40}") {
             let expected: String = value.trim().nfc().collect();
             proptest::prop_assert_eq!(clean("f", &value, 1_000, false).unwrap(), expected);
+        }
+
+        #[test]
+        fn a_name_has_no_run_of_whitespace_and_keeps_its_words(value in "[ \t\na-zđắ]{0,40}") {
+            let n = name("f", &value, 1_000, false).unwrap();
+            proptest::prop_assert!(!n.contains("  ") && !n.contains(['\t', '\n']));
+            proptest::prop_assert_eq!(n.split(' ').filter(|w| !w.is_empty()).collect::<Vec<_>>(), value.split_whitespace().collect::<Vec<_>>());
         }
     }
 }

@@ -194,8 +194,8 @@ impl Unit {
         if !tree.has_level(level) {
             v.push("level", format!("the {} tree has no {level:?} level", tree.name()));
         }
-        let name = v.check(text::clean("name", name, text::MAX_NAME, true));
-        let english_name = v.check(text::clean("english_name", english_name, text::MAX_NAME, false));
+        let name = v.check(text::name("name", name, text::MAX_NAME, true));
+        let english_name = v.check(text::name("english_name", english_name, text::MAX_NAME, false));
         match (&parent, tree.parent_level(level)) {
             (None, Some(Level::Nation)) => {}
             (Some(p), Some(expected)) if expected != Level::Nation && p.level() == expected => {}

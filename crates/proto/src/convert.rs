@@ -693,6 +693,22 @@ mod tests {
         assert_eq!(id.as_string(), "report-01-2020-2024");
     }
 
+    #[test]
+    fn names_stored_with_double_spaces_still_decode_with_single_spaces() {
+        // As stored before names were collapsed.
+        let record = pe::UnitRecord {
+            code: Some(pc::UnitCode { code: "04138".into() }),
+            name: "Xã Cò  Nòi".into(),
+            kind: pc::UnitKind::Commune as i32,
+            parent: Some(pc::UnitCode { code: "125".into() }),
+            ..Default::default()
+        };
+        assert_eq!(unit_record_in("units[0]", Tree::Pre2025, &record).unwrap().name, "Xã Cò Nòi");
+        let mut stored = details_out(&details());
+        stored.name = "Dân  vận khéo".into();
+        assert_eq!(details_in(Some(&stored)).unwrap().name, "Dân vận khéo");
+    }
+
     fn date(s: &str) -> Date {
         Date::parse("d", s).unwrap()
     }
