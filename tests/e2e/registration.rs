@@ -594,10 +594,9 @@ async fn an_oversized_message_is_refused_and_writes_nothing() {
     let mut request = register("huge", "00001");
     request.details.as_mut().unwrap().objectives = "x".repeat(17 << 20);
     let e = client.register_model(req(request, &token("admin", ""))).await.unwrap_err();
-    // The server stops reading past its limit: the client sees the refusal, or the
-    // stream reset while it was still sending.
-    let refused = matches!(e.code(), Code::ResourceExhausted | Code::OutOfRange)
-        || (e.code() == Code::Internal && e.message().contains("h2"));
+    // The server answers as soon as it reads the message's length, and stops reading:
+    // the client sees RESOURCE_EXHAUSTED, or, still sending, its own stream reset.
+    let refused = e.code() == Code::ResourceExhausted || (e.code() == Code::Internal && e.message().contains("h2"));
     assert!(refused, "{e:?}");
     assert_eq!(service.log.head(), head);
     // The service still answers.
@@ -608,5 +607,55 @@ async fn an_oversized_message_is_refused_and_writes_nothing() {
         ))
         .await;
     assert!(ok.is_ok(), "{ok:?}");
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_over_the_size_limit_is_resource_exhausted_both_ways() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = dvk_tests::settings(&dir.path().join("registration"), None);
+    settings.max_message_bytes = 256 << 10;
+    let service = Service::registration_with_settings(settings).await;
+    let mut client = service.client().await;
+    let csv = "Tỉnh Thành Phố,Mã TP,Quận Huyện,Mã QH,Phường Xã,Mã PX,Cấp,Tên Tiếng Anh\n\
+               Thành phố Hà Nội,01,Quận Ba Đình,001,Phường Phúc Xá,00001,Phường,\n";
+    let file = gso::read(csv.as_bytes()).unwrap();
+    import::import(&mut client, &token("admin", ""), &file, "t", |_| {}).await.unwrap();
+    let head = service.log.head();
+    // A request over the limit (small enough to be sent whole before the answer).
+    let mut request = register("huge", "00001");
+    request.details.as_mut().unwrap().objectives = "x".repeat(300 << 10);
+    let e = client.register_model(req(request, &token("admin", ""))).await.unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    assert!(e.message().contains("found 307"), "{e:?}");
+    assert!(e.message().contains("the limit is: 262144 bytes"), "{e:?}");
+    assert_eq!(service.log.head(), head, "nothing written");
+    // Four models with every description at its longest (5,000 letters of 3 bytes):
+    // each request is about 100 KiB, the list of all four about 400 KiB.
+    let long = "ệ".repeat(5_000);
+    for i in 0..4 {
+        let mut request = register(&format!("long-{i}"), "00001");
+        let d = request.details.as_mut().unwrap();
+        for text in [
+            &mut d.rationale,
+            &mut d.objectives,
+            &mut d.method,
+            &mut d.area,
+            &mut d.target_group,
+            &mut d.implementing_forces,
+            &mut d.expected_outputs,
+        ] {
+            text.clone_from(&long);
+        }
+        client.register_model(req(request, &token("admin", ""))).await.unwrap();
+    }
+    // An answer over the limit.
+    let all = |page_size| req(pr::ListModelsRequest { page_size, ..Default::default() }, &token("analyst", ""));
+    let e = client.list_models(all(0)).await.unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    assert!(e.message().contains("the limit is: 262144 bytes"), "{e:?}");
+    // Smaller pages are served.
+    let page = client.list_models(all(2)).await.unwrap().into_inner();
+    assert_eq!(page.models.len(), 2);
     service.stop().await;
 }

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod host;
 pub mod limit;
 pub mod metrics;
+pub mod oversize;
 pub mod server;
 pub mod settings;
 pub mod shutdown;

@@ -46,8 +46,14 @@ impl Readiness {
     }
 }
 
-/// The router every service is served with: the per-caller limit in front.
-pub type ServiceRouter = Router<tower_layer::Stack<crate::limit::CallerLimitLayer, tower_layer::Identity>>;
+/// The router every service is served with: the per-caller limit in front, and
+/// messages over the size limit answered RESOURCE_EXHAUSTED.
+pub type ServiceRouter = Router<
+    tower_layer::Stack<
+        crate::oversize::OversizeLayer,
+        tower_layer::Stack<crate::limit::CallerLimitLayer, tower_layer::Identity>,
+    >,
+>;
 
 /// Why TLS settings cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +100,7 @@ pub async fn router(
     }
     let router = builder
         .layer(crate::limit::CallerLimitLayer::new(max_calls_per_caller))
+        .layer(crate::oversize::OversizeLayer)
         .add_service(health)
         .add_service(reflection);
     Ok((router, readiness))
