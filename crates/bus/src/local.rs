@@ -20,10 +20,23 @@ pub struct LocalSource {
 impl LocalSource {
     /// Follows `upstream`, resuming after the position stored in `consumer`'s log.
     pub fn new(upstream: &EventLog, consumer: &EventLog) -> Result<Self, BusError> {
-        let cursor_key = format!("local/{}/cursor", upstream.source()).into_bytes();
-        let cursor = consumer.meta(&cursor_key)?.and_then(|v| v.try_into().ok()).map_or(0, u64::from_be_bytes);
-        Ok(Self { cursor_key, source: upstream.source().to_owned(), sub: upstream.subscribe(cursor + 1) })
+        let cursor = Self::received(upstream, consumer)?;
+        Ok(Self {
+            cursor_key: cursor_key(upstream),
+            source: upstream.source().to_owned(),
+            sub: upstream.subscribe(cursor + 1),
+        })
     }
+
+    /// The last position of `upstream`'s log that `consumer` has received (0 for none):
+    /// `consumer` holds every event `upstream` originated up to there.
+    pub fn received(upstream: &EventLog, consumer: &EventLog) -> Result<u64, BusError> {
+        Ok(consumer.meta(&cursor_key(upstream))?.and_then(|v| v.try_into().ok()).map_or(0, u64::from_be_bytes))
+    }
+}
+
+fn cursor_key(upstream: &EventLog) -> Vec<u8> {
+    format!("local/{}/cursor", upstream.source()).into_bytes()
 }
 
 impl EventSource for LocalSource {

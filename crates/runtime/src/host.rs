@@ -560,7 +560,8 @@ impl<S: ReadModel> Host<S> {
     }
 
     /// Serves `router` (with the service added) on `listener` until `shutdown`
-    /// resolves; calls `ready` once it answers. Then: health NOT_SERVING, drain
+    /// resolves; calls `ready` once it answers (see [`server::Ready`]: health turns
+    /// SERVING first, or, [`server::Gated`], once its gate opens). Then: health NOT_SERVING, drain
     /// in-flight requests (bounded by the shutdown timeout), stop the background tasks
     /// and close the log.
     pub async fn serve(
@@ -568,7 +569,7 @@ impl<S: ReadModel> Host<S> {
         router: ServiceRouter,
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
-        ready: impl FnOnce(),
+        ready: impl server::Ready,
     ) -> Result<(), HostError> {
         let Self { core, readiness, stop_tx, mut tasks, settings, name } = self;
         if let Some(addr) = settings.health_listen {
@@ -599,14 +600,44 @@ impl<S: ReadModel> Host<S> {
                 }
             }));
         }
-        readiness.serving().await;
-        tracing::info!(service = name, addr = ?listener.local_addr().ok(), "serving");
-        ready();
+        let addr = listener.local_addr().ok();
+        let (answering, gate) = ready.split();
+        let held = gate.is_some();
+        let open = {
+            let (core, readiness) = (core.clone(), readiness.clone());
+            async move {
+                if let Some(gate) = gate {
+                    gate.await;
+                    // What was loaded meanwhile is in the read models before callers come.
+                    let _ = core.projected(core.log.head()).await;
+                }
+                readiness.serving().await;
+                tracing::info!(service = name, ?addr, "serving");
+            }
+        };
+        let opening = if held {
+            tracing::info!(service = name, ?addr, "answering; health stays NOT_SERVING until loading is done");
+            answering();
+            Some(open)
+        } else {
+            open.await;
+            answering();
+            None
+        };
         let drain_timeout = settings.shutdown_timeout;
         let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
         let readiness2 = readiness.clone();
         let signal = async move {
-            shutdown.await;
+            match opening {
+                None => shutdown.await,
+                Some(open) => {
+                    tokio::pin!(shutdown);
+                    tokio::select! {
+                        () = &mut shutdown => {}
+                        () = open => (&mut shutdown).await,
+                    }
+                }
+            }
             readiness2.not_serving().await;
             let _ = drain_tx.send(());
         };

@@ -46,6 +46,42 @@ impl Readiness {
     }
 }
 
+/// What a service does once it answers (the `ready` argument of `serve`). A closure is
+/// called once health says SERVING; [`Gated`] is called as soon as the service answers
+/// and keeps health at NOT_SERVING until its gate opens and the read models include
+/// the log as it then stands.
+pub trait Ready: Send + 'static {
+    /// The callback, and what health waits for before it turns SERVING (`None`: nothing).
+    fn split(self) -> (Box<dyn FnOnce() + Send>, Option<crate::host::BoxShutdown>);
+}
+
+impl<F: FnOnce() + Send + 'static> Ready for F {
+    fn split(self) -> (Box<dyn FnOnce() + Send>, Option<crate::host::BoxShutdown>) {
+        (Box::new(self), None)
+    }
+}
+
+/// A service that answers (so that its owner can load it through its API) but stays
+/// NOT_SERVING on health until `gate` resolves: probes and load balancers keep other
+/// callers away until then.
+pub struct Gated<F> {
+    /// Called once the service answers.
+    pub answering: F,
+    pub gate: crate::host::BoxShutdown,
+}
+
+impl<F> std::fmt::Debug for Gated<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gated").finish_non_exhaustive()
+    }
+}
+
+impl<F: FnOnce() + Send + 'static> Ready for Gated<F> {
+    fn split(self) -> (Box<dyn FnOnce() + Send>, Option<crate::host::BoxShutdown>) {
+        (Box::new(self.answering), Some(self.gate))
+    }
+}
+
 /// The router every service is served with: the per-caller limit in front, and
 /// messages over the size limit answered RESOURCE_EXHAUSTED.
 pub type ServiceRouter = Router<

@@ -85,7 +85,7 @@ pub async fn serve(
     log: EventLog,
     links: Links,
     shutdown: impl Future<Output = ()> + Send + 'static,
-    ready: impl FnOnce(),
+    ready: impl dvk_runtime::server::Ready,
 ) -> Result<(), Error> {
     let (mut host, router) = Host::<State>::start(SERVICE_NAME, SOURCE, log, &settings, None).await?;
     for (source, upstream) in [("registration", links.registration), ("reporting", links.reporting)] {

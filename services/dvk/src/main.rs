@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use dvk_eventlog::EventLog;
 
 /// See `dvk_runtime::Allocator`.
 #[global_allocator]
@@ -101,6 +102,22 @@ async fn wait_for_rollups(
     Ok(())
 }
 
+/// Waits until each follower in this process holds its upstream's log up to the head it
+/// has now: reporting follows registration, and then the aggregation both.
+async fn followers_caught_up(
+    registration: &EventLog,
+    reporting: &EventLog,
+    aggregation: &EventLog,
+) -> anyhow::Result<()> {
+    for (upstream, consumer) in [(registration, reporting), (registration, aggregation), (reporting, aggregation)] {
+        let head = upstream.head();
+        while dvk_bus::local::LocalSource::received(upstream, consumer)? < head {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    Ok(())
+}
+
 fn run(args: Args) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     std::fs::create_dir_all(&args.data_dir)
@@ -155,10 +172,20 @@ fn run(args: Args) -> anyhow::Result<()> {
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
+        // Every service answers at once (the first start loads the trees through them) but
+        // says NOT_SERVING on health until what this start loads is in: until then a
+        // write at a real commune would be refused as "not a unit".
         let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(3);
+        let (loaded_tx, loaded_rx) = tokio::sync::watch::channel(false);
         let ready = |tx: tokio::sync::mpsc::Sender<()>| {
-            move || {
-                let _ = tx.try_send(());
+            let mut loaded = loaded_rx.clone();
+            dvk_runtime::server::Gated {
+                answering: move || {
+                    let _ = tx.try_send(());
+                },
+                gate: Box::pin(async move {
+                    let _ = loaded.wait_for(|l| *l).await;
+                }),
             }
         };
         let mut services = tokio::task::JoinSet::new();
@@ -191,7 +218,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             aggregation_listener,
             aggregation_settings,
             100_000,
-            aggregation_log,
+            aggregation_log.clone(),
             links,
             stopped(stop_rx.clone()),
             ready(ready_tx),
@@ -244,6 +271,14 @@ fn run(args: Args) -> anyhow::Result<()> {
         } else if first_start || args.demo {
             println!("JWT keys are configured, so nothing is loaded: import the trees with `dvkctl units import`.");
         }
+        tokio::select! {
+            r = followers_caught_up(&registration_log, &reporting_log, &aggregation_log) => r?,
+            r = services.join_next() => {
+                if let Some(r) = r { r??; }
+                anyhow::bail!("a service stopped unexpectedly");
+            }
+        }
+        let _ = loaded_tx.send(true);
         if let Some(secret) = &dev_secret_file {
             println!("Development token secret: {}", secret.display());
             println!("Try:");

@@ -219,3 +219,157 @@ fn an_analyst_reads_the_demo_through_dvkctl_and_a_restart_shows_the_same_numbers
     assert_eq!(again, h1);
     assert!(terminate(&mut child).success());
 }
+
+/// Starts dvk and returns as soon as it has said where the three services listen (a
+/// first start then goes on loading); the rest of its output is read in the background.
+fn start_answering(data_dir: &std::path::Path, extra: &[&str]) -> (Running, Vec<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dvk"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(extra)
+        .args(["--registration-listen", "127.0.0.1:0", "--reporting-listen", "127.0.0.1:0"])
+        .args(["--aggregation-listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("dvk starts");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut lines = Vec::new();
+    while !lines.iter().any(|l: &String| l.trim_start().starts_with("aggregation") && l.contains("gRPC on")) {
+        let mut line = String::new();
+        assert!(out.read_line(&mut line).expect("read") > 0, "dvk stopped before it listened: {lines:?}");
+        lines.push(line.trim_end().to_owned());
+    }
+    std::thread::spawn(move || for _ in out.lines() {});
+    (Running(child), lines)
+}
+
+#[test]
+fn health_says_serving_only_once_the_first_start_has_loaded_the_trees() {
+    use dvk_proto::common::v1 as pc;
+    use dvk_proto::events::v1 as pe;
+    use dvk_proto::{aggregation::v1 as pa, registration::v1 as pr, reporting::v1 as pp};
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+
+    let dir = tempfile::tempdir().unwrap();
+    // Every half-year open for reports, whatever today is.
+    let schedule = dir.path().join("schedule.toml");
+    std::fs::write(
+        &schedule,
+        "[half_year]\nopens_before_end = 36500\ndue_after_end = 36500\nlocks_after_end = 36500\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let (mut child, lines) = start_answering(&data, &["--schedule-file", schedule.to_str().unwrap()]);
+    let secret = std::fs::read(data.join("dev-jwt-secret")).unwrap();
+    let claims = dvk_runtime::auth::Claims {
+        sub: "test".into(),
+        role: "admin".into(),
+        unit: String::new(),
+        exp: dvk_runtime::auth::now_secs() + 3600,
+    };
+    let token = dvk_runtime::auth::mint_hs256(secret.trim_ascii(), &claims).unwrap();
+    fn authorized<T>(m: T, token: &str) -> tonic::Request<T> {
+        dvk_cli::import::authorized(m, token).unwrap()
+    }
+    let token = token.as_str();
+    let date = |year, month, day| Some(pc::Date { year, month, day });
+    let model = |unit: &str, year| pr::RegisterModelRequest {
+        request_id: format!("model-{unit}"),
+        unit: Some(pc::UnitCode { code: unit.into() }),
+        registered_on: date(year, 3, 1),
+        details: Some(pe::ModelDetails {
+            name: "Dân vận khéo".into(),
+            field: pc::Field::Economy as i32,
+            runner_kind: pe::RunnerKind::Collective as i32,
+            runner_name: "Chi hội Phụ nữ thôn 3".into(),
+            sponsor: pe::Sponsor::WomensUnion as i32,
+            objectives: "Đường làng sáng, xanh, sạch".into(),
+            timeline: Some(pe::Timeline { start: date(year, 3, 1), end: None }),
+            ..Default::default()
+        }),
+    };
+    // Xã Đất Mũi (32248, Cà Mau) is the 2025 list's last commune; the mapping is loaded
+    // after it.
+    let (unit, period) =
+        (|| Some(pc::UnitCode { code: "32248".into() }), || Some(pc::Period { code: "2025-H2".into() }));
+
+    // Polls a service's health from the moment it listens; once it says SERVING, a
+    // request that needs the whole trees goes to it at once.
+    let serving = |service: &str| {
+        let url = addr(&lines, service);
+        async move {
+            let channel = tonic::transport::Endpoint::from_shared(url).unwrap().connect().await.unwrap();
+            let mut health = HealthClient::new(channel.clone());
+            let deadline = Instant::now() + Duration::from_secs(300);
+            let mut held = 0;
+            loop {
+                let status = health.check(HealthCheckRequest::default()).await.unwrap().into_inner().status;
+                if status == ServingStatus::Serving as i32 {
+                    return (channel, held);
+                }
+                held += 1;
+                assert!(Instant::now() < deadline, "never SERVING");
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let held = runtime.block_on(async {
+        let registration = async {
+            let (channel, held) = serving("registration").await;
+            let mut client = pr::registration_service_client::RegistrationServiceClient::new(channel);
+            let pre2025 = client.register_model(authorized(model("04138", 2024), token)).await;
+            assert!(pre2025.is_ok(), "a commune of the pre-2025 list once SERVING: {pre2025:?}");
+            let y2025 = client.register_model(authorized(model("32248", 2025), token)).await;
+            assert!(y2025.is_ok(), "a commune of the 2025 list once SERVING: {y2025:?}");
+            let u = client
+                .get_unit(authorized(pr::GetUnitRequest { tree: pc::Tree::Tree2025 as i32, code: unit() }, token))
+                .await
+                .unwrap()
+                .into_inner();
+            assert!(!u.predecessors.is_empty(), "the mapping once SERVING: {u:?}");
+            held
+        };
+        let reporting = async {
+            let (channel, held) = serving("reporting").await;
+            let mut client = pp::reporting_service_client::ReportingServiceClient::new(channel);
+            let submitted = client
+                .submit_report(authorized(
+                    pp::SubmitReportRequest {
+                        request_id: "report".into(),
+                        unit: unit(),
+                        period: period(),
+                        figures: Some(pc::Figures::default()),
+                        summary: String::new(),
+                    },
+                    token,
+                ))
+                .await;
+            assert!(submitted.is_ok(), "a report of a 2025 commune once SERVING: {submitted:?}");
+            held
+        };
+        let aggregation = async {
+            let (channel, held) = serving("aggregation").await;
+            let mut client = pa::aggregation_service_client::AggregationServiceClient::new(channel);
+            let rollup = client
+                .get_rollup(authorized(
+                    pa::GetRollupRequest {
+                        tree: pc::Tree::Tree2025 as i32,
+                        unit: unit(),
+                        period: period(),
+                        ..Default::default()
+                    },
+                    token,
+                ))
+                .await;
+            assert!(rollup.is_ok(), "a roll-up of a 2025 commune once SERVING: {rollup:?}");
+            held
+        };
+        tokio::join!(registration, reporting, aggregation)
+    });
+    // The loading takes a while: health said NOT_SERVING meanwhile.
+    assert!(held.0 > 0 && held.1 > 0 && held.2 > 0, "{held:?}");
+    assert!(terminate(&mut child).success());
+}

@@ -66,7 +66,7 @@ pub async fn serve(
     log: EventLog,
     relay: Option<dvk_bus::kafka::KafkaConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-    ready: impl FnOnce(),
+    ready: impl dvk_runtime::server::Ready,
 ) -> Result<(), Error> {
     let (host, router) = Host::<State>::start(SERVICE_NAME, state::SOURCE, log, &settings, relay).await?;
     let grpc = RegistrationServiceServer::new(Registration { core: host.core() })

@@ -101,7 +101,7 @@ pub async fn serve(
     log: EventLog,
     links: Links,
     shutdown: impl Future<Output = ()> + Send + 'static,
-    ready: impl FnOnce(),
+    ready: impl dvk_runtime::server::Ready,
 ) -> Result<(), Error> {
     let (mut host, router) = Host::<State>::start(SERVICE_NAME, state::SOURCE, log, &settings, links.relay).await?;
     match links.registration {
