@@ -5,6 +5,12 @@
 //! PERMISSION_DENIED; and every RPC refuses a missing, expired, forged or
 //! wrong-algorithm token with UNAUTHENTICATED.
 //!
+//! Then the same matrix for replays: every write with a request id (ImportUnits and
+//! ReorganizeUnits too) is written by a national caller, then sent again, the same
+//! request id and body, by each role for each target. Authorisation comes before
+//! idempotency: exactly the callers allowed on the target get the first answer, the
+//! others PERMISSION_DENIED (not the model id, nor "approved"), and nothing is written.
+//!
 //! The caller acts for the district of Cô Tô (207, Quảng Ninh, pre-2025 tree).
 
 use std::time::Duration;
@@ -86,6 +92,48 @@ fn allowed(rpc: &str, role: &str, r: Relation) -> bool {
         "ListModels" => true,
         other => panic!("no rule for {other}"),
     }
+}
+
+/// The write RPCs with a request id, whose retries are answered from the log
+/// (RebuildProjections writes nothing; ImportUnits streams and is replayed apart).
+const WRITES: [&str; 12] = [
+    "RegisterModel",
+    "AmendModel",
+    "StartModel",
+    "RecognizeModel",
+    "CommendModel",
+    "ReplicateModel",
+    "RetireModel",
+    "SubmitReport",
+    "AmendReport",
+    "ReturnReport",
+    "ApproveReport",
+    "ReopenReport",
+];
+
+/// A write request, built once so that it can be sent again: a retry by its caller,
+/// or a replay by another.
+#[derive(Debug, Clone)]
+enum Write {
+    RegisterModel(pr::RegisterModelRequest),
+    AmendModel(pr::AmendModelRequest),
+    StartModel(pr::StartModelRequest),
+    RecognizeModel(pr::RecognizeModelRequest),
+    CommendModel(pr::CommendModelRequest),
+    ReplicateModel(pr::ReplicateModelRequest),
+    RetireModel(pr::RetireModelRequest),
+    SubmitReport(pp::SubmitReportRequest),
+    AmendReport(pp::AmendReportRequest),
+    ReturnReport(pp::ReturnReportRequest),
+    ApproveReport(pp::ApproveReportRequest),
+    ReopenReport(pp::ReopenReportRequest),
+}
+
+/// What a write answered.
+#[derive(Debug, Clone, PartialEq)]
+enum Answer {
+    Model(pr::WriteModelResponse),
+    Report(pp::WriteReportResponse),
 }
 
 struct Stack {
@@ -235,7 +283,7 @@ impl Stack {
         (id, version)
     }
 
-    /// Calls a registration RPC on a fresh model (or unit) at `unit_code`.
+    /// Calls a registration read on a fresh model (or unit) at `unit_code`.
     async fn call_registration(
         &mut self,
         rpc: &str,
@@ -243,7 +291,6 @@ impl Stack {
         token: &str,
         n: usize,
     ) -> Result<(), tonic::Status> {
-        let request_id = format!("cell-{n}");
         match rpc {
             "GetUnit" => self
                 .reg
@@ -263,49 +310,83 @@ impl Stack {
                 .list_models(req(pr::ListModelsRequest { unit: unit(unit_code), ..Default::default() }, token))
                 .await
                 .map(drop),
-            "RegisterModel" => {
-                let request = pr::RegisterModelRequest {
-                    request_id,
-                    unit: unit(unit_code),
-                    registered_on: date(2, 20),
-                    details: Some(details(n)),
-                };
-                self.reg.register_model(req(request, token)).await.map(drop)
+            "GetModel" => {
+                let (id, _) = self.model(unit_code, 0, n).await;
+                self.reg.get_model(req(pr::GetModelRequest { model_id: id }, token)).await.map(drop)
+            }
+            "GetModelHistory" => {
+                let (id, _) = self.model(unit_code, 0, n).await;
+                self.reg
+                    .get_model_history(req(pr::GetModelHistoryRequest { model_id: id, ..Default::default() }, token))
+                    .await
+                    .map(drop)
+            }
+            other => panic!("no call for {other}"),
+        }
+    }
+
+    /// The request of the write `rpc` on a fresh model (or the report) at `unit_code`,
+    /// with the model or report brought to the state the write needs; `n` makes request
+    /// ids unique and, for SubmitReport, picks the period.
+    async fn write_request(&mut self, rpc: &str, unit_code: &str, n: usize) -> Write {
+        let request_id = format!("cell-{n}");
+        match rpc {
+            "RegisterModel" => Write::RegisterModel(pr::RegisterModelRequest {
+                request_id,
+                unit: unit(unit_code),
+                registered_on: date(2, 20),
+                details: Some(details(n)),
+            }),
+            "SubmitReport" => {
+                let periods = ["2021-H1", "2021-H2", "2021", "2022-H1", "2022-H2", "2022", "2023-H1", "2023-H2"];
+                Write::SubmitReport(submit(&request_id, unit_code, periods[n % periods.len()]))
+            }
+            "AmendReport" | "ReturnReport" | "ApproveReport" | "ReopenReport" => {
+                let (report_id, expected_version) = self.prepare(rpc, unit_code, "2024-H1", n).await;
+                match rpc {
+                    "AmendReport" => Write::AmendReport(pp::AmendReportRequest {
+                        request_id,
+                        report_id,
+                        expected_version,
+                        figures: Some(Figures { models_registered: 10 + n as i64, ..Default::default() }),
+                        summary: String::new(),
+                        reason: "Sửa số liệu".into(),
+                    }),
+                    "ReturnReport" => Write::ReturnReport(pp::ReturnReportRequest {
+                        request_id,
+                        report_id,
+                        expected_version,
+                        reason: "Thiếu".into(),
+                    }),
+                    "ApproveReport" => {
+                        Write::ApproveReport(pp::ApproveReportRequest { request_id, report_id, expected_version })
+                    }
+                    _ => Write::ReopenReport(pp::ReopenReportRequest {
+                        request_id,
+                        report_id,
+                        expected_version,
+                        reason: "Rà soát".into(),
+                    }),
+                }
             }
             _ => {
                 let stage = match rpc {
-                    "StartModel" | "GetModel" | "GetModelHistory" | "AmendModel" => 0,
+                    "StartModel" | "AmendModel" => 0,
                     "RecognizeModel" | "RetireModel" => 1,
                     _ => 2,
                 };
-                let (id, version) = self.model(unit_code, stage, n).await;
+                let (model_id, expected_version) = self.model(unit_code, stage, n).await;
                 match rpc {
-                    "GetModel" => self.reg.get_model(req(pr::GetModelRequest { model_id: id }, token)).await.map(drop),
-                    "GetModelHistory" => self
-                        .reg
-                        .get_model_history(req(
-                            pr::GetModelHistoryRequest { model_id: id, ..Default::default() },
-                            token,
-                        ))
-                        .await
-                        .map(drop),
-                    "StartModel" => self
-                        .reg
-                        .start_model(req(
-                            pr::StartModelRequest {
-                                request_id,
-                                model_id: id,
-                                expected_version: version,
-                                started_on: date(3, 2),
-                            },
-                            token,
-                        ))
-                        .await
-                        .map(drop),
+                    "StartModel" => Write::StartModel(pr::StartModelRequest {
+                        request_id,
+                        model_id,
+                        expected_version,
+                        started_on: date(3, 2),
+                    }),
                     "AmendModel" => {
                         let mut details = self
                             .reg
-                            .get_model(req(pr::GetModelRequest { model_id: id.clone() }, &token_of("admin")))
+                            .get_model(req(pr::GetModelRequest { model_id: model_id.clone() }, &token_of("admin")))
                             .await
                             .unwrap()
                             .into_inner()
@@ -313,87 +394,82 @@ impl Stack {
                         if let Some(d) = details.as_mut() {
                             d.name = format!("Mô hình {n} (sửa)");
                         }
-                        self.reg
-                            .amend_model(req(
-                                pr::AmendModelRequest {
-                                    request_id,
-                                    model_id: id,
-                                    expected_version: version,
-                                    details,
-                                    reason: "Sửa tên".into(),
-                                },
-                                token,
-                            ))
-                            .await
-                            .map(drop)
+                        Write::AmendModel(pr::AmendModelRequest {
+                            request_id,
+                            model_id,
+                            expected_version,
+                            details,
+                            reason: "Sửa tên".into(),
+                        })
                     }
-                    "RecognizeModel" => self
-                        .reg
-                        .recognize_model(req(
-                            pr::RecognizeModelRequest {
-                                request_id,
-                                model_id: id,
-                                expected_version: version,
-                                level: level_of(unit_code) as i32,
-                                recognizing_unit: unit(unit_code),
-                                decision: decision(n),
-                                exemplary: false,
-                            },
-                            token,
-                        ))
-                        .await
-                        .map(drop),
-                    "CommendModel" => self
-                        .reg
-                        .commend_model(req(
-                            pr::CommendModelRequest {
-                                request_id,
-                                model_id: id,
-                                expected_version: version,
-                                form: AwardForm::CertificateOfMerit as i32,
-                                level: level_of(unit_code) as i32,
-                                awarding_unit: unit(unit_code),
-                                decision: decision(n + 500_000),
-                            },
-                            token,
-                        ))
-                        .await
-                        .map(drop),
+                    "RecognizeModel" => Write::RecognizeModel(pr::RecognizeModelRequest {
+                        request_id,
+                        model_id,
+                        expected_version,
+                        level: level_of(unit_code) as i32,
+                        recognizing_unit: unit(unit_code),
+                        decision: decision(n),
+                        exemplary: false,
+                    }),
+                    "CommendModel" => Write::CommendModel(pr::CommendModelRequest {
+                        request_id,
+                        model_id,
+                        expected_version,
+                        form: AwardForm::CertificateOfMerit as i32,
+                        level: level_of(unit_code) as i32,
+                        awarding_unit: unit(unit_code),
+                        decision: decision(n + 500_000),
+                    }),
                     "ReplicateModel" => {
                         let target = if unit_code == "07195" { "07198" } else { "07195" };
-                        self.reg
-                            .replicate_model(req(
-                                pr::ReplicateModelRequest {
-                                    request_id,
-                                    model_id: id,
-                                    expected_version: version,
-                                    target_unit: unit(target),
-                                    replicated_on: date(6, 1),
-                                    note: String::new(),
-                                },
-                                token,
-                            ))
-                            .await
-                            .map(drop)
+                        Write::ReplicateModel(pr::ReplicateModelRequest {
+                            request_id,
+                            model_id,
+                            expected_version,
+                            target_unit: unit(target),
+                            replicated_on: date(6, 1),
+                            note: String::new(),
+                        })
                     }
-                    "RetireModel" => self
-                        .reg
-                        .retire_model(req(
-                            pr::RetireModelRequest {
-                                request_id,
-                                model_id: id,
-                                expected_version: version,
-                                reason: "Kết thúc".into(),
-                                retired_on: date(6, 2),
-                            },
-                            token,
-                        ))
-                        .await
-                        .map(drop),
-                    other => panic!("no call for {other}"),
+                    "RetireModel" => Write::RetireModel(pr::RetireModelRequest {
+                        request_id,
+                        model_id,
+                        expected_version,
+                        reason: "Kết thúc".into(),
+                        retired_on: date(6, 2),
+                    }),
+                    other => panic!("no write {other}"),
                 }
             }
         }
+    }
+
+    /// Sends `write` with `token`: the answer, or the refusal.
+    async fn send(&mut self, write: &Write, token: &str) -> Result<Answer, tonic::Status> {
+        let write = write.clone();
+        let (reg, rep) = (&mut self.reg, &mut self.rep);
+        let model = |r: tonic::Response<pr::WriteModelResponse>| Answer::Model(r.into_inner());
+        let report = |r: tonic::Response<pp::WriteReportResponse>| Answer::Report(r.into_inner());
+        match write {
+            Write::RegisterModel(m) => reg.register_model(req(m, token)).await.map(model),
+            Write::AmendModel(m) => reg.amend_model(req(m, token)).await.map(model),
+            Write::StartModel(m) => reg.start_model(req(m, token)).await.map(model),
+            Write::RecognizeModel(m) => reg.recognize_model(req(m, token)).await.map(model),
+            Write::CommendModel(m) => reg.commend_model(req(m, token)).await.map(model),
+            Write::ReplicateModel(m) => reg.replicate_model(req(m, token)).await.map(model),
+            Write::RetireModel(m) => reg.retire_model(req(m, token)).await.map(model),
+            Write::SubmitReport(m) => rep.submit_report(req(m, token)).await.map(report),
+            Write::AmendReport(m) => rep.amend_report(req(m, token)).await.map(report),
+            Write::ReturnReport(m) => rep.return_report(req(m, token)).await.map(report),
+            Write::ApproveReport(m) => rep.approve_report(req(m, token)).await.map(report),
+            Write::ReopenReport(m) => rep.reopen_report(req(m, token)).await.map(report),
+        }
+    }
+
+    /// How many events the registration and reporting services have written
+    /// themselves (not counting what reporting receives from registration).
+    fn written(&self) -> u64 {
+        self.registration.log.own_sequence().unwrap() + self.reporting.log.own_sequence().unwrap()
     }
 
     /// A report at `unit` for `p`, submitted by a national reporter; its id and version.
@@ -417,139 +493,62 @@ impl Stack {
         }
     }
 
-    /// Puts the report in the status the next allowed call needs.
+    /// Puts the report in a status `rpc` accepts, through national callers' writes:
+    /// an approved report is reopened, another amended (which submits it again), and
+    /// one that must be approved is approved. Its id and version.
     async fn prepare(&mut self, rpc: &str, unit_code: &str, p: &str, n: usize) -> (String, u64) {
-        let (id, version) = self.report(unit_code, p).await;
-        let status = self
-            .rep
-            .get_report(req(pp::GetReportRequest { report_id: id.clone(), revision: 0 }, &token("admin", "")))
-            .await
-            .unwrap()
-            .into_inner()
-            .status;
-        let national = |role: &str| token(role, "");
-        let need_approved = rpc == "ReopenReport";
-        let need_open = matches!(rpc, "ReturnReport" | "ApproveReport" | "AmendReport");
-        let approved = status == pp::ReportStatus::Approved as i32;
-        if need_approved && !approved {
-            let w = self
+        use pp::ReportStatus as S;
+        let (id, _) = self.report(unit_code, p).await;
+        for step in 0..4 {
+            let report = self
                 .rep
-                .approve_report(req(
-                    pp::ApproveReportRequest {
-                        request_id: format!("prep-approve-{id}-{n}"),
-                        report_id: id.clone(),
-                        expected_version: version,
-                    },
-                    &national("approver"),
-                ))
+                .get_report(req(pp::GetReportRequest { report_id: id.clone(), revision: 0 }, &token("admin", "")))
                 .await
                 .unwrap()
                 .into_inner();
-            return (id, w.version);
+            let (status, version) = (report.status, report.version);
+            let is = |s: S| status == s as i32;
+            let ready = match rpc {
+                "AmendReport" => !is(S::Approved),
+                "ReturnReport" => is(S::Submitted),
+                "ApproveReport" => is(S::Submitted) || is(S::Reopened),
+                "ReopenReport" => is(S::Approved),
+                other => panic!("no report change {other}"),
+            };
+            if ready {
+                return (id, version);
+            }
+            let request_id = format!("prep-{rpc}-{id}-{n}-{step}");
+            let (report_id, expected_version) = (id.clone(), version);
+            let national = |role: &str| token(role, "");
+            if is(S::Approved) {
+                let m = pp::ReopenReportRequest { request_id, report_id, expected_version, reason: "Rà soát".into() };
+                self.rep.reopen_report(req(m, &national("approver"))).await.unwrap();
+            } else if rpc == "ReopenReport" && (is(S::Submitted) || is(S::Reopened)) {
+                let m = pp::ApproveReportRequest { request_id, report_id, expected_version };
+                self.rep.approve_report(req(m, &national("approver"))).await.unwrap();
+            } else {
+                let m = pp::AmendReportRequest {
+                    request_id,
+                    report_id,
+                    expected_version,
+                    figures: Some(Figures { models_registered: 3 + n as i64, ..Default::default() }),
+                    summary: String::new(),
+                    reason: "Bổ sung".into(),
+                };
+                self.rep.amend_report(req(m, &national("reporter"))).await.unwrap();
+            }
         }
-        if need_open && approved {
-            let w = self
-                .rep
-                .reopen_report(req(
-                    pp::ReopenReportRequest {
-                        request_id: format!("prep-reopen-{id}-{n}"),
-                        report_id: id.clone(),
-                        expected_version: version,
-                        reason: "Rà soát".into(),
-                    },
-                    &national("approver"),
-                ))
-                .await
-                .unwrap()
-                .into_inner();
-            return (id, w.version);
-        }
-        if rpc == "ReturnReport" && status != pp::ReportStatus::Submitted as i32 {
-            let w = self
-                .rep
-                .amend_report(req(
-                    pp::AmendReportRequest {
-                        request_id: format!("prep-amend-{id}-{n}"),
-                        report_id: id.clone(),
-                        expected_version: version,
-                        figures: Some(Figures { models_registered: 3 + n as i64, ..Default::default() }),
-                        summary: String::new(),
-                        reason: "Bổ sung".into(),
-                    },
-                    &national("reporter"),
-                ))
-                .await
-                .unwrap()
-                .into_inner();
-            return (id, w.version);
-        }
-        (id, version)
+        panic!("report {id} never reached a status {rpc} accepts")
     }
 
     /// Calls `rpc` on the target `unit_code` with `token`; `n` makes request ids unique.
     async fn call(&mut self, rpc: &str, unit_code: &str, token: &str, n: usize) -> Result<(), tonic::Status> {
         let agg_period = || period("2024-H1");
         match rpc {
-            "SubmitReport" => {
-                // Each allowed cell submits a report of its own (unit, period).
-                let periods = ["2021-H1", "2021-H2", "2021", "2022-H1", "2022-H2", "2022", "2023-H1", "2023-H2"];
-                let p = periods[n % periods.len()];
-                self.rep.submit_report(req(submit(&format!("cell-{n}"), unit_code, p), token)).await.map(drop)
-            }
-            "AmendReport" | "ReturnReport" | "ApproveReport" | "ReopenReport" => {
-                let (id, version) = self.prepare(rpc, unit_code, "2024-H1", n).await;
-                let request_id = format!("cell-{n}");
-                match rpc {
-                    "AmendReport" => self
-                        .rep
-                        .amend_report(req(
-                            pp::AmendReportRequest {
-                                request_id,
-                                report_id: id,
-                                expected_version: version,
-                                figures: Some(Figures { models_registered: 10 + n as i64, ..Default::default() }),
-                                summary: String::new(),
-                                reason: "Sửa số liệu".into(),
-                            },
-                            token,
-                        ))
-                        .await
-                        .map(drop),
-                    "ReturnReport" => self
-                        .rep
-                        .return_report(req(
-                            pp::ReturnReportRequest {
-                                request_id,
-                                report_id: id,
-                                expected_version: version,
-                                reason: "Thiếu".into(),
-                            },
-                            token,
-                        ))
-                        .await
-                        .map(drop),
-                    "ApproveReport" => self
-                        .rep
-                        .approve_report(req(
-                            pp::ApproveReportRequest { request_id, report_id: id, expected_version: version },
-                            token,
-                        ))
-                        .await
-                        .map(drop),
-                    _ => self
-                        .rep
-                        .reopen_report(req(
-                            pp::ReopenReportRequest {
-                                request_id,
-                                report_id: id,
-                                expected_version: version,
-                                reason: "Rà soát".into(),
-                            },
-                            token,
-                        ))
-                        .await
-                        .map(drop),
-                }
+            _ if WRITES.contains(&rpc) => {
+                let write = self.write_request(rpc, unit_code, n).await;
+                self.send(&write, token).await.map(drop)
             }
             "GetReport" => {
                 let (id, _) = self.report(unit_code, "2024-H2").await;
@@ -717,6 +716,100 @@ async fn exactly_the_allowed_cells_succeed_and_bad_tokens_are_unauthenticated() 
     }
     assert!(wrong.is_empty(), "{} of {cells} cells wrong:\n{}", wrong.len(), wrong.join("\n"));
     assert_eq!(cells, RPCS.len() * (16 + 4));
+    s.aggregation.stop().await;
+    s.reporting.stop().await;
+    s.registration.stop().await;
+}
+
+/// Who writes first in the replay matrix: a national caller, allowed on every target.
+fn first_writer(rpc: &str) -> String {
+    let role = if matches!(rpc, "ReturnReport" | "ApproveReport" | "ReopenReport") { "approver" } else { "admin" };
+    token(role, "")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_write_is_answered_only_to_callers_allowed_on_its_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = stack(dir.path()).await;
+    let mut wrong = Vec::new();
+    let mut cells = 0;
+    for (i, rpc) in WRITES.into_iter().enumerate() {
+        for (j, relation) in RELATIONS.into_iter().enumerate() {
+            for (k, role) in ROLES.into_iter().enumerate() {
+                cells += 1;
+                // Unique per cell; the four roles of one target get four periods to submit.
+                let n = 1 + i * 16 + j * 4 + k;
+                let write = s.write_request(rpc, relation.unit(), n).await;
+                let first = match s.send(&write, &first_writer(rpc)).await {
+                    Ok(a) => a,
+                    Err(e) => panic!("{rpc} at {relation:?}: the national caller's write failed: {e:?}"),
+                };
+                let written = s.written();
+                // The first caller's retry is answered as the first time.
+                match s.send(&write, &first_writer(rpc)).await {
+                    Ok(a) if a == first => {}
+                    other => wrong.push(format!("{rpc} {relation:?}: retry: want {first:?}, got {other:?}")),
+                }
+                let replay = s.send(&write, &token(role, CALLER)).await;
+                let want = allowed(rpc, role, relation);
+                let ok = match &replay {
+                    Ok(a) => want && *a == first,
+                    Err(e) => !want && e.code() == Code::PermissionDenied,
+                };
+                if !ok {
+                    wrong.push(format!(
+                        "{rpc} {role} {relation:?}: replay: want {}, got {replay:?}",
+                        if want { format!("{first:?}") } else { "denied".into() }
+                    ));
+                }
+                if s.written() != written {
+                    wrong.push(format!("{rpc} {role} {relation:?}: the retry or the replay wrote events"));
+                }
+            }
+        }
+    }
+
+    // ImportUnits and ReorganizeUnits: the trees are the admins' to manage. The 2025
+    // list and its mapping, imported by a national admin, are sent again (the request
+    // ids derive from the content) by each role.
+    let name = "gso-reorganization-2025-07-01.csv";
+    let file = gso::read(std::fs::File::open(admin_units(name)).unwrap()).unwrap();
+    let first = import::import(&mut s.reg, &token("admin", ""), &file, name, |_| {}).await.unwrap();
+    assert!(first.units.units_added > 0, "{first:?}");
+    assert!(first.links.as_ref().is_some_and(|l| l.links_added > 0), "{first:?}");
+    let links: Vec<_> = file.links.iter().map(|(_, l)| l.clone()).collect();
+    let encoded: Vec<Vec<u8>> = links.iter().map(prost::Message::encode_to_vec).collect();
+    let mapping = pr::ReorganizeUnitsRequest {
+        request_id: dvk_cli::import::content_id("reorganize", &encoded.iter().map(Vec::as_slice).collect::<Vec<_>>()),
+        from_tree: Tree::Pre2025 as i32,
+        to_tree: Tree::Tree2025 as i32,
+        effective_date: Some(Date { year: 2025, month: 7, day: 1 }),
+        links,
+        origin: name.into(),
+    };
+    for role in ROLES {
+        cells += 2;
+        let written = s.written();
+        let caller = token(role, CALLER);
+        let units = import::import(&mut s.reg, &caller, &file, name, |_| {}).await;
+        let mapped = s.reg.reorganize_units(req(mapping.clone(), &caller)).await;
+        let admin = role == "admin";
+        match units {
+            Ok(o) if admin && o.units.units_added == 0 && o.links.as_ref().is_some_and(|l| l.links_added == 0) => {}
+            Err(import::ImportError::Status(e)) if !admin && e.code() == Code::PermissionDenied => {}
+            other => wrong.push(format!("ImportUnits {role}: replay: got {other:?}")),
+        }
+        match mapped {
+            Ok(r) if admin && r.get_ref().links_added == 0 => {}
+            Err(e) if !admin && e.code() == Code::PermissionDenied => {}
+            other => wrong.push(format!("ReorganizeUnits {role}: replay: got {other:?}")),
+        }
+        if s.written() != written {
+            wrong.push(format!("ImportUnits / ReorganizeUnits {role}: the replay wrote events"));
+        }
+    }
+    assert!(wrong.is_empty(), "{} of {cells} replays wrong:\n{}", wrong.len(), wrong.join("\n"));
+    assert_eq!(cells, WRITES.len() * 16 + 8);
     s.aggregation.stop().await;
     s.reporting.stop().await;
     s.registration.stop().await;

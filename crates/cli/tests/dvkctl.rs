@@ -1,7 +1,8 @@
 //! dvkctl as an operator runs it: a token from the development secret, the real GSO
 //! lists imported with their counts printed, a second import that changes nothing, a
 //! malformed file reported with its line, and the exit codes. A district imports its
-//! communes' reports from a spreadsheet: good rows accepted, bad rows listed by row.
+//! communes' reports from a spreadsheet: good rows accepted, bad rows listed by row;
+//! the same sheet from another district is refused row by row, never "accepted".
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -323,5 +324,21 @@ async fn a_district_imports_its_communes_reports_from_a_spreadsheet() {
     assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
     assert!(text(&out.stdout).contains("row 2: accepted report-07192-2025-H1 (version 1)"), "{}", text(&out.stdout));
     assert_eq!(reporting_log.head(), before, "a re-import writes nothing");
+
+    // The same sheet imported by another district's reporter (Hạ Long, 193): the row's
+    // request id is the same (it derives from the content), but the row is not its
+    // to report, so it is refused, not shown as accepted.
+    let out = dvkctl_at(import(&csv), Some(mint("reporter", "193")), urls()).await;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}{}", text(&out.stderr));
+    assert!(!stdout.contains("accepted report"), "{stdout}");
+    assert!(stdout.contains("row 2: refused report-07192-2025-H1 — PermissionDenied"), "{stdout}");
+    assert!(stdout.contains("0 rows accepted, 1 refused"), "{stdout}");
+    // The province's reporter (Quảng Ninh, 22) may report for the commune: it gets
+    // the first answer.
+    let out = dvkctl_at(import(&csv), Some(mint("reporter", "22")), urls()).await;
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(text(&out.stdout).contains("row 2: accepted report-07192-2025-H1 (version 1)"), "{}", text(&out.stdout));
+    assert_eq!(reporting_log.head(), before, "neither import wrote anything");
     stop();
 }

@@ -119,16 +119,22 @@ impl<S: ReadModel> Core<S> {
         rx.wait_for(|p| *p >= position).await.map(drop).map_err(|_| Status::unavailable("the service is shutting down"))
     }
 
-    /// The common write path. The request body (without its id) is fingerprinted; a
-    /// retry with the same `request_id` and body gets the first answer, another body
-    /// is refused. `decide` runs against the current read models; the answer comes once
-    /// they include the write, so the caller's next read sees it.
+    /// The common write path. Authorisation comes before idempotency: `authorize`
+    /// resolves the request's target in the current read models and checks that
+    /// `caller` may act on it, and its refusal is final, even for a request id already
+    /// written, so a stored answer (a model id, "approved") goes only to callers who
+    /// may act on its target. Then the request body (without its id) is fingerprinted:
+    /// a retry with the same `request_id` and body gets the first answer, whoever of
+    /// the allowed callers sends it; another body is refused. `decide` runs against the
+    /// same read models; the answer comes once they include the write, so the caller's
+    /// next read sees it.
     pub async fn write(
         &self,
         caller: &Caller,
         method: &str,
         request_id: &str,
         body: &impl Message,
+        authorize: impl FnOnce(&S, &Caller) -> Result<(), Status>,
         decide: impl FnOnce(&S) -> Result<Decision, Status>,
     ) -> Result<Receipt, Status> {
         let request_id = request_id.trim();
@@ -146,9 +152,12 @@ impl<S: ReadModel> Core<S> {
         // A retry is not looked up first: the log's writer finds its request id in the
         // same step that appends (and refuses a reused one), and a retry whose decision
         // is refused or differs (a new id drawn) is answered below from the first
-        // attempt's stored receipt. A new request thus costs no extra lookup.
+        // attempt's stored receipt. A new request thus costs no extra lookup. The
+        // same body names the same target, so the caller authorised here may have the
+        // stored answer.
         let decision = {
             let state = self.state.read().await;
+            authorize(&state, caller)?;
             decide(&state)
         };
         let decision = match decision {
@@ -747,5 +756,91 @@ async fn project<S: ReadModel>(
         metrics.projected.set(last as i64);
         metrics.log_head.set(log.head() as i64);
         projected.send_replace(last);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Role;
+    use dvk_eventlog::LogConfig;
+    use dvk_proto::events::v1::ModelStarted;
+    use tonic::Code;
+
+    /// Read models that hold nothing: the write path is under test, not a projection.
+    #[derive(Default)]
+    struct Nothing;
+
+    impl ReadModel for Nothing {
+        fn apply(&mut self, _: u64, _: &Envelope) {}
+    }
+
+    fn core(dir: &std::path::Path) -> (Core<Nothing>, watch::Sender<u64>) {
+        let log = EventLog::open(LogConfig::new(dir, "registration")).unwrap();
+        // The read models are taken to include everything: answers need not wait.
+        let (projected_tx, projected) = watch::channel(u64::MAX);
+        let core = Core {
+            log,
+            state: Arc::new(RwLock::new(Nothing)),
+            projected,
+            auth: Authenticator::hs256(b"0123456789abcdef0123456789abcdef"),
+            metrics: Arc::new(Metrics::new("registration")),
+            source: "registration",
+        };
+        (core, projected_tx)
+    }
+
+    fn caller(subject: &str) -> Caller {
+        Caller { subject: subject.into(), role: Role::Reporter, unit: None }
+    }
+
+    fn body(day: i32) -> ModelStarted {
+        ModelStarted { started_on: Some(dvk_proto::common::v1::Date { year: 2024, month: 3, day }) }
+    }
+
+    fn decision(day: i32) -> Result<Decision, Status> {
+        Ok(Decision {
+            stream: "model-m".into(),
+            expected: ExpectedVersion::Any,
+            payloads: vec![Payload::ModelStarted(body(day))],
+        })
+    }
+
+    fn allowed(_: &Nothing, _: &Caller) -> Result<(), Status> {
+        Ok(())
+    }
+
+    fn denied(_: &Nothing, c: &Caller) -> Result<(), Status> {
+        Err(Status::permission_denied(format!("{} may not act on model m", c.subject)))
+    }
+
+    #[tokio::test]
+    async fn a_stored_answer_goes_only_to_callers_allowed_on_its_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let (core, _projected) = core(dir.path());
+        let (a, b, c) = (caller("a"), caller("b"), caller("c"));
+        let first = core.write(&a, "StartModel", "r-1", &body(1), allowed, |_| decision(1)).await.unwrap();
+        assert!(!first.deduplicated);
+        // The same request again, whose decision is refused now (the model has moved
+        // on): the first caller's retry and an allowed caller's replay get the answer.
+        let moved_on = |_: &Nothing| Err(Status::aborted("model m is at version 1, not 0"));
+        let retry = core.write(&a, "StartModel", "r-1", &body(1), allowed, moved_on).await.unwrap();
+        assert_eq!((retry.last_position, retry.deduplicated), (first.last_position, true));
+        let replay = core.write(&c, "StartModel", "r-1", &body(1), allowed, moved_on).await.unwrap();
+        assert_eq!(replay.last_position, first.last_position);
+        // And when the decision is made again (a new model id drawn), the log finds the id.
+        let replay = core.write(&c, "StartModel", "r-1", &body(1), allowed, |_| decision(1)).await.unwrap();
+        assert_eq!(replay.last_position, first.last_position);
+        // A caller not allowed on the target is refused, however the decision would go.
+        for decide in [moved_on as fn(&Nothing) -> Result<Decision, Status>, |_| decision(1)] {
+            let e = core.write(&b, "StartModel", "r-1", &body(1), denied, decide).await.unwrap_err();
+            assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+            assert!(e.message().contains("b may not act"), "{e:?}");
+        }
+        // Another body under the id is refused, to allowed callers.
+        let e = core.write(&c, "StartModel", "r-1", &body(2), allowed, moved_on).await.unwrap_err();
+        assert_eq!(e.code(), Code::AlreadyExists);
+        assert_eq!(core.log.head(), first.last_position, "nothing but the first write was written");
+        core.log.close().unwrap();
     }
 }

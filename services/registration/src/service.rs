@@ -14,7 +14,6 @@ use dvk_proto::events::v1::{self as pe, envelope::Payload};
 use dvk_proto::registration::v1::{self as pr, registration_service_server::RegistrationService};
 use dvk_runtime::host::{ChangeRequest, Core, Decision, page_size};
 use dvk_runtime::{Caller, Role, status};
-use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::state::{ModelEntry, REORG_STREAM, SOURCE, State, tree_stream};
@@ -58,61 +57,27 @@ fn optional_date(field: &str, d: Option<&pc::Date>) -> Result<Date, Status> {
     Ok(convert::date_in(field, d).map_err(status::domain)?.unwrap_or_else(today))
 }
 
-impl Registration {
-    /// A change to an existing model: checks scope and version, then decides.
-    async fn change_model(
-        &self,
-        caller: &Caller,
-        method: &str,
-        request_id: &str,
-        body: &impl Message,
-        (model_id, expected_version): (&str, u64),
-        command: impl FnOnce(&State, &ModelEntry) -> Result<ModelCommand, Status>,
-    ) -> Result<Response<pr::WriteModelResponse>, Status> {
-        let id = ModelId::parse("model_id", model_id).map_err(status::domain)?;
-        if expected_version == 0 {
-            return Err(invalid("expected_version", "is required: the model's current version"));
-        }
-        let receipt = self
-            .core
-            .write(caller, method, request_id, body, |state| {
-                let entry = state
-                    .models
-                    .get(id.as_str())
-                    .ok_or_else(|| Status::not_found(format!("model {model_id} not found")))?;
-                let m = entry.model.state().expect("stored models are registered");
-                caller.require_scope(&state.trees, m.tree, &m.unit, method)?;
-                if entry.version != expected_version {
-                    return Err(Status::aborted(format!(
-                        "model {model_id} is at version {}, not {expected_version}: read it again and retry",
-                        entry.version
-                    )));
-                }
-                let command = command(state, entry)?;
-                let ctx = ModelContext { units: &state.trees, today: today() };
-                let events = entry.model.handle(command, ctx).map_err(status::domain)?;
-                Ok(Decision {
-                    stream: id.stream_id(),
-                    expected: ExpectedVersion::Exact(expected_version),
-                    payloads: events.iter().map(convert::model_event_out).collect(),
-                })
-            })
-            .await?;
-        Ok(Response::new(pr::WriteModelResponse {
-            model_id: id.as_str().to_owned(),
-            version: receipt.last_version,
-            position: Some(position(receipt.last_source_position)),
-        }))
-    }
+/// The unit a change request names that the caller acts for, with its field (the
+/// recognising or awarding unit): it must lie in the caller's subtree, like the model.
+type ActingUnit<R> = fn(&R) -> Option<(&'static str, Option<&pc::UnitCode>)>;
 
-    /// One RPC that changes a model: metrics, authentication, role, then `command`
-    /// turns the request into a domain command against the current state.
+/// A change request that names no unit besides its model.
+fn no_acting_unit<R>(_: &R) -> Option<(&'static str, Option<&pc::UnitCode>)> {
+    None
+}
+
+impl Registration {
+    /// One RPC that changes a model: metrics, authentication, role; then, before a
+    /// retry may be answered, the caller's scope over the model and over the unit it
+    /// acts for (`acting`); then the version, and `command` turns the request into a
+    /// domain command.
     async fn model_rpc<R: ChangeRequest>(
         &self,
         method: &'static str,
         roles: &[Role],
+        acting: ActingUnit<R>,
         request: Request<R>,
-        command: impl FnOnce(&Caller, &R, &State, &ModelEntry) -> Result<ModelCommand, Status> + Send,
+        command: impl FnOnce(&R) -> Result<ModelCommand, Status> + Send,
     ) -> Result<Response<pr::WriteModelResponse>, Status> {
         self.core
             .metrics
@@ -121,12 +86,52 @@ impl Registration {
                 let caller = self.core.caller(&request)?;
                 caller.require_role(roles, method)?;
                 let req = request.into_inner();
-                let (request_id, model_id, expected) = req.target();
+                let acting =
+                    acting(&req).map(|(field, u)| convert::unit_in(field, u)).transpose().map_err(status::domain)?;
+                let (request_id, model_id, expected_version) = req.target();
                 let body = req.body();
-                self.change_model(&caller, method, request_id, &body, (model_id, expected), |state, entry| {
-                    command(&caller, &req, state, entry)
-                })
-                .await
+                let id = ModelId::parse("model_id", model_id).map_err(status::domain)?;
+                if expected_version == 0 {
+                    return Err(invalid("expected_version", "is required: the model's current version"));
+                }
+                let authorize = |state: &State, caller: &Caller| {
+                    let entry = readable_model(state, caller, &id, method)?;
+                    match &acting {
+                        Some(unit) => {
+                            let tree = entry.model.state().expect("stored models are registered").tree;
+                            caller.require_scope(&state.trees, tree, unit, method)
+                        }
+                        None => Ok(()),
+                    }
+                };
+                let receipt = self
+                    .core
+                    .write(&caller, method, request_id, &body, authorize, |state| {
+                        let entry = state
+                            .models
+                            .get(id.as_str())
+                            .ok_or_else(|| Status::not_found(format!("model {model_id} not found")))?;
+                        if entry.version != expected_version {
+                            return Err(Status::aborted(format!(
+                                "model {model_id} is at version {}, not {expected_version}: read it again and retry",
+                                entry.version
+                            )));
+                        }
+                        let command = command(&req)?;
+                        let ctx = ModelContext { units: &state.trees, today: today() };
+                        let events = entry.model.handle(command, ctx).map_err(status::domain)?;
+                        Ok(Decision {
+                            stream: id.stream_id(),
+                            expected: ExpectedVersion::Exact(expected_version),
+                            payloads: events.iter().map(convert::model_event_out).collect(),
+                        })
+                    })
+                    .await?;
+                Ok(Response::new(pr::WriteModelResponse {
+                    model_id: id.as_str().to_owned(),
+                    version: receipt.last_version,
+                    position: Some(position(receipt.last_source_position)),
+                }))
             })
             .await
     }
@@ -307,26 +312,34 @@ impl RegistrationService for Registration {
                 let mut counts = (0u64, 0u64);
                 let receipt = self
                     .core
-                    .write(&caller, "ImportUnits", &head.request_id, &body, |state| {
-                        let (added, unchanged) = plan_import(tree, state.trees.get(tree), &records)?;
-                        counts = (added.len() as u64, unchanged);
-                        let stream = tree_stream(tree);
-                        let payloads = added
-                            .chunks(UNITS_PER_EVENT)
-                            .map(|c| {
-                                Payload::UnitsImported(pe::UnitsImported {
-                                    tree: head.tree,
-                                    units: c.to_vec(),
-                                    origin: head.origin.clone(),
+                    // Admins manage the whole tree: the role, checked above, is the rule.
+                    .write(
+                        &caller,
+                        "ImportUnits",
+                        &head.request_id,
+                        &body,
+                        |_, _| Ok(()),
+                        |state| {
+                            let (added, unchanged) = plan_import(tree, state.trees.get(tree), &records)?;
+                            counts = (added.len() as u64, unchanged);
+                            let stream = tree_stream(tree);
+                            let payloads = added
+                                .chunks(UNITS_PER_EVENT)
+                                .map(|c| {
+                                    Payload::UnitsImported(pe::UnitsImported {
+                                        tree: head.tree,
+                                        units: c.to_vec(),
+                                        origin: head.origin.clone(),
+                                    })
                                 })
+                                .collect();
+                            Ok(Decision {
+                                stream: stream.into(),
+                                expected: ExpectedVersion::Exact(state.version(stream)),
+                                payloads,
                             })
-                            .collect();
-                        Ok(Decision {
-                            stream: stream.into(),
-                            expected: ExpectedVersion::Exact(state.version(stream)),
-                            payloads,
-                        })
-                    })
+                        },
+                    )
                     .await?;
                 let (added, unchanged) = if receipt.deduplicated { (received, 0) } else { counts };
                 Ok(Response::new(pr::ImportUnitsResponse {
@@ -379,45 +392,53 @@ impl RegistrationService for Registration {
                 let mut added_count = 0u64;
                 let receipt = self
                     .core
-                    .write(&caller, "ReorganizeUnits", &req.request_id, &body, |state| {
-                        let mut scratch = state.trees.reorganization.clone();
-                        let mut added = Vec::new();
-                        for (i, link) in links.into_iter().enumerate() {
-                            if state.trees.y2025.get(&link.new).is_none() {
-                                return Err(invalid(
-                                    &format!("links[{i}].new_code"),
-                                    &format!("{} is not a unit of the 2025 tree", link.new),
-                                ));
+                    // Admins manage the whole tree: the role, checked above, is the rule.
+                    .write(
+                        &caller,
+                        "ReorganizeUnits",
+                        &req.request_id,
+                        &body,
+                        |_, _| Ok(()),
+                        |state| {
+                            let mut scratch = state.trees.reorganization.clone();
+                            let mut added = Vec::new();
+                            for (i, link) in links.into_iter().enumerate() {
+                                if state.trees.y2025.get(&link.new).is_none() {
+                                    return Err(invalid(
+                                        &format!("links[{i}].new_code"),
+                                        &format!("{} is not a unit of the 2025 tree", link.new),
+                                    ));
+                                }
+                                // Old codes missing from the pre-2025 list are kept: the GSO
+                                // mapping names units created between the list and the merger.
+                                if scratch.add(link.clone()) == Inserted::Added {
+                                    let rank = scratch.successors(&link.old).len() as u32 - 1;
+                                    added.push(convert::reorg_link_out(&link, rank));
+                                }
                             }
-                            // Old codes missing from the pre-2025 list are kept: the GSO
-                            // mapping names units created between the list and the merger.
-                            if scratch.add(link.clone()) == Inserted::Added {
-                                let rank = scratch.successors(&link.old).len() as u32 - 1;
-                                added.push(convert::reorg_link_out(&link, rank));
+                            added_count = added.len() as u64;
+                            if added.is_empty() {
+                                return Err(Status::already_exists("every link of this mapping is already recorded"));
                             }
-                        }
-                        added_count = added.len() as u64;
-                        if added.is_empty() {
-                            return Err(Status::already_exists("every link of this mapping is already recorded"));
-                        }
-                        let payloads = added
-                            .chunks(UNITS_PER_EVENT)
-                            .map(|c| {
-                                Payload::UnitsReorganized(pe::UnitsReorganized {
-                                    from_tree: req.from_tree,
-                                    to_tree: req.to_tree,
-                                    effective_date: Some(convert::date_out(effective)),
-                                    links: c.to_vec(),
-                                    origin: req.origin.clone(),
+                            let payloads = added
+                                .chunks(UNITS_PER_EVENT)
+                                .map(|c| {
+                                    Payload::UnitsReorganized(pe::UnitsReorganized {
+                                        from_tree: req.from_tree,
+                                        to_tree: req.to_tree,
+                                        effective_date: Some(convert::date_out(effective)),
+                                        links: c.to_vec(),
+                                        origin: req.origin.clone(),
+                                    })
                                 })
+                                .collect();
+                            Ok(Decision {
+                                stream: REORG_STREAM.into(),
+                                expected: ExpectedVersion::Exact(state.version(REORG_STREAM)),
+                                payloads,
                             })
-                            .collect();
-                        Ok(Decision {
-                            stream: REORG_STREAM.into(),
-                            expected: ExpectedVersion::Exact(state.version(REORG_STREAM)),
-                            payloads,
-                        })
-                    })
+                        },
+                    )
                     .await?;
                 Ok(Response::new(pr::ReorganizeUnitsResponse {
                     links_received: received,
@@ -521,13 +542,17 @@ impl RegistrationService for Registration {
                     v.finish(|| (unit.expect("checked"), details.expect("checked"))).map_err(status::domain)?;
                 let id = ModelId::parse("model_id", &uuid::Uuid::now_v7().to_string()).expect("a UUID is a model id");
                 let body = pr::RegisterModelRequest { request_id: String::new(), ..req.clone() };
+                let tree = Tree::in_force_on(registered_on);
+                let authorize = |state: &State, caller: &Caller| {
+                    // A unit the tree lacks is refused below, naming the field.
+                    match state.trees.get(tree).get(&unit) {
+                        Some(_) => caller.require_scope(&state.trees, tree, &unit, "RegisterModel"),
+                        None => Ok(()),
+                    }
+                };
                 let receipt = self
                     .core
-                    .write(&caller, "RegisterModel", &req.request_id, &body, |state| {
-                        let tree = Tree::in_force_on(registered_on);
-                        if state.trees.get(tree).get(&unit).is_some() {
-                            caller.require_scope(&state.trees, tree, &unit, "RegisterModel")?;
-                        }
+                    .write(&caller, "RegisterModel", &req.request_id, &body, authorize, |state| {
                         let ctx = ModelContext { units: &state.trees, today: today() };
                         let command =
                             ModelCommand::Register { id: id.clone(), unit: unit.clone(), registered_on, details };
@@ -553,7 +578,7 @@ impl RegistrationService for Registration {
         &self,
         request: Request<pr::AmendModelRequest>,
     ) -> Result<Response<pr::WriteModelResponse>, Status> {
-        self.model_rpc("AmendModel", &[Role::Reporter, Role::Admin], request, |_, req, _, _| {
+        self.model_rpc("AmendModel", &[Role::Reporter, Role::Admin], no_acting_unit, request, |req| {
             let details = convert::details_in(req.details.as_ref()).map_err(status::domain)?;
             Ok(ModelCommand::Amend { details, reason: req.reason.clone() })
         })
@@ -564,7 +589,7 @@ impl RegistrationService for Registration {
         &self,
         request: Request<pr::StartModelRequest>,
     ) -> Result<Response<pr::WriteModelResponse>, Status> {
-        self.model_rpc("StartModel", &[Role::Reporter, Role::Admin], request, |_, req, _, _| {
+        self.model_rpc("StartModel", &[Role::Reporter, Role::Admin], no_acting_unit, request, |req| {
             let started_on = optional_date("started_on", req.started_on.as_ref())?;
             Ok(ModelCommand::Start { started_on })
         })
@@ -575,12 +600,12 @@ impl RegistrationService for Registration {
         &self,
         request: Request<pr::RecognizeModelRequest>,
     ) -> Result<Response<pr::WriteModelResponse>, Status> {
-        self.model_rpc("RecognizeModel", &[Role::Approver, Role::Admin], request, |caller, req, state, entry| {
+        let acting: ActingUnit<pr::RecognizeModelRequest> =
+            |req| Some(("recognizing_unit", req.recognizing_unit.as_ref()));
+        self.model_rpc("RecognizeModel", &[Role::Approver, Role::Admin], acting, request, |req| {
             let level = convert::level_in("level", req.level).map_err(status::domain)?;
             let unit = convert::unit_in("recognizing_unit", req.recognizing_unit.as_ref()).map_err(status::domain)?;
             let decision = convert::decision_in("decision", req.decision.as_ref()).map_err(status::domain)?;
-            let tree = entry.model.state().expect("registered").tree;
-            caller.require_scope(&state.trees, tree, &unit, "RecognizeModel")?;
             Ok(ModelCommand::Recognize(Recognition {
                 level,
                 recognizing_unit: unit,
@@ -595,13 +620,12 @@ impl RegistrationService for Registration {
         &self,
         request: Request<pr::CommendModelRequest>,
     ) -> Result<Response<pr::WriteModelResponse>, Status> {
-        self.model_rpc("CommendModel", &[Role::Approver, Role::Admin], request, |caller, req, state, entry| {
+        let acting: ActingUnit<pr::CommendModelRequest> = |req| Some(("awarding_unit", req.awarding_unit.as_ref()));
+        self.model_rpc("CommendModel", &[Role::Approver, Role::Admin], acting, request, |req| {
             let form = convert::award_in("form", req.form).map_err(status::domain)?;
             let level = convert::level_in("level", req.level).map_err(status::domain)?;
             let unit = convert::unit_in("awarding_unit", req.awarding_unit.as_ref()).map_err(status::domain)?;
             let decision = convert::decision_in("decision", req.decision.as_ref()).map_err(status::domain)?;
-            let tree = entry.model.state().expect("registered").tree;
-            caller.require_scope(&state.trees, tree, &unit, "CommendModel")?;
             Ok(ModelCommand::Commend(Commendation { form, level, awarding_unit: unit, decision }))
         })
         .await
@@ -611,7 +635,7 @@ impl RegistrationService for Registration {
         &self,
         request: Request<pr::ReplicateModelRequest>,
     ) -> Result<Response<pr::WriteModelResponse>, Status> {
-        self.model_rpc("ReplicateModel", &[Role::Reporter, Role::Admin], request, |_, req, _, _| {
+        self.model_rpc("ReplicateModel", &[Role::Reporter, Role::Admin], no_acting_unit, request, |req| {
             let target_unit = convert::unit_in("target_unit", req.target_unit.as_ref()).map_err(status::domain)?;
             let replicated_on = optional_date("replicated_on", req.replicated_on.as_ref())?;
             Ok(ModelCommand::Replicate(Replication { target_unit, replicated_on, note: req.note.clone() }))
@@ -623,7 +647,7 @@ impl RegistrationService for Registration {
         &self,
         request: Request<pr::RetireModelRequest>,
     ) -> Result<Response<pr::WriteModelResponse>, Status> {
-        self.model_rpc("RetireModel", &[Role::Reporter, Role::Admin], request, |_, req, _, _| {
+        self.model_rpc("RetireModel", &[Role::Reporter, Role::Admin], no_acting_unit, request, |req| {
             let retired_on = optional_date("retired_on", req.retired_on.as_ref())?;
             Ok(ModelCommand::Retire { reason: req.reason.clone(), retired_on })
         })

@@ -50,6 +50,11 @@ fn readable<'s>(
     Ok((id, entry))
 }
 
+/// The report `stream` that a change names.
+fn changed<'s>(state: &'s State, stream: &str) -> Result<&'s ReportEntry, Status> {
+    state.reports.get(stream).ok_or_else(|| Status::not_found(format!("report {stream} not found")))
+}
+
 /// The units expected to report on `tree`: `root` (unless it is the nation) and every
 /// unit below it, at every level but the nation.
 fn expected_units<'s>(state: &'s State, tree: Tree, root: Option<&UnitCode>) -> Vec<&'s UnitCode> {
@@ -159,8 +164,9 @@ impl Reporting {
         })
     }
 
-    /// One RPC that changes a report: metrics, authentication, role, scope, version,
-    /// then `command` turns the request into a domain command.
+    /// One RPC that changes a report: metrics, authentication, role, scope (before a
+    /// retry may be answered), version, then `command` turns the request into a
+    /// domain command.
     async fn change<R: ChangeRequest>(
         &self,
         method: &'static str,
@@ -183,18 +189,17 @@ impl Reporting {
                 if expected == 0 {
                     return Err(invalid("expected_version", "is required: the report's current version"));
                 }
+                let authorize = |state: &State, caller: &Caller| {
+                    let r = changed(state, &stream)?.report.state().expect("stored reports are submitted");
+                    match scope {
+                        Scope::Within => caller.require_scope(&state.trees, r.tree, &r.id.unit, method),
+                        Scope::Above => caller.require_above(&state.trees, r.tree, &r.id.unit, method),
+                    }
+                };
                 let receipt = self
                     .core
-                    .write(&caller, method, request_id, &body, |state| {
-                        let entry = state
-                            .reports
-                            .get(&stream)
-                            .ok_or_else(|| Status::not_found(format!("report {stream} not found")))?;
-                        let r = entry.report.state().expect("stored reports are submitted");
-                        match scope {
-                            Scope::Within => caller.require_scope(&state.trees, r.tree, &r.id.unit, method)?,
-                            Scope::Above => caller.require_above(&state.trees, r.tree, &r.id.unit, method)?,
-                        }
+                    .write(&caller, method, request_id, &body, authorize, |state| {
+                        let entry = changed(state, &stream)?;
                         if entry.version != expected {
                             return Err(Status::aborted(format!(
                                 "report {stream} is at version {}, not {expected}: read it again and retry",
@@ -240,24 +245,26 @@ impl ReportingService for Reporting {
                 let id = ReportId { unit, period };
                 let stream = id.as_string();
                 let body = pr::SubmitReportRequest { request_id: String::new(), ..req.clone() };
+                let tree = period.reporting_tree();
+                let authorize = |state: &State, caller: &Caller| {
+                    let Some(u) = state.trees.get(tree).get(&id.unit) else {
+                        return Err(invalid(
+                            "unit",
+                            format!(
+                                "{} is not a unit of the {} tree, in force when {period} closes",
+                                id.unit,
+                                tree.name()
+                            ),
+                        ));
+                    };
+                    if u.level == Level::Nation {
+                        return Err(invalid("unit", "the nation does not report; its figures are the roll-up"));
+                    }
+                    caller.require_scope(&state.trees, tree, &id.unit, "SubmitReport")
+                };
                 let receipt = self
                     .core
-                    .write(&caller, "SubmitReport", &req.request_id, &body, |state| {
-                        let tree = period.reporting_tree();
-                        let Some(u) = state.trees.get(tree).get(&id.unit) else {
-                            return Err(invalid(
-                                "unit",
-                                format!(
-                                    "{} is not a unit of the {} tree, in force when {period} closes",
-                                    id.unit,
-                                    tree.name()
-                                ),
-                            ));
-                        };
-                        if u.level == Level::Nation {
-                            return Err(invalid("unit", "the nation does not report; its figures are the roll-up"));
-                        }
-                        caller.require_scope(&state.trees, tree, &id.unit, "SubmitReport")?;
+                    .write(&caller, "SubmitReport", &req.request_id, &body, authorize, |state| {
                         if state.reports.contains_key(&stream) {
                             return Err(Status::already_exists(format!(
                                 "{stream} is already submitted; amend it instead"
