@@ -381,6 +381,27 @@ impl MergeKind {
     }
 }
 
+impl MergeKind {
+    /// Whether the note says this successor took the old unit's whole population
+    /// ("Nhập một phần diện tích, toàn bộ dân số").
+    pub fn takes_population(self) -> bool {
+        matches!(self, Self::PartAreaWholePopulation)
+    }
+}
+
+/// On what a link of the mapping rests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum LinkBasis {
+    /// A row of the official conversion table (after the reviewed corrections).
+    #[default]
+    Official,
+    /// Inferred by the import: the unit was recoded between the two lists (same name,
+    /// same district, another code).
+    Inferred,
+    /// Added by an operator (a supplementary mapping).
+    Supplementary,
+}
+
 /// One row of the mapping: `old` (pre-2025 tree) went, wholly or in part, into `new` (2025 tree).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReorgLink {
@@ -388,6 +409,7 @@ pub struct ReorgLink {
     pub new: UnitCode,
     pub kind: MergeKind,
     pub note: String,
+    pub basis: LinkBasis,
 }
 
 /// The 2025 reorganisation: old unit → its successors (in the order the mapping
@@ -438,14 +460,189 @@ impl Reorganization {
     }
 
     /// Where an old commune's figures go on the 2025 tree. The allocation rule: an old
-    /// unit split between several new ones counts wholly in the successor the mapping
-    /// names first; the flag says whether the rule was applied (so roll-ups can report
-    /// how many figures were allocated rather than moved exactly).
+    /// unit split between several new ones counts wholly in the successor that took its
+    /// whole population when the notes name one ("…, toàn bộ dân số": the figures are
+    /// about people), else in the successor the mapping names first; the flag says
+    /// whether the rule was applied (so roll-ups can report how many figures were
+    /// allocated rather than moved exactly).
     pub fn allocate(&self, old: &UnitCode) -> Option<(&UnitCode, bool)> {
         let succ = self.successors(old);
         let first = succ.first()?;
         let exact = succ.len() == 1 && first.kind.is_whole();
-        Some((&first.new, !exact))
+        let chosen = succ.iter().find(|l| l.kind.takes_population()).unwrap_or(first);
+        Some((&chosen.new, !exact))
+    }
+
+    /// The link from `old` to `new`, if the mapping has one.
+    pub fn link(&self, old: &UnitCode, new: &UnitCode) -> Option<&ReorgLink> {
+        self.successors(old).iter().find(|l| &l.new == new)
+    }
+}
+
+/// Where a unit of one tree stands in the other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expressed {
+    /// Its exact counterpart: the unit moved whole (or is the same tree).
+    Exact(UnitCode),
+    /// Placed by the allocation rule: a split unit, or one of several merged.
+    Allocated(UnitCode),
+    /// No counterpart in the other tree. `province` is where its province stands
+    /// there, if anywhere: the figures are reported as unassigned, never dropped.
+    Unassigned { province: Option<UnitCode> },
+}
+
+impl Expressed {
+    /// The counterpart, if there is one.
+    pub fn unit(&self) -> Option<&UnitCode> {
+        match self {
+            Self::Exact(u) | Self::Allocated(u) => Some(u),
+            Self::Unassigned { .. } => None,
+        }
+    }
+}
+
+/// How a unit maps onto the other tree (`GetUnit` shows it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MappingStatus {
+    /// The whole unit went into one unit of the other tree, by the official table.
+    Whole,
+    /// Split between several units, or one of several merged: figures are allocated.
+    Split,
+    /// Recoded between the two lists (same name, same district, another code): the
+    /// link was inferred by the import.
+    Recoded,
+    /// A district or province: its counterpart is inferred from its communes' links.
+    Inferred,
+    /// Linked by an operator's supplementary mapping.
+    Supplementary,
+    /// No counterpart: its figures are reported as unassigned in the other tree.
+    Unassigned,
+}
+
+/// The provinces of the two trees matched through the communes' links (provinces
+/// merged whole): each old province's new one and each new province's old ones.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CrossTree {
+    new_of_old: BTreeMap<UnitCode, UnitCode>,
+    olds_of_new: BTreeMap<UnitCode, std::collections::BTreeSet<UnitCode>>,
+}
+
+impl CrossTree {
+    pub fn build(trees: &Trees) -> Self {
+        let mut m = Self::default();
+        let old = trees.get(Tree::Pre2025);
+        let new = trees.get(Tree::Y2025);
+        for province in old.children(None) {
+            for commune in old.descendants_at(Some(province), Level::Commune) {
+                let Some((succ, _)) = trees.reorganization.allocate(&commune.code) else { continue };
+                let Some(np) = new.ancestors(succ).find(|u| u.level == Level::Province).map(|u| u.code.clone()) else {
+                    continue;
+                };
+                m.new_of_old.entry(province.clone()).or_insert_with(|| np.clone());
+                m.olds_of_new.entry(np).or_default().insert(province.clone());
+            }
+        }
+        m
+    }
+
+    /// The old province a new one is expressed as, and whether that is an allocation
+    /// (several old provinces merged into it).
+    fn old_province(&self, new: &UnitCode) -> Option<(UnitCode, bool)> {
+        let olds = self.olds_of_new.get(new)?;
+        let old = if olds.contains(new) { new.clone() } else { olds.first()?.clone() };
+        Some((old, olds.len() > 1))
+    }
+
+    /// Where `unit` of `from` stands in `to` (None: `unit` is not a unit of `from`).
+    /// Communes move by the mapping (see `Reorganization::allocate`; a new commune is
+    /// expressed as its first predecessor found in the old tree), districts and
+    /// provinces through their provinces.
+    pub fn express(&self, trees: &Trees, from: Tree, unit: &UnitCode, to: Tree) -> Option<Expressed> {
+        let src = trees.get(from).get(unit)?;
+        if from == to {
+            return Some(Expressed::Exact(src.code.clone()));
+        }
+        let target = trees.get(to);
+        let province_of = |u: &Unit| -> Option<UnitCode> {
+            if u.level == Level::Province {
+                return Some(u.code.clone());
+            }
+            trees.get(from).ancestors(&u.code).find(|a| a.level == Level::Province).map(|a| a.code.clone())
+        };
+        let counterpart_province = |p: Option<UnitCode>| -> Option<UnitCode> {
+            let p = p?;
+            let found = match from {
+                Tree::Pre2025 => self.new_of_old.get(&p).cloned(),
+                Tree::Y2025 => self.old_province(&p).map(|(o, _)| o),
+            };
+            found.filter(|c| target.get(c).is_some())
+        };
+        let unassigned = || Expressed::Unassigned { province: counterpart_province(province_of(src)) };
+        let placed = |code: UnitCode, allocated: bool| {
+            if target.get(&code).is_none() {
+                unassigned()
+            } else if allocated {
+                Expressed::Allocated(code)
+            } else {
+                Expressed::Exact(code)
+            }
+        };
+        let r = &trees.reorganization;
+        Some(match (from, src.level) {
+            (Tree::Pre2025, Level::Commune) => match r.allocate(unit) {
+                Some((new, allocated)) => placed(new.clone(), allocated),
+                None => unassigned(),
+            },
+            (Tree::Pre2025, Level::District | Level::Province) => match counterpart_province(province_of(src)) {
+                Some(p) => Expressed::Exact(p),
+                None => unassigned(),
+            },
+            (Tree::Y2025, Level::Commune) => {
+                let preds = r.predecessors(unit);
+                match preds.iter().find(|p| target.get(p).is_some()) {
+                    Some(first) => {
+                        let exact = preds.len() == 1 && r.allocate(first).is_some_and(|(n, a)| !a && n == unit);
+                        placed(first.clone(), !exact)
+                    }
+                    None => unassigned(),
+                }
+            }
+            (Tree::Y2025, Level::Province) => match self.old_province(unit) {
+                Some((old, allocated)) => placed(old, allocated),
+                None => unassigned(),
+            },
+            _ => unassigned(),
+        })
+    }
+
+    /// How `unit` of `tree` maps onto the other tree (None: not a unit of `tree`).
+    pub fn mapping_status(&self, trees: &Trees, tree: Tree, unit: &UnitCode) -> Option<MappingStatus> {
+        let other = match tree {
+            Tree::Pre2025 => Tree::Y2025,
+            Tree::Y2025 => Tree::Pre2025,
+        };
+        let expressed = self.express(trees, tree, unit, other)?;
+        let level = trees.get(tree).get(unit)?.level;
+        if expressed.unit().is_none() {
+            return Some(MappingStatus::Unassigned);
+        }
+        if level != Level::Commune {
+            return Some(MappingStatus::Inferred);
+        }
+        let r = &trees.reorganization;
+        let links: Vec<&ReorgLink> = match tree {
+            Tree::Pre2025 => r.successors(unit).iter().collect(),
+            Tree::Y2025 => r.predecessors(unit).iter().filter_map(|old| r.link(old, unit)).collect(),
+        };
+        Some(if links.iter().any(|l| l.basis == LinkBasis::Inferred) {
+            MappingStatus::Recoded
+        } else if links.iter().any(|l| l.basis == LinkBasis::Supplementary) {
+            MappingStatus::Supplementary
+        } else if matches!(expressed, Expressed::Exact(_)) {
+            MappingStatus::Whole
+        } else {
+            MappingStatus::Split
+        })
     }
 }
 
@@ -541,18 +738,21 @@ pub(crate) mod tests {
             new: code("00004"),
             kind: MergeKind::Whole,
             note: "Nhập toàn bộ".into(),
+            basis: LinkBasis::Official,
         });
         t.reorganization.add(ReorgLink {
             old: code("00001"),
             new: code("00008"),
             kind: MergeKind::Part,
             note: "Nhập một phần".into(),
+            basis: LinkBasis::Official,
         });
         t.reorganization.add(ReorgLink {
             old: code("00001"),
             new: code("00004"),
             kind: MergeKind::Part,
             note: "Nhập một phần".into(),
+            basis: LinkBasis::Official,
         });
         t
     }
@@ -657,9 +857,74 @@ pub(crate) mod tests {
         assert_eq!(r.allocate(&code("00037")), None, "unmapped");
         assert_eq!(r.predecessors(&code("00004")), &[code("00004"), code("00001")]);
         let mut r2 = r.clone();
-        let again = ReorgLink { old: code("00001"), new: code("00008"), kind: MergeKind::Part, note: String::new() };
+        let again = ReorgLink {
+            old: code("00001"),
+            new: code("00008"),
+            kind: MergeKind::Part,
+            note: String::new(),
+            basis: LinkBasis::Official,
+        };
         assert_eq!(r2.add(again), Inserted::Unchanged);
         assert_eq!(r2.len(), 3);
+    }
+
+    fn link(old: &str, new: &str, kind: MergeKind, basis: LinkBasis) -> ReorgLink {
+        ReorgLink { old: code(old), new: code(new), kind, note: String::new(), basis }
+    }
+
+    #[test]
+    fn a_split_commune_goes_to_the_successor_that_took_its_population() {
+        // Given Đặng Xá (00556) as the table splits it (lines 424 and 426, after the
+        // reviewed correction): part of its area to Phù Đổng, listed first; part of its
+        // area and all its people to Thuận An.
+        let mut r = Reorganization::new(REORGANISATION_2025);
+        r.add(link("00556", "00541", MergeKind::PartArea, LinkBasis::Official));
+        r.add(link("00556", "00562", MergeKind::PartAreaWholePopulation, LinkBasis::Official));
+        // Then its figures go to Thuận An, flagged as allocated.
+        assert_eq!(r.allocate(&code("00556")), Some((&code("00562"), true)));
+        // Without a note naming the people, the first-listed successor takes them.
+        r.add(link("00553", "00136", MergeKind::Part, LinkBasis::Official));
+        r.add(link("00553", "00541", MergeKind::Part, LinkBasis::Official));
+        assert_eq!(r.allocate(&code("00553")), Some((&code("00136"), true)));
+    }
+
+    #[test]
+    fn units_without_a_counterpart_are_unassigned_under_their_province() {
+        let mut t = sample_trees();
+        let cross = CrossTree::build(&t);
+        // 00037 (Phúc Tân) is named by no link: unassigned, under the new Hà Nội.
+        assert_eq!(
+            cross.express(&t, Tree::Pre2025, &code("00037"), Tree::Y2025),
+            Some(Expressed::Unassigned { province: Some(code("01")) })
+        );
+        assert_eq!(cross.mapping_status(&t, Tree::Pre2025, &code("00037")), Some(MappingStatus::Unassigned));
+        assert_eq!(cross.mapping_status(&t, Tree::Pre2025, &code("00004")), Some(MappingStatus::Whole));
+        assert_eq!(cross.mapping_status(&t, Tree::Pre2025, &code("00001")), Some(MappingStatus::Split));
+        assert_eq!(cross.mapping_status(&t, Tree::Pre2025, &code("001")), Some(MappingStatus::Inferred));
+        // Hà Giang has no commune in the sample: nothing to infer its counterpart from.
+        assert_eq!(cross.mapping_status(&t, Tree::Pre2025, &code("02")), Some(MappingStatus::Unassigned));
+        // A new commune whose first predecessor is missing from the old list is
+        // expressed as the next one that is there.
+        let y = &mut t.y2025;
+        y.insert(Unit::new(Tree::Y2025, code("00010"), "Phường Mới", "", UnitKind::Ward, Some(code("01"))).unwrap())
+            .unwrap();
+        t.reorganization.add(link("99999", "00010", MergeKind::Whole, LinkBasis::Official));
+        let cross = CrossTree::build(&t);
+        assert_eq!(
+            cross.express(&t, Tree::Y2025, &code("00010"), Tree::Pre2025),
+            Some(Expressed::Unassigned { province: Some(code("01")) })
+        );
+        t.reorganization.add(link("00037", "00010", MergeKind::Whole, LinkBasis::Supplementary));
+        let cross = CrossTree::build(&t);
+        assert_eq!(
+            cross.express(&t, Tree::Y2025, &code("00010"), Tree::Pre2025),
+            Some(Expressed::Allocated(code("00037")))
+        );
+        assert_eq!(
+            cross.express(&t, Tree::Pre2025, &code("00037"), Tree::Y2025),
+            Some(Expressed::Exact(code("00010")))
+        );
+        assert_eq!(cross.mapping_status(&t, Tree::Pre2025, &code("00037")), Some(MappingStatus::Supplementary));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use dvk_domain::model::{
     Replication, RunnerKind, Sponsor,
 };
 use dvk_domain::report::{Figures, ReportEvent, ReportId, Revision};
-use dvk_domain::unit::{MergeKind, ReorgLink, Unit, UnitKind};
+use dvk_domain::unit::{LinkBasis, MergeKind, ReorgLink, Unit, UnitKind};
 use dvk_domain::{Date, DomainError, Level, Period, Tree, UnitCode};
 
 use crate::common::v1 as pc;
@@ -278,7 +278,23 @@ pub fn reorg_link_in(prefix: &str, l: &pe::ReorgLink) -> Result<ReorgLink, Domai
     let new = unit_in(&format!("{prefix}.new_code"), l.new_code.as_ref())?;
     let note = dvk_domain::text::clean(&format!("{prefix}.note"), &l.note, dvk_domain::text::MAX_REASON, false)?;
     let kind = if l.kind == 0 { MergeKind::from_note(&note) } else { merge_in(l.kind) };
-    Ok(ReorgLink { old, new, kind, note })
+    let basis = match pe::LinkBasis::try_from(l.basis) {
+        Ok(pe::LinkBasis::Official) => LinkBasis::Official,
+        Ok(pe::LinkBasis::Inferred) => LinkBasis::Inferred,
+        Ok(pe::LinkBasis::Supplementary) => LinkBasis::Supplementary,
+        Err(_) => {
+            return Err(DomainError::invalid(&format!("{prefix}.basis"), format!("{} is not a link basis", l.basis)));
+        }
+    };
+    Ok(ReorgLink { old, new, kind, note, basis })
+}
+
+pub fn basis_out(b: LinkBasis) -> pe::LinkBasis {
+    match b {
+        LinkBasis::Official => pe::LinkBasis::Official,
+        LinkBasis::Inferred => pe::LinkBasis::Inferred,
+        LinkBasis::Supplementary => pe::LinkBasis::Supplementary,
+    }
 }
 
 pub fn reorg_link_out(l: &ReorgLink, rank: u32) -> pe::ReorgLink {
@@ -288,6 +304,7 @@ pub fn reorg_link_out(l: &ReorgLink, rank: u32) -> pe::ReorgLink {
         kind: merge_out(l.kind) as i32,
         note: l.note.clone(),
         successor_rank: rank,
+        basis: basis_out(l.basis) as i32,
     }
 }
 

@@ -5,7 +5,7 @@
 use dvk_domain::model::{
     Commendation, Model, ModelCommand, ModelContext, ModelId, ModelStatus, Recognition, Replication,
 };
-use dvk_domain::unit::{AdminTree, Inserted, Level};
+use dvk_domain::unit::{AdminTree, Expressed, Inserted, Level, LinkBasis};
 use dvk_domain::{Aggregate, Date, DomainError, Period, Tree, UnitCode};
 use dvk_eventlog::ExpectedVersion;
 use dvk_proto::common::v1 as pc;
@@ -217,12 +217,36 @@ impl Registration {
                 (Vec::new(), links)
             }
         };
+        let other = match tree {
+            Tree::Pre2025 => Tree::Y2025,
+            Tree::Y2025 => Tree::Pre2025,
+        };
+        let cross = state.cross();
+        let mapping_status =
+            cross.mapping_status(&state.trees, tree, code).map_or(pr::MappingStatus::Unspecified, |s| {
+                use dvk_domain::unit::MappingStatus as M;
+                match s {
+                    M::Whole => pr::MappingStatus::Whole,
+                    M::Split => pr::MappingStatus::Split,
+                    M::Recoded => pr::MappingStatus::Recoded,
+                    M::Inferred => pr::MappingStatus::Inferred,
+                    M::Supplementary => pr::MappingStatus::Supplementary,
+                    M::Unassigned => pr::MappingStatus::Unassigned,
+                }
+            });
+        let counterpart = match cross.express(&state.trees, tree, code, other) {
+            Some(Expressed::Exact(c) | Expressed::Allocated(c)) => Some(c),
+            Some(Expressed::Unassigned { province }) => province,
+            None => None,
+        };
         Some(pr::Unit {
             tree: convert::tree_out(tree) as i32,
             record: Some(convert::unit_record_out(unit)),
             child_count: t.children(Some(code)).len() as u32,
             successors,
             predecessors,
+            mapping_status: mapping_status as i32,
+            counterpart: counterpart.as_ref().map(convert::unit_out),
         })
     }
 }
@@ -411,6 +435,14 @@ impl RegistrationService for Registration {
                                 }
                                 // Old codes missing from the pre-2025 list are kept: the GSO
                                 // mapping names units created between the list and the merger.
+                                // An operator's own link, though, must name a unit there, or it
+                                // would re-express nothing.
+                                if link.basis != LinkBasis::Official && state.trees.pre2025.get(&link.old).is_none() {
+                                    return Err(invalid(
+                                        &format!("links[{i}].old_code"),
+                                        &format!("{} is not a unit of the pre-2025 tree", link.old),
+                                    ));
+                                }
                                 if scratch.add(link.clone()) == Inserted::Added {
                                     let rank = scratch.successors(&link.old).len() as u32 - 1;
                                     added.push(convert::reorg_link_out(&link, rank));

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use dvk_domain::Aggregate;
 use dvk_domain::Tree;
 use dvk_domain::model::Model;
-use dvk_domain::unit::{ReorgLink, Trees};
+use dvk_domain::unit::{CrossTree, ReorgLink, Trees};
 use dvk_proto::convert;
 use dvk_proto::events::v1::Envelope;
 
@@ -39,11 +39,19 @@ pub struct State {
     pub versions: BTreeMap<&'static str, u64>,
     /// The last log position folded in.
     pub position: u64,
+    /// The provinces matched across the trees, derived when first asked for after the
+    /// trees changed.
+    cross: std::sync::OnceLock<CrossTree>,
 }
 
 impl State {
     pub fn version(&self, stream: &'static str) -> u64 {
         self.versions.get(stream).copied().unwrap_or(0)
+    }
+
+    /// The provinces matched across the trees (for mapping statuses).
+    pub fn cross(&self) -> &CrossTree {
+        self.cross.get_or_init(|| CrossTree::build(&self.trees))
     }
 
     /// The successors of an old unit with their ranks.
@@ -60,6 +68,9 @@ impl dvk_runtime::host::ReadModel for State {
         let change = convert::apply_tree_event(&mut self.trees, payload, &mut problems);
         for problem in problems {
             tracing::error!(position, "{problem}");
+        }
+        if change.is_some() {
+            self.cross = std::sync::OnceLock::new();
         }
         match change {
             Some(convert::TreeChange::Units(tree)) => {
