@@ -54,24 +54,57 @@ impl Rng {
 struct Gso {
     parent: HashMap<(bool, String), Option<String>>,
     level: HashMap<(bool, String), i32>,
+    name: HashMap<(bool, String), String>,
     links: Vec<(String, String, u32, i32)>,
 }
 
 impl Gso {
     fn load() -> Gso {
-        let mut g = Gso { parent: HashMap::new(), level: HashMap::new(), links: Vec::new() };
+        let mut g = Gso { parent: HashMap::new(), level: HashMap::new(), name: HashMap::new(), links: Vec::new() };
+        let mut table_rows = Vec::new();
         for (name, y2025) in [("gso-communes-2025-01-04.csv", false), ("gso-reorganization-2025-07-01.csv", true)] {
             let f = gso::read(std::fs::File::open(admin_units(name)).unwrap()).unwrap();
             for (_, u) in &f.units {
                 let code = u.code.as_ref().unwrap().code.clone();
                 let parent = u.parent.as_ref().map(|p| p.code.clone()).filter(|p| !p.is_empty());
                 g.parent.insert((y2025, code.clone()), parent);
-                g.level.insert((y2025, code), u.level);
+                g.level.insert((y2025, code.clone()), u.level);
+                g.name.insert((y2025, code), u.name.clone());
             }
             for (_, l) in &f.links {
                 let (old, new) = (l.old_code.as_ref().unwrap().code.clone(), l.new_code.as_ref().unwrap().code.clone());
                 if !g.links.iter().any(|(o, n, _, _)| *o == old && *n == new) {
-                    g.links.push((old, new, l.successor_rank, l.kind));
+                    let rank = g.links.iter().filter(|(o, ..)| *o == old).count() as u32;
+                    g.links.push((old, new, rank, l.kind));
+                }
+            }
+            table_rows = f.rows;
+        }
+        // Communes recoded between the lists (the README's rule, written out again
+        // with plain name equality, which the shipped cases satisfy): a listed commune
+        // the table never names takes the links of the one old code of the table,
+        // absent from the list, with its name in its district.
+        let listed_old: Vec<String> =
+            g.level.keys().filter(|(t, c)| !*t && c.len() == 5).map(|(_, c)| c.clone()).collect();
+        for old in listed_old {
+            if g.links.iter().any(|(o, ..)| *o == old) {
+                continue;
+            }
+            let (name, district) = (&g.name[&(false, old.clone())], g.parent[&(false, old.clone())].clone());
+            let mut candidates: Vec<&dvk_domain::reconcile::TableRow> = table_rows
+                .iter()
+                .filter(|r| {
+                    !g.level.contains_key(&(false, r.old_code.as_str().to_owned()))
+                        && r.old_name == *name
+                        && r.old_district.as_ref().map(|d| d.as_str().to_owned()) == district
+                })
+                .collect();
+            candidates.dedup_by(|a, b| a.old_code == b.old_code);
+            let codes: BTreeSet<&str> = candidates.iter().map(|r| r.old_code.as_str()).collect();
+            if codes.len() == 1 {
+                for (rank, r) in candidates.iter().enumerate() {
+                    let kind = dvk_proto::convert::merge_out(r.kind) as i32;
+                    g.links.push((old.clone(), r.new_code.as_str().to_owned(), rank as u32, kind));
                 }
             }
         }
@@ -113,12 +146,14 @@ impl Gso {
         .any(|k| *k as i32 == kind)
     }
 
-    /// The first-named successor of an old commune, and whether that is an allocation.
+    /// The successor of an old commune that took its whole population, else the
+    /// first-named one, and whether that is an allocation.
     fn successor(&self, old: &str) -> Option<(String, bool)> {
         let mut succ: Vec<&(String, String, u32, i32)> = self.links.iter().filter(|l| l.0 == old).collect();
         succ.sort_by_key(|l| l.2);
         let first = succ.first()?;
-        Some((first.1.clone(), !(succ.len() == 1 && Self::whole(first.3))))
+        let people = succ.iter().find(|l| l.3 == MergeKind::PartAreaWholePopulation as i32).unwrap_or(first);
+        Some((people.1.clone(), !(succ.len() == 1 && Self::whole(first.3))))
     }
 
     fn new_province_of(&self, old_province: &str) -> Option<String> {
@@ -142,8 +177,8 @@ impl Gso {
             (false, _) => (self.new_province_of(code)?, false),
             (true, l) if l == Level::Commune as i32 => {
                 let preds: Vec<&String> = self.links.iter().filter(|l| l.1 == code).map(|l| &l.0).collect();
-                let first = preds.first()?;
-                let exact = preds.len() == 1 && self.successor(first).is_some_and(|(_, a)| !a);
+                let first = preds.iter().find(|p| self.level.contains_key(&(false, (**p).clone())))?;
+                let exact = preds.len() == 1 && self.successor(first).is_some_and(|(n, a)| !a && n == code);
                 ((*first).clone(), !exact)
             }
             (true, _) => {
@@ -585,6 +620,7 @@ async fn answers(
                             include_unapproved,
                             min_positions: Vec::new(),
                             as_of: as_of.clone(),
+                            ..Default::default()
                         },
                         &token("analyst", ""),
                     ))

@@ -14,6 +14,11 @@
 //!   date); they are kept per half-year and summed over a year or stage when asked.
 //!   **Report figures** are kept per period reported (a year report is not the sum of
 //!   its halves).
+//! - **Unassigned.** A fact at a unit that has no counterpart in the other tree (a
+//!   commune the conversion table never names, a new commune none of whose
+//!   predecessors is in the old list) is kept there as *unassigned*, per source unit,
+//!   at the counterpart of its province and at the nation: never in the other tree's
+//!   cells, never dropped. So nation(A) = nation(B) + unassigned(B).
 //! - **Trees arriving late.** A fact whose unit is not yet known contributes nothing;
 //!   whenever the trees or the mapping change, every cell is derived again from the
 //!   facts. So the cells are always the same function of (facts, trees), whatever
@@ -25,7 +30,7 @@ use std::sync::Arc;
 use dvk_domain::model::Field;
 use dvk_domain::period::Half;
 use dvk_domain::report::{Figures, ReportEvent};
-use dvk_domain::unit::{Level, Trees};
+use dvk_domain::unit::{CrossTree, Expressed, Level, Trees};
 use dvk_domain::{Date, DomainError, Period, Tree, UnitCode};
 use dvk_proto::convert;
 use dvk_proto::events::v1::Envelope;
@@ -41,12 +46,34 @@ pub const NATION: UnitId = u32::MAX;
 pub type CellKey = (Tree, UnitId, Period);
 
 /// Where a contribution at one unit lands in one tree: the unit expressed in that tree,
-/// its ancestors and the nation; and whether the allocation rule placed it there.
+/// its ancestors and the nation; and whether the allocation rule placed it there. For
+/// a unit without a counterpart in that tree, `unassigned_from` is the unit's own
+/// number and `units` are where it is reported as unassigned (the counterpart of its
+/// province, if any, and the nation).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Target {
     tree: Tree,
     units: Vec<UnitId>,
     allocated: bool,
+    unassigned_from: Option<UnitId>,
+}
+
+/// Contributions without a counterpart, at one (tree, unit or nation, period): per
+/// source unit (a unit of the other tree).
+pub type UnassignedCells = BTreeMap<UnitId, Cell>;
+
+/// The cell a target's contribution goes to.
+fn cell_at<'a>(
+    cells: &'a mut FastMap<CellKey, Cell>,
+    unassigned: &'a mut FastMap<CellKey, UnassignedCells>,
+    t: &Target,
+    unit: UnitId,
+    period: Period,
+) -> &'a mut Cell {
+    match t.unassigned_from {
+        None => cells.entry((t.tree, unit, period)).or_default(),
+        Some(source) => unassigned.entry((t.tree, unit, period)).or_default().entry(source).or_default(),
+    }
 }
 
 /// What happened to a model, when.
@@ -296,33 +323,6 @@ impl Seen {
     }
 }
 
-/// The old provinces behind each 2025 province and the new province of each old one,
-/// derived from the mapping (provinces merged whole).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct ProvinceMap {
-    new_of_old: BTreeMap<UnitCode, UnitCode>,
-    olds_of_new: BTreeMap<UnitCode, BTreeSet<UnitCode>>,
-}
-
-impl ProvinceMap {
-    fn build(trees: &Trees) -> Self {
-        let mut m = Self::default();
-        let old = trees.get(Tree::Pre2025);
-        let new = trees.get(Tree::Y2025);
-        for province in old.children(None) {
-            for commune in old.descendants_at(Some(province), Level::Commune) {
-                let Some((succ, _)) = trees.reorganization.allocate(&commune.code) else { continue };
-                let Some(np) = new.ancestors(succ).find(|u| u.level == Level::Province).map(|u| u.code.clone()) else {
-                    continue;
-                };
-                m.new_of_old.entry(province.clone()).or_insert_with(|| np.clone());
-                m.olds_of_new.entry(np).or_default().insert(province.clone());
-            }
-        }
-        m
-    }
-}
-
 /// The maps the fold looks up for every event: keyed by the projection's own
 /// numbers and the codes of the loaded trees, so a fast hash (foldhash, seeded per
 /// process) in place of SipHash.
@@ -341,14 +341,18 @@ pub struct State {
     pub trees: Trees,
     /// The tree events folded in, payloads only (snapshots carry them).
     pub tree_events: Vec<Envelope>,
-    provinces: ProvinceMap,
+    cross: CrossTree,
     /// Facts by model id and by report stream (hashed: looked up once per event).
     pub models: FastMap<String, ModelFact>,
     pub reports: FastMap<String, ReportFact>,
     pub cells: FastMap<CellKey, Cell>,
+    /// Contributions of units without a counterpart in the cell's tree.
+    pub unassigned: FastMap<CellKey, UnassignedCells>,
     /// Unit codes of both trees and their numbers, assigned in code order whenever
     /// the trees change (so two projections of the same trees number alike).
     ids: FastMap<UnitCode, UnitId>,
+    /// The codes by number.
+    codes: Vec<UnitCode>,
     /// Where a contribution at a unit lands, per tree it is recorded in (see
     /// `tree_slot`); emptied when the trees change.
     targets: [FastMap<UnitCode, Arc<Vec<Target>>>; 2],
@@ -369,12 +373,23 @@ impl PartialEq for State {
         self.models == o.models
             && self.reports == o.reports
             && self.cells_by_code() == o.cells_by_code()
+            && self.unassigned_by_code() == o.unassigned_by_code()
             && self.seen == o.seen
             && self.position == o.position
             && self.trees.pre2025.len() == o.trees.pre2025.len()
             && self.trees.y2025.len() == o.trees.y2025.len()
             && self.trees.reorganization.len() == o.trees.reorganization.len()
     }
+}
+
+/// The half-years a period spans (model flows are kept per half-year).
+pub fn halves(period: Period) -> Vec<Period> {
+    let years = match period {
+        Period::Half { .. } => return vec![period],
+        Period::Year(year) => year..=year,
+        Period::Stage { first, last } => first..=last,
+    };
+    years.flat_map(|year| [Half::H1, Half::H2].map(|half| Period::Half { year, half })).collect()
 }
 
 /// The half-year a date falls in.
@@ -384,38 +399,15 @@ pub fn half_of(d: Date) -> Period {
 }
 
 impl State {
-    /// Where `unit` of `from` stands in `to`, and whether the allocation rule put it
-    /// there (rather than an exact move). See the README for the rule.
-    pub fn express(&self, from: Tree, unit: &UnitCode, to: Tree) -> Option<(UnitCode, bool)> {
-        let src = self.trees.get(from).get(unit)?;
-        let target = self.trees.get(to);
-        if from == to {
-            return Some((src.code.clone(), false));
-        }
-        let found = match (from, src.level) {
-            (Tree::Pre2025, Level::Commune) => {
-                let (new, allocated) = self.trees.reorganization.allocate(unit)?;
-                (new.clone(), allocated)
-            }
-            (Tree::Pre2025, Level::District) => {
-                let province = src.parent.as_ref()?;
-                (self.provinces.new_of_old.get(province)?.clone(), false)
-            }
-            (Tree::Pre2025, Level::Province) => (self.provinces.new_of_old.get(unit)?.clone(), false),
-            (Tree::Y2025, Level::Commune) => {
-                let preds = self.trees.reorganization.predecessors(unit);
-                let first = preds.first()?;
-                let exact = preds.len() == 1 && self.trees.reorganization.allocate(first).is_some_and(|(_, a)| !a);
-                (first.clone(), !exact)
-            }
-            (Tree::Y2025, Level::Province) => {
-                let olds = self.provinces.olds_of_new.get(unit)?;
-                let old = if olds.contains(unit) { unit.clone() } else { olds.first()?.clone() };
-                (old, olds.len() > 1)
-            }
-            _ => return None,
-        };
-        target.get(&found.0).map(|_| found)
+    /// Where `unit` of `from` stands in `to` (see `CrossTree::express` and
+    /// docs/trees.md for the rules).
+    pub fn express(&self, from: Tree, unit: &UnitCode, to: Tree) -> Option<Expressed> {
+        self.cross.express(&self.trees, from, unit, to)
+    }
+
+    /// The code of a unit number.
+    pub fn code_of(&self, id: UnitId) -> Option<&UnitCode> {
+        self.codes.get(id as usize)
     }
 
     /// The number of a unit code, if it is a unit of either tree.
@@ -430,13 +422,25 @@ impl State {
         }
         let mut out = Vec::new();
         for tree in TREES {
-            let Some((code, allocated)) = self.express(from, unit, tree) else { continue };
+            let Some(expressed) = self.express(from, unit, tree) else { continue };
             let t = self.trees.get(tree);
             let mut units: Vec<UnitId> = Vec::with_capacity(4);
-            units.extend(self.ids.get(&code).copied());
-            units.extend(t.ancestors(&code).filter_map(|u| self.ids.get(&u.code).copied()));
-            units.push(NATION);
-            out.push(Target { tree, units, allocated });
+            let allocated = matches!(expressed, Expressed::Allocated(_));
+            let target = match expressed {
+                Expressed::Exact(code) | Expressed::Allocated(code) => {
+                    units.extend(self.ids.get(&code).copied());
+                    units.extend(t.ancestors(&code).filter_map(|u| self.ids.get(&u.code).copied()));
+                    units.push(NATION);
+                    Target { tree, units, allocated, unassigned_from: None }
+                }
+                Expressed::Unassigned { province } => {
+                    let Some(source) = self.ids.get(unit).copied() else { continue };
+                    units.extend(province.and_then(|p| self.ids.get(&p).copied()));
+                    units.push(NATION);
+                    Target { tree, units, allocated: false, unassigned_from: Some(source) }
+                }
+            };
+            out.push(target);
         }
         let out = Arc::new(out);
         self.targets[tree_slot(from)].insert(unit.clone(), out.clone());
@@ -450,7 +454,7 @@ impl State {
             for (date, flow, sign) in changes {
                 let half = half_of(*date);
                 for u in &t.units {
-                    let cell = self.cells.entry((t.tree, *u, half)).or_default();
+                    let cell = cell_at(&mut self.cells, &mut self.unassigned, t, *u, half);
                     cell.models.count(*flow, *sign);
                     if t.allocated {
                         cell.models_allocated += sign;
@@ -465,7 +469,7 @@ impl State {
         let targets = self.targets(tree, unit);
         for t in targets.iter() {
             for u in &t.units {
-                let cell = self.cells.entry((t.tree, *u, period)).or_default();
+                let cell = cell_at(&mut self.cells, &mut self.unassigned, t, *u, period);
                 for (fact, sign) in old.map(|o| (o, -1)).into_iter().chain([(new, 1)]) {
                     add_figures(&mut cell.all, &fact.latest, sign);
                     cell.all_reports += sign;
@@ -545,23 +549,95 @@ impl State {
     /// Numbers the units of the trees and derives the province mapping (after the
     /// trees changed); the cells are left alone.
     pub fn renumber(&mut self) {
-        self.provinces = ProvinceMap::build(&self.trees);
+        self.cross = CrossTree::build(&self.trees);
         self.ids.clear();
+        self.codes.clear();
         self.targets.iter_mut().for_each(FastMap::clear);
         for tree in TREES {
             for level in [Level::Province, Level::District, Level::Commune] {
                 for u in self.trees.get(tree).descendants_at(None, level) {
                     let next = self.ids.len() as UnitId;
-                    self.ids.entry(u.code.clone()).or_insert(next);
+                    if let std::collections::hash_map::Entry::Vacant(e) = self.ids.entry(u.code.clone()) {
+                        e.insert(next);
+                        self.codes.push(u.code.clone());
+                    }
                 }
             }
         }
+    }
+
+    /// Puts a stored unassigned cell back (loading a snapshot, after `renumber`);
+    /// false if a unit is not in the trees.
+    pub fn restore_unassigned(
+        &mut self,
+        tree: Tree,
+        unit: Option<&UnitCode>,
+        period: Period,
+        source: &UnitCode,
+        cell: Cell,
+    ) -> bool {
+        let id = match unit {
+            None => NATION,
+            Some(u) => match self.unit_id(u) {
+                Some(id) => id,
+                None => return false,
+            },
+        };
+        let Some(source) = self.unit_id(source) else { return false };
+        self.unassigned.entry((tree, id, period)).or_default().insert(source, cell);
+        true
+    }
+
+    /// Every unassigned cell: (tree, unit or nation, period, source unit, cell).
+    pub fn unassigned_with_codes(&self) -> Vec<(Tree, Option<&UnitCode>, Period, &UnitCode, &Cell)> {
+        let mut out = Vec::new();
+        for ((t, u, p), by_source) in &self.unassigned {
+            let unit = if *u == NATION { None } else { Some(self.code_of(*u)) };
+            if unit == Some(None) {
+                continue;
+            }
+            for (source, cell) in by_source {
+                if let Some(source) = self.code_of(*source) {
+                    out.push((*t, unit.flatten(), *p, source, cell));
+                }
+            }
+        }
+        out
+    }
+
+    /// The figures reported as unassigned at `unit` (None: the nation) of `tree` for
+    /// `period`, per source unit in code order: model flows over the period's
+    /// half-years and the report figures of the period itself, as `rollup` counts.
+    pub fn unassigned_rollups(&self, tree: Tree, unit: Option<&UnitCode>, period: Period) -> Vec<(UnitCode, Rollup)> {
+        let id = match unit {
+            None => NATION,
+            Some(u) => match self.unit_id(u) {
+                Some(id) => id,
+                None => return Vec::new(),
+            },
+        };
+        let mut out: BTreeMap<UnitCode, Rollup> = BTreeMap::new();
+        for half in halves(period) {
+            for (source, c) in self.unassigned.get(&(tree, id, half)).into_iter().flatten() {
+                let Some(code) = self.code_of(*source) else { continue };
+                let r = out.entry(code.clone()).or_default();
+                r.models.add(&c.models);
+            }
+        }
+        for (source, c) in self.unassigned.get(&(tree, id, period)).into_iter().flatten() {
+            let Some(code) = self.code_of(*source) else { continue };
+            let r = out.entry(code.clone()).or_default();
+            r.cell = c.clone();
+        }
+        out.retain(|_, r| *r != Rollup::default());
+        out.into_iter().collect()
     }
 
     /// Derives every cell again from the facts (after the trees changed).
     fn rederive(&mut self) {
         self.renumber();
         self.cells.clear();
+        self.unassigned.clear();
         let models = std::mem::take(&mut self.models);
         for m in models.values() {
             let changes: Vec<(Date, Flow, i64)> = m.flows.iter().map(|(d, f)| (*d, *f, 1)).collect();
@@ -574,6 +650,10 @@ impl State {
         }
         self.reports = reports;
         self.cells.retain(|_, c| *c != Cell::default());
+        self.unassigned.retain(|_, by_source| {
+            by_source.retain(|_, c| *c != Cell::default());
+            !by_source.is_empty()
+        });
     }
 
     fn model_event(&mut self, stream: &str, event: ModelChange) {
@@ -655,29 +735,21 @@ impl State {
                 None => return r,
             },
         };
-        let mut add_half = |half: Period| {
+        for half in halves(period) {
             if let Some(c) = self.cells.get(&(tree, id, half)) {
                 r.models.add(&c.models);
                 r.models_allocated += c.models_allocated;
-            }
-        };
-        match period {
-            Period::Half { .. } => add_half(period),
-            Period::Year(year) => {
-                add_half(Period::Half { year, half: Half::H1 });
-                add_half(Period::Half { year, half: Half::H2 });
-            }
-            Period::Stage { first, last } => {
-                for year in first..=last {
-                    add_half(Period::Half { year, half: Half::H1 });
-                    add_half(Period::Half { year, half: Half::H2 });
-                }
             }
         }
         if let Some(c) = self.cells.get(&(tree, id, period)) {
             r.cell = c.clone();
         }
         r
+    }
+
+    /// The unassigned cells by unit code, for comparing two projections.
+    fn unassigned_by_code(&self) -> BTreeMap<(u8, Option<&UnitCode>, String, &UnitCode), &Cell> {
+        self.unassigned_with_codes().into_iter().map(|(t, u, p, s, c)| ((t as u8, u, p.to_string(), s), c)).collect()
     }
 
     /// The cells by unit code, for comparing two projections whatever their numbering.
@@ -804,7 +876,7 @@ mod tests {
     use super::*;
     use dvk_domain::model::{ModelEvent, ModelId};
     use dvk_domain::report::{ReportId, Revision};
-    use dvk_domain::unit::{MergeKind, ReorgLink, Unit, UnitKind};
+    use dvk_domain::unit::{LinkBasis, MergeKind, ReorgLink, Unit, UnitKind};
     use dvk_proto::events::v1::{self as pe, envelope::Payload};
     use dvk_runtime::host::ReadModel;
     use proptest::prelude::*;
@@ -829,9 +901,11 @@ mod tests {
         }
     }
 
-    /// Pre-2025: province 01 with districts 001 (communes 00001, 00002) and 002 (00003);
-    /// 2025: province 01 with communes 00001 (00001 and 00002 merged whole) and 00003,
-    /// 00005 (old 00003 split between them).
+    /// Pre-2025: province 01 with districts 001 (communes 00001, 00002) and 002 (00003,
+    /// 00004); 2025: province 01 with communes 00001 (00001 and 00002 merged whole) and
+    /// 00003, 00005 (old 00003 split between them), and 00007. Two units have no
+    /// counterpart: old 00004 is named by no link, and new 00007's only predecessor
+    /// (00099) is not in the old list.
     fn tree_events() -> Vec<Envelope> {
         use UnitKind::*;
         let pre = units(
@@ -843,6 +917,7 @@ mod tests {
                 ("00001", Ward, Some("001")),
                 ("00002", Ward, Some("001")),
                 ("00003", Commune, Some("002")),
+                ("00004", Commune, Some("002")),
             ],
         );
         let new = units(
@@ -852,10 +927,12 @@ mod tests {
                 ("00001", Ward, Some("01")),
                 ("00003", Commune, Some("01")),
                 ("00005", Commune, Some("01")),
+                ("00007", Commune, Some("01")),
             ],
         );
         let link = |o: &str, n: &str, kind, rank| {
-            convert::reorg_link_out(&ReorgLink { old: code(o), new: code(n), kind, note: String::new() }, rank)
+            let basis = LinkBasis::Official;
+            convert::reorg_link_out(&ReorgLink { old: code(o), new: code(n), kind, note: String::new(), basis }, rank)
         };
         let reorg = Envelope {
             source: "registration".into(),
@@ -865,6 +942,7 @@ mod tests {
                     link("00002", "00001", MergeKind::Whole, 0),
                     link("00003", "00003", MergeKind::Part, 0),
                     link("00003", "00005", MergeKind::Part, 1),
+                    link("00099", "00007", MergeKind::Whole, 0),
                 ],
                 ..Default::default()
             })),
@@ -873,8 +951,8 @@ mod tests {
         vec![pre, new, reorg]
     }
 
-    const PRE: [&str; 3] = ["00001", "00002", "00003"];
-    const NEW: [&str; 3] = ["00001", "00003", "00005"];
+    const PRE: [&str; 4] = ["00001", "00002", "00003", "00004"];
+    const NEW: [&str; 4] = ["00001", "00003", "00005", "00007"];
 
     /// A generated event: a model or a report at a commune of one tree.
     #[derive(Debug, Clone)]
@@ -885,13 +963,13 @@ mod tests {
 
     fn generated() -> impl Strategy<Value = Gen> {
         prop_oneof![
-            (any::<bool>(), 0..3usize, 1..12u32, any::<bool>()).prop_map(|(y2025, unit, month, started)| Gen::Model {
+            (any::<bool>(), 0..4usize, 1..12u32, any::<bool>()).prop_map(|(y2025, unit, month, started)| Gen::Model {
                 y2025,
                 unit,
                 month,
                 started
             }),
-            (any::<bool>(), 0..3usize, 0..50i64, any::<bool>())
+            (any::<bool>(), 0..4usize, 0..50i64, any::<bool>())
                 .prop_map(|(y2025, unit, registered, approve)| Gen::Report { y2025, unit, registered, approve }),
         ]
     }
@@ -1011,10 +1089,79 @@ mod tests {
                 prop_assert_eq!(core(c(Tree::Pre2025, None)), core(c(Tree::Pre2025, Some("01"))));
                 prop_assert_eq!(core(c(Tree::Pre2025, Some("01"))), sum_of(&[c(Tree::Pre2025, Some("001")), c(Tree::Pre2025, Some("002"))]));
                 prop_assert_eq!(core(c(Tree::Pre2025, Some("001"))), sum_of(&[c(Tree::Pre2025, Some("00001")), c(Tree::Pre2025, Some("00002"))]));
+                prop_assert_eq!(core(c(Tree::Pre2025, Some("002"))), sum_of(&[c(Tree::Pre2025, Some("00003")), c(Tree::Pre2025, Some("00004"))]));
                 // 2025: province = communes
                 prop_assert_eq!(core(c(Tree::Y2025, Some("01"))), sum_of(&NEW.map(|u| c(Tree::Y2025, Some(u)))));
-                // The nation is the same in both trees.
-                prop_assert_eq!(core(c(Tree::Pre2025, None)), core(c(Tree::Y2025, None)));
+            }
+        }
+
+        /// Nothing vanishes between the trees: for every period and either tree B,
+        /// nation(B) + unassigned(B) is everything recorded (counted here from the
+        /// generated events alone), so nation(A) = nation(B) + unassigned(B) whenever
+        /// the period's figures were all recorded in A; and the unassigned figures
+        /// are exactly those of the units without a counterpart.
+        #[test]
+        fn a_nation_equals_the_other_nation_plus_what_is_unassigned_there(
+            gens in proptest::collection::vec(generated(), 0..40)
+        ) {
+            let mut events = tree_events();
+            events.extend(data_events(&gens));
+            let s = fold(&events);
+            for period in ["2024-H1", "2024-H2", "2024", "2026-H1", "2026", "2021-2025", "2026-2030"] {
+                let period = Period::parse("p", period).unwrap();
+                // (registered, started, reports, approved reports, reported models registered)
+                let mut recorded = [0i64; 5];
+                let mut lonely = [[0i64; 5]; 2];
+                for g in &gens {
+                    let (y2025, unit, row) = match g {
+                        Gen::Model { y2025, unit, month, started } => {
+                            let on = Date::new("d", if *y2025 { 2026 } else { 2024 }, *month, 1).unwrap();
+                            let started = *started && period.contains_date(on.add_days(200).unwrap());
+                            let registered = period.contains_date(on);
+                            (*y2025, *unit, [i64::from(registered), i64::from(started), 0, 0, 0])
+                        }
+                        Gen::Report { y2025, unit, registered, approve } => {
+                            let p = if *y2025 { "2026-H1" } else { "2024-H1" };
+                            if period != Period::parse("p", p).unwrap() {
+                                continue;
+                            }
+                            (*y2025, *unit, [0, 0, 1, i64::from(*approve), *registered])
+                        }
+                    };
+                    for i in 0..5 {
+                        recorded[i] += row[i];
+                        // 00004 (pre-2025) and 00007 (2025) have no counterpart.
+                        if unit == 3 {
+                            lonely[usize::from(y2025)][i] += row[i];
+                        }
+                    }
+                }
+                let seen = |r: &Rollup| {
+                    [r.models.registered, r.models.implementing, r.cell.all_reports, r.cell.approved_reports,
+                     r.cell.all.models_registered]
+                };
+                for (b, lonely_in_other) in [(Tree::Pre2025, lonely[1]), (Tree::Y2025, lonely[0])] {
+                    let mut total = seen(&s.rollup(b, None, period));
+                    let mut unassigned = [0i64; 5];
+                    for (_, r) in s.unassigned_rollups(b, None, period) {
+                        for (i, v) in seen(&r).into_iter().enumerate() {
+                            total[i] += v;
+                            unassigned[i] += v;
+                        }
+                    }
+                    prop_assert_eq!(total, recorded, "{} {:?}", period, b);
+                    prop_assert_eq!(unassigned, lonely_in_other, "{} {:?}", period, b);
+                    let units: Vec<String> =
+                        s.unassigned_rollups(b, None, period).into_iter().map(|(u, _)| u.to_string()).collect();
+                    let expected: &[&str] = if lonely_in_other == [0; 5] {
+                        &[]
+                    } else if b == Tree::Y2025 {
+                        &["00004"]
+                    } else {
+                        &["00007"]
+                    };
+                    prop_assert_eq!(units, expected);
+                }
             }
         }
 
@@ -1026,6 +1173,7 @@ mod tests {
             late.extend(tree_events());
             let (a, b) = (fold(&early), fold(&late));
             prop_assert!(a.cells_by_code() == b.cells_by_code());
+            prop_assert!(a.unassigned_by_code() == b.unassigned_by_code());
             prop_assert!(a.models == b.models && a.reports == b.reports);
         }
 
@@ -1037,6 +1185,7 @@ mod tests {
             let back = crate::snapshot::decode(&crate::snapshot::encode(&s).data).unwrap();
             prop_assert!(back == s);
             prop_assert_eq!(back.cells.len(), s.cells.len());
+            prop_assert_eq!(back.unassigned.len(), s.unassigned.len());
         }
     }
 

@@ -109,7 +109,7 @@ fn require_read(
     }
 }
 
-fn counts_out(c: &ModelCounts, tree: Tree) -> pa::ModelCounts {
+fn counts_out(c: &ModelCounts) -> pa::ModelCounts {
     let levels = [Level::Commune, Level::District, Level::Province, Level::Nation];
     pa::ModelCounts {
         registered: c.registered,
@@ -118,7 +118,10 @@ fn counts_out(c: &ModelCounts, tree: Tree) -> pa::ModelCounts {
         recognized_by_level: levels
             .iter()
             .enumerate()
-            .filter(|(_, l)| tree.has_level(**l) && (**l != Level::Nation || c.recognized_by_level[3] != 0))
+            // A recognition keeps the level of its decision in every tree (a district's
+            // decision is still a district-level recognition on the 2025 tree), so the
+            // breakdown always sums to `recognized`.
+            .filter(|(i, l)| **l != Level::Nation || c.recognized_by_level[*i] != 0)
             .map(|(i, l)| pa::LevelCount { level: convert::level_out(*l) as i32, count: c.recognized_by_level[i] })
             .collect(),
         exemplary: c.exemplary,
@@ -166,13 +169,88 @@ fn rollup_out(
         level: convert::level_out(level) as i32,
         tree: convert::tree_out(tree) as i32,
         period: Some(convert::period_out(period)),
-        models: Some(counts_out(&r.models, tree)),
+        models: Some(counts_out(&r.models)),
         figures: Some(convert::figures_out(figures)),
         reports_counted: counted,
         include_unapproved,
         allocated_figures: r.models_allocated + allocated,
         positions: Some(positions(state)),
+        unassigned: None,
     }
+}
+
+/// Most unassigned units in one page of a roll-up, and the default.
+const MAX_UNASSIGNED_PAGE: usize = 1000;
+const DEFAULT_UNASSIGNED_PAGE: usize = 100;
+
+/// What is unassigned at `unit` of `tree` for `period`: the totals, and one page of
+/// the units it came from (units of the other tree, in code order).
+fn unassigned_out(
+    state: &State,
+    tree: Tree,
+    unit: Option<&UnitCode>,
+    period: Period,
+    include_unapproved: bool,
+    page_size: i32,
+    page_token: &str,
+) -> Result<Option<pa::Unassigned>, Status> {
+    let size = match page_size {
+        0 => DEFAULT_UNASSIGNED_PAGE,
+        n if n < 0 => return Err(invalid("unassigned_page_size", "must not be negative")),
+        n => (n as usize).min(MAX_UNASSIGNED_PAGE),
+    };
+    let after = if page_token.is_empty() {
+        None
+    } else {
+        Some(UnitCode::parse("unassigned_page_token", page_token).map_err(status::domain)?)
+    };
+    let from = match tree {
+        Tree::Pre2025 => Tree::Y2025,
+        Tree::Y2025 => Tree::Pre2025,
+    };
+    let per_unit = state.unassigned_rollups(tree, unit, period);
+    if per_unit.is_empty() {
+        return Ok(None);
+    }
+    let pick = |r: &Rollup| {
+        let c = &r.cell;
+        if include_unapproved { (c.all, c.all_reports) } else { (c.approved, c.approved_reports) }
+    };
+    let mut models = ModelCounts::default();
+    let mut figures = dvk_domain::report::Figures::default();
+    let mut reports = 0;
+    for (_, r) in &per_unit {
+        models.add(&r.models);
+        let (f, n) = pick(r);
+        crate::projection::add_figures(&mut figures, &f, 1);
+        reports += n;
+    }
+    let start = after.as_ref().map_or(0, |a| per_unit.partition_point(|(c, _)| c <= a));
+    let units: Vec<pa::UnassignedUnit> = per_unit[start..]
+        .iter()
+        .take(size)
+        .map(|(code, r)| {
+            let (f, n) = pick(r);
+            pa::UnassignedUnit {
+                unit: Some(convert::unit_out(code)),
+                unit_name: state.trees.get(from).get(code).map(|u| u.name.clone()).unwrap_or_default(),
+                tree: convert::tree_out(from) as i32,
+                models: Some(counts_out(&r.models)),
+                figures: Some(convert::figures_out(&f)),
+                reports_counted: n,
+            }
+        })
+        .collect();
+    let end = start + units.len();
+    let next_page_token = if end < per_unit.len() { per_unit[end - 1].0.as_str().to_owned() } else { String::new() };
+    Ok(Some(pa::Unassigned {
+        models: Some(counts_out(&models)),
+        figures: Some(convert::figures_out(&figures)),
+        reports_counted: reports,
+        units,
+        next_page_token,
+        total_units: per_unit.len() as u32,
+    }))
 }
 
 /// The value a ranking sorts by.
@@ -350,7 +428,17 @@ impl AggregationService for Aggregation {
                 let state = self.view(req.as_of.as_ref()).await?;
                 require_read(&state, &caller, tree, unit.as_ref(), "GetRollup")?;
                 let r = state.rollup(tree, unit.as_ref(), period);
-                Ok(Response::new(rollup_out(&state, tree, unit.as_ref(), period, req.include_unapproved, &r)))
+                let mut out = rollup_out(&state, tree, unit.as_ref(), period, req.include_unapproved, &r);
+                out.unassigned = unassigned_out(
+                    &state,
+                    tree,
+                    unit.as_ref(),
+                    period,
+                    req.include_unapproved,
+                    req.unassigned_page_size,
+                    &req.unassigned_page_token,
+                )?;
+                Ok(Response::new(out))
             })
             .await
     }
@@ -452,7 +540,7 @@ impl AggregationService for Aggregation {
                     };
                     points.push(pa::TimeSeriesPoint {
                         period: Some(convert::period_out(period)),
-                        models: Some(counts_out(&r.models, tree)),
+                        models: Some(counts_out(&r.models)),
                         figures: Some(convert::figures_out(figures)),
                         reports_counted: counted,
                     });
@@ -565,5 +653,22 @@ impl AggregationService for Aggregation {
                 Ok(Response::new(pa::RebuildProjectionsResponse { status: Some(self.status(&state)) }))
             })
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A district's recognition stays a district-level recognition on the 2025 tree
+    /// (the level is a fact of the decision), so the breakdown sums to `recognized`
+    /// whatever the tree.
+    #[test]
+    fn recognitions_keep_their_level_in_every_tree() {
+        let counts = ModelCounts { recognized_by_level: [2, 3, 1, 0], ..ModelCounts::default() };
+        let out = counts_out(&counts);
+        let by_level: Vec<(pc::Level, i64)> = out.recognized_by_level.iter().map(|l| (l.level(), l.count)).collect();
+        assert_eq!(by_level, [(pc::Level::Commune, 2), (pc::Level::District, 3), (pc::Level::Province, 1)]);
+        assert_eq!(by_level.iter().map(|(_, n)| n).sum::<i64>(), out.recognized);
     }
 }

@@ -40,7 +40,16 @@ pub struct SnapshotPb {
     /// The cells, so that loading need not derive them again.
     #[prost(message, repeated, tag = "7")]
     pub cells: Vec<CellPb>,
+    /// The unassigned cells (`CellPb::source` set).
+    #[prost(message, repeated, tag = "8")]
+    pub unassigned: Vec<CellPb>,
+    /// `FORMAT`: a snapshot of an older format is not loaded (the log is replayed).
+    #[prost(uint32, tag = "9")]
+    pub format: u32,
 }
+
+/// The snapshot format written: 2 added the unassigned cells.
+pub const FORMAT: u32 = 2;
 
 #[derive(Clone, PartialEq, Message)]
 pub struct CellPb {
@@ -54,6 +63,9 @@ pub struct CellPb {
     /// `Cell::to_values`.
     #[prost(int64, repeated, tag = "4")]
     pub values: Vec<i64>,
+    /// For an unassigned cell: the unit (of the other tree) it came from.
+    #[prost(string, tag = "5")]
+    pub source: String,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -203,8 +215,21 @@ pub fn encode(state: &State) -> Encoded {
                 unit: u.map(|u| u.as_str().to_owned()).unwrap_or_default(),
                 period: p.to_string(),
                 values: c.to_values(),
+                source: String::new(),
             })
             .collect(),
+        unassigned: state
+            .unassigned_with_codes()
+            .into_iter()
+            .map(|(t, u, p, source, c)| CellPb {
+                tree: convert::tree_out(t) as i32,
+                unit: u.map(|u| u.as_str().to_owned()).unwrap_or_default(),
+                period: p.to_string(),
+                values: c.to_values(),
+                source: source.as_str().to_owned(),
+            })
+            .collect(),
+        format: FORMAT,
     }
     .encode_to_vec();
     Encoded { position: state.position, data, head }
@@ -218,6 +243,9 @@ pub fn decode_seen(bytes: &[u8]) -> Result<Vec<SeenPb>, prost::DecodeError> {
 /// The state a snapshot holds.
 pub fn decode(bytes: &[u8]) -> Result<State, String> {
     let pb = SnapshotPb::decode(bytes).map_err(|e| e.to_string())?;
+    if pb.format != FORMAT {
+        return Err(format!("the snapshot is of format {}, not {FORMAT}", pb.format));
+    }
     let d = |e: DomainError| e.to_string();
     let mut state = State::default();
     state.position = pb.position;
@@ -260,6 +288,17 @@ pub fn decode(bytes: &[u8]) -> Result<State, String> {
         let period = Period::parse_recorded("period", &c.period).map_err(d)?;
         if !state.restore_cell(tree, unit.as_ref(), period, cell) {
             return Err(format!("a stored cell names {}, which is not in the trees", c.unit));
+        }
+    }
+    for c in pb.unassigned {
+        let unit =
+            if c.unit.is_empty() { None } else { Some(dvk_domain::UnitCode::parse("unit", &c.unit).map_err(d)?) };
+        let source = dvk_domain::UnitCode::parse("source", &c.source).map_err(d)?;
+        let cell = crate::projection::Cell::from_values(&c.values).ok_or("a stored cell has the wrong length")?;
+        let tree = convert::tree_in("tree", c.tree).map_err(d)?;
+        let period = Period::parse_recorded("period", &c.period).map_err(d)?;
+        if !state.restore_unassigned(tree, unit.as_ref(), period, &source, cell) {
+            return Err(format!("a stored unassigned cell names {} or {source}, not in the trees", c.unit));
         }
     }
     Ok(state)
