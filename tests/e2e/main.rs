@@ -14,3 +14,4 @@ mod processes;
 mod registration;
 mod reporting;
 mod tls;
+mod trees;

@@ -89,6 +89,19 @@ pub fn rollup_record(r: &pa::Rollup) -> Record {
         rec.push(k, v);
     }
     rec.push("allocated_figures", r.allocated_figures);
+    // What has no counterpart in this tree: never dropped, shown beside the figures.
+    let u = r.unassigned.clone().unwrap_or_default();
+    rec.push("unassigned_units", i64::from(u.total_units));
+    rec.push("unassigned_reports", u.reports_counted);
+    rec.push("unassigned_models_registered", u.models.as_ref().map_or(0, |m| m.registered));
+    for (k, v) in figures(&u.figures.unwrap_or_default()) {
+        rec.push(&format!("unassigned_{k}"), v);
+    }
+    let mut from: Vec<String> = u.units.iter().map(|x| format!("{} {}", unit_code(&x.unit), x.unit_name)).collect();
+    if u.total_units as usize > u.units.len() {
+        from.push(format!("… {} more", u.total_units as usize - u.units.len()));
+    }
+    rec.push("unassigned_from", from.join("; "));
     rec
 }
 
@@ -253,4 +266,40 @@ pub fn history_table(events: &[Envelope]) -> Table {
         ]);
     }
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::Format;
+
+    #[test]
+    fn a_rollup_shows_what_is_unassigned_and_where_it_came_from() {
+        let unit = |code: &str, name: &str, participants: i64| pa::UnassignedUnit {
+            unit: Some(pc::UnitCode { code: code.into() }),
+            unit_name: name.into(),
+            figures: Some(pc::Figures { participants, ..Default::default() }),
+            reports_counted: 1,
+            ..Default::default()
+        };
+        let r = pa::Rollup {
+            unit_name: "Việt Nam".into(),
+            figures: Some(pc::Figures { participants: 1_200, ..Default::default() }),
+            unassigned: Some(pa::Unassigned {
+                figures: Some(pc::Figures { participants: 34, ..Default::default() }),
+                reports_counted: 2,
+                units: vec![unit("03988", "Xã Tân Hợp", 30)],
+                next_page_token: "03988".into(),
+                total_units: 2,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let shown = rollup_record(&r).render(Format::Table);
+        let line = |name: &str| shown.lines().find(|l| l.split_whitespace().next() == Some(name)).unwrap_or("");
+        assert!(line("participants").ends_with("1.200"), "{shown}");
+        assert!(line("unassigned_participants").ends_with(" 34"), "{shown}");
+        assert!(line("unassigned_reports").ends_with(" 2"), "{shown}");
+        assert!(line("unassigned_from").ends_with("03988 Xã Tân Hợp; … 1 more"), "{shown}");
+    }
 }

@@ -6,11 +6,15 @@
 //!   code, note, old district, old province), which gives the 2025 tree and the mapping.
 //!
 //! Every record is checked; the first malformed row is reported with its line number.
+//! The conversion table is read with the reviewed corrections shipped beside it
+//! (`crates/domain/data/admin-units/corrections.csv`), each checked against the cell
+//! it corrects and reported as applied or not.
 
 use std::collections::HashMap;
 use std::io::Read;
 
-use dvk_domain::unit::{Level, MergeKind, Unit, UnitKind};
+use dvk_domain::reconcile::{Correction, TableRow};
+use dvk_domain::unit::{Level, LinkBasis, MergeKind, Unit, UnitKind};
 use dvk_domain::{Tree, UnitCode};
 use dvk_proto::convert;
 use dvk_proto::events::v1 as pe;
@@ -42,6 +46,28 @@ pub struct GsoFile {
     pub links: Vec<(u64, pe::ReorgLink)>,
     /// Rows deliberately not imported, with why (e.g. land that is not a unit).
     pub skipped: Vec<(u64, String)>,
+    /// The (new commune, old commune) rows, after corrections (conversion table only).
+    pub rows: Vec<TableRow>,
+    /// Every correction offered, and whether it was applied (why not, if not).
+    pub corrections: Vec<(Correction, Result<(), String>)>,
+}
+
+/// The reviewed corrections of the shipped conversion table.
+pub const SHIPPED_CORRECTIONS: &str = include_str!("../../domain/data/admin-units/corrections.csv");
+
+/// The shipped corrections, parsed.
+pub fn shipped_corrections() -> Vec<Correction> {
+    dvk_domain::reconcile::parse_corrections(SHIPPED_CORRECTIONS).expect("the shipped corrections file is well formed")
+}
+
+/// The column of the conversion table a correction's field names.
+fn corrected_column(field: &str) -> usize {
+    match field {
+        "new_code" => 2,
+        "old_name" => 3,
+        "old_code" => 4,
+        _ => 5,
+    }
 }
 
 impl GsoFile {
@@ -99,8 +125,13 @@ impl Builder {
     }
 }
 
-/// Reads either GSO file.
+/// Reads either GSO file, the conversion table with the shipped corrections.
 pub fn read(input: impl Read) -> Result<GsoFile, GsoError> {
+    read_with(input, shipped_corrections())
+}
+
+/// Reads either GSO file, the conversion table with `corrections`.
+pub fn read_with(input: impl Read, corrections: Vec<Correction>) -> Result<GsoFile, GsoError> {
     let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(input);
     let mut records = reader.records();
     let Some(first) = records.next() else {
@@ -137,9 +168,30 @@ pub fn read(input: impl Read) -> Result<GsoFile, GsoError> {
         let mut b = Builder::new(Tree::Y2025);
         let mut links = Vec::new();
         let mut skipped = Vec::new();
+        let mut rows = Vec::new();
+        let mut outcomes: Vec<(Correction, Result<(), String>)> = corrections
+            .into_iter()
+            .map(|c| {
+                let why = format!("line {} is not a row of this table", c.line);
+                (c, Err(why))
+            })
+            .collect();
         for r in records {
             let r = r?;
             let l = line(&r);
+            let mut cells: Vec<String> = r.iter().map(str::to_owned).collect();
+            for (c, outcome) in outcomes.iter_mut().filter(|(c, _)| c.line == l) {
+                let column = corrected_column(&c.field);
+                let current = cells.get(column).map(|v| v.trim()).unwrap_or("");
+                *outcome = if current == c.old {
+                    cells.resize(cells.len().max(column + 1), String::new());
+                    cells[column] = c.new.clone();
+                    Ok(())
+                } else {
+                    Err(format!("line {l}: {} is {current:?}, not {:?} as the correction expects", c.field, c.old))
+                };
+            }
+            let r = csv::StringRecord::from(cells);
             let new_code = cell(&r, 2);
             if new_code.is_empty() || new_code == "Mã Xã mới" {
                 continue; // the second header row and the province heading rows
@@ -167,6 +219,18 @@ pub fn read(input: impl Read) -> Result<GsoFile, GsoError> {
                 }
             };
             let old = UnitCode::parse("old_code", &old).map_err(|e| err(e.to_string()))?;
+            if old.level() == Level::Commune {
+                rows.push(TableRow {
+                    line: l,
+                    new_code: UnitCode::parse("new_code", &new_code).map_err(|e| err(e.to_string()))?,
+                    new_name: cell(&r, 1),
+                    old_code: old.clone(),
+                    old_name: cell(&r, 3),
+                    old_district: name_and_code(&district).and_then(|(_, c)| UnitCode::parse("district", c).ok()),
+                    kind,
+                    note: note.clone(),
+                });
+            }
             links.push((
                 l,
                 pe::ReorgLink {
@@ -175,10 +239,11 @@ pub fn read(input: impl Read) -> Result<GsoFile, GsoError> {
                     kind: convert::merge_out(kind) as i32,
                     note,
                     successor_rank: 0,
+                    basis: convert::basis_out(LinkBasis::Official) as i32,
                 },
             ));
         }
-        return Ok(GsoFile { tree: Some(Tree::Y2025), units: b.units, links, skipped });
+        return Ok(GsoFile { tree: Some(Tree::Y2025), units: b.units, links, skipped, rows, corrections: outcomes });
     }
     Err(GsoError::UnknownFormat)
 }

@@ -2,11 +2,17 @@
 //! mapping (conversion table only) goes to `ReorganizeUnits`. The request ids derive
 //! from the file's content, so importing the same file again is answered as before
 //! and writes nothing.
+//!
+//! Before the mapping is sent, the table is reconciled with the pre-2025 list as the
+//! registration service holds it (`dvk_domain::reconcile`): the links inferred for
+//! recoded units go with the table's own, and the outcome says which units of either
+//! list have no counterpart, and why.
 
-use dvk_domain::Tree;
+use dvk_domain::reconcile::{ListedCommune, Reconciliation};
+use dvk_domain::{Level, Tree, UnitCode};
 use dvk_proto::convert;
 use dvk_proto::registration::v1::{
-    ImportUnitsRequest, ImportUnitsResponse, ReorganizeUnitsRequest, ReorganizeUnitsResponse,
+    ImportUnitsRequest, ImportUnitsResponse, ListUnitsRequest, ReorganizeUnitsRequest, ReorganizeUnitsResponse,
     registration_service_client::RegistrationServiceClient,
 };
 use sha2::Digest;
@@ -22,6 +28,9 @@ pub const CHUNK: usize = 500;
 pub struct ImportOutcome {
     pub units: ImportUnitsResponse,
     pub links: Option<ReorganizeUnitsResponse>,
+    /// The conversion table reconciled with the pre-2025 list (None for the list
+    /// itself, or when the registration service holds no pre-2025 commune yet).
+    pub reconciliation: Option<Reconciliation>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,10 +117,17 @@ pub async fn import(
         progress(sent);
     }));
     let units = client.import_units(authorized(stream, token)?).await.map_err(|s| locate(file, s))?.into_inner();
+    let mut reconciliation = None;
     let links = if file.links.is_empty() {
         None
     } else {
-        let links: Vec<_> = file.links.iter().map(|(_, l)| l.clone()).collect();
+        let mut links: Vec<_> = file.links.iter().map(|(_, l)| l.clone()).collect();
+        let listed = listed_communes(client, token).await?;
+        if !listed.is_empty() {
+            let r = dvk_domain::reconcile::reconcile(&listed, &file.rows);
+            links.extend(r.inferred.iter().map(|l| convert::reorg_link_out(l, 0)));
+            reconciliation = Some(r);
+        }
         let encoded: Vec<Vec<u8>> = links.iter().map(encode).collect();
         let parts: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
         let req = ReorganizeUnitsRequest {
@@ -141,5 +157,58 @@ pub async fn import(
             }
         }
     };
-    Ok(ImportOutcome { units, links })
+    Ok(ImportOutcome { units, links, reconciliation })
+}
+
+/// Sends supplementary links (an operator's additions to the mapping).
+pub async fn add_links(
+    client: &mut RegistrationServiceClient<Channel>,
+    token: &str,
+    links: Vec<dvk_proto::events::v1::ReorgLink>,
+    origin: &str,
+) -> Result<ReorganizeUnitsResponse, ImportError> {
+    let encoded: Vec<Vec<u8>> = links.iter().map(encode).collect();
+    let parts: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
+    let req = ReorganizeUnitsRequest {
+        request_id: content_id("supplement", &parts),
+        from_tree: convert::tree_out(Tree::Pre2025) as i32,
+        to_tree: convert::tree_out(Tree::Y2025) as i32,
+        effective_date: Some(convert::date_out(dvk_domain::date::REORGANISATION_2025)),
+        links,
+        origin: origin.to_owned(),
+    };
+    Ok(client.reorganize_units(authorized(req, token)?).await?.into_inner())
+}
+
+/// The communes of the pre-2025 tree as the registration service holds them.
+pub async fn listed_communes(
+    client: &mut RegistrationServiceClient<Channel>,
+    token: &str,
+) -> Result<Vec<ListedCommune>, ImportError> {
+    let mut out = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let req = ListUnitsRequest {
+            tree: convert::tree_out(Tree::Pre2025) as i32,
+            parent: None,
+            level: convert::level_out(Level::Commune) as i32,
+            page_size: 1000,
+            page_token,
+        };
+        let page = client.list_units(authorized(req, token)?).await?.into_inner();
+        for u in page.units {
+            let Some(r) = u.record else { continue };
+            let (Some(code), Some(parent)) = (r.code, r.parent) else { continue };
+            let (Ok(code), Ok(district)) =
+                (UnitCode::parse("code", &code.code), UnitCode::parse("parent", &parent.code))
+            else {
+                continue;
+            };
+            out.push(ListedCommune { code, name: r.name, district });
+        }
+        if page.next_page_token.is_empty() {
+            return Ok(out);
+        }
+        page_token = page.next_page_token;
+    }
 }

@@ -10,4 +10,5 @@ pub mod chart;
 pub mod gso;
 pub mod import;
 pub mod output;
+pub mod reconciliation;
 pub mod reports;

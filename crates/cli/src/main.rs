@@ -249,13 +249,30 @@ enum UnitsCommand {
     /// 2025 conversion table (2025 tree and the mapping). All or nothing; importing
     /// the same file again changes nothing.
     ///
+    /// The conversion table is read with the reviewed corrections shipped beside it,
+    /// reconciled with the pre-2025 list the service holds (import that first), and
+    /// sent with the links inferred for units recoded between the two lists. A
+    /// summary follows: counts, then every unit of either list without a counterpart,
+    /// every correction and every row whose code and name disagree, as CSV.
+    ///
     /// Example: dvkctl units import data/admin-units/gso-communes-2025-01-04.csv
     Import {
         file: PathBuf,
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+        /// Write the reconciliation list (CSV) to this file instead of the output.
+        #[arg(long, value_name = "FILE")]
+        reconciliation_csv: Option<PathBuf>,
     },
+    /// Add supplementary links to the 2025 mapping: a CSV with the header
+    /// `old_code,new_code[,note]`, one link per row (a pre-2025 commune and the 2025
+    /// commune its figures go to; the note, as in the table, defaults to a whole
+    /// merge). The links are marked supplementary; the roll-ups re-express the past
+    /// figures of those units at once, and what was unassigned shrinks accordingly.
+    ///
+    /// Example: dvkctl units link links.csv
+    Link { file: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]
@@ -480,6 +497,8 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
                         dvk_proto::common::v1::PositionSet { positions: as_of },
                     )),
                 }),
+                // The first 100 units whose figures are unassigned in this tree.
+                ..Default::default()
             };
             let mut request = import::authorized(request, &token).map_err(status_error)?;
             request.set_timeout(Duration::from_secs(30));
@@ -658,7 +677,29 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
             println!("{token}");
             Ok(())
         }
-        Command::Units { command: UnitsCommand::Import { file, quiet } } => {
+        Command::Units { command: UnitsCommand::Link { file } } => {
+            let token = need_token(cli.token)?;
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| (EXIT_USAGE, format!("cannot read {}: {e}", file.display())))?;
+            let links = dvk_cli::reconciliation::read_links(&text)
+                .map_err(|e| (EXIT_USAGE, format!("{}: {e}", file.display())))?;
+            let channel = connect(&cli.registration, "--registration", "registration").await?;
+            let mut client = RegistrationServiceClient::new(channel);
+            let origin = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let out = import::add_links(&mut client, &token, links, &origin).await.map_err(|e| match &e {
+                import::ImportError::Status(s) => (exit_for(s), format!("{}: {}", file.display(), s.message())),
+                other => (EXIT_USAGE, format!("{}: {other}", file.display())),
+            })?;
+            println!(
+                "{}: {} supplementary links received, {} added (position {})",
+                file.display(),
+                out.links_received,
+                out.links_added,
+                out.position.map(|p| format!("{}:{}", p.source, p.position)).unwrap_or_default()
+            );
+            Ok(())
+        }
+        Command::Units { command: UnitsCommand::Import { file, quiet, reconciliation_csv } } => {
             let token = need_token(cli.token)?;
             let reader =
                 std::fs::File::open(&file).map_err(|e| (EXIT_USAGE, format!("cannot open {}: {e}", file.display())))?;
@@ -689,6 +730,32 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
             );
             if let Some(l) = &outcome.links {
                 println!("{}: {} mapping links received, {} added", file.display(), l.links_received, l.links_added);
+            }
+            if !parsed.links.is_empty() {
+                match &outcome.reconciliation {
+                    None => println!(
+                        "{}: not reconciled: the registration service holds no pre-2025 commune (import the pre-2025 list first, then this file again)",
+                        file.display()
+                    ),
+                    Some(r) => {
+                        let (counts, list) = dvk_cli::reconciliation::summary(&parsed, r);
+                        println!("Reconciliation with the pre-2025 list:");
+                        for c in counts {
+                            println!("  {c}");
+                        }
+                        match reconciliation_csv {
+                            Some(path) => {
+                                std::fs::write(&path, list)
+                                    .map_err(|e| (1, format!("cannot write {}: {e}", path.display())))?;
+                                println!("The list: {}", path.display());
+                            }
+                            None => {
+                                println!();
+                                print!("{list}");
+                            }
+                        }
+                    }
+                }
             }
             Ok(())
         }

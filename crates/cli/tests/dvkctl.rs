@@ -99,6 +99,39 @@ async fn an_operator_imports_the_gso_lists_with_dvkctl() {
     assert!(stdout.contains("mapping links received"), "{stdout}");
     // Rows that are not units are named, with their line, and skipped.
     assert!(text(&out.stderr).contains("skipped"), "{}", text(&out.stderr));
+    // The reconciliation with the pre-2025 list: counts, then a CSV list.
+    assert!(stdout.contains("Reconciliation with the pre-2025 list:"), "{stdout}");
+    assert!(stdout.contains("corrections applied: 4 of 4"), "{stdout}");
+    assert!(stdout.contains("pre-2025 communes recoded (linked, link inferred): 7"), "{stdout}");
+    assert!(stdout.contains("pre-2025 communes unassigned on the 2025 tree: 19"), "{stdout}");
+    assert!(stdout.lines().any(|l| l == dvk_cli::reconciliation::HEADER), "{stdout}");
+    assert!(stdout.lines().any(|l| l.starts_with("unassigned,pre2025,03988,Xã Tân Hợp,123,,,")), "{stdout}");
+    assert!(stdout.lines().any(|l| l.starts_with("correction,table,01651,,,,912,")), "{stdout}");
+
+    // An operator adds a missing link from a small CSV: marked supplementary.
+    let links = dir.path().join("links.csv");
+    std::fs::write(&links, "old_code,new_code,note\n04075,04075,Nhập toàn bộ\n").unwrap();
+    let link = vec!["units".to_owned(), "link".into(), links.display().to_string()];
+    let out = dvkctl(link.clone(), Some(admin.clone()), url.clone()).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("1 supplementary links received, 1 added"), "{}", text(&out.stdout));
+    let get = vec![
+        "call".to_owned(),
+        "RegistrationService/GetUnit".into(),
+        r#"{"tree": "TREE_PRE2025", "code": {"code": "04075"}}"#.into(),
+    ];
+    let out = dvkctl(get, Some(admin.clone()), url.clone()).await;
+    assert!(text(&out.stdout).contains("MAPPING_STATUS_SUPPLEMENTARY"), "{}{}", text(&out.stdout), text(&out.stderr));
+    // A link from a code the pre-2025 list lacks is refused, naming the field.
+    std::fs::write(&links, "old_code,new_code\n99999,04075\n").unwrap();
+    let out = dvkctl(link.clone(), Some(admin.clone()), url.clone()).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("99999 is not a unit of the pre-2025 tree"), "{}", text(&out.stderr));
+    // A malformed links file names its line and sends nothing.
+    std::fs::write(&links, "old_code,new_code\n04075,0407\n").unwrap();
+    let out = dvkctl(link, Some(admin.clone()), url.clone()).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("line 2"), "{}", text(&out.stderr));
 
     // The same file again changes nothing.
     let out = dvkctl(import("gso-communes-2025-01-04.csv"), Some(admin.clone()), url.clone()).await;

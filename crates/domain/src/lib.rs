@@ -9,6 +9,7 @@ pub mod date;
 pub mod error;
 pub mod model;
 pub mod period;
+pub mod reconcile;
 pub mod report;
 pub mod schedule;
 pub mod text;

@@ -42,6 +42,16 @@ pub async fn load_trees(registration: SocketAddr, token: &str) -> anyhow::Result
         let file = gso::read(bytes)?;
         let out = import::import(&mut client, token, &file, name, |_| {}).await?;
         println!("  {name}: {} units added", out.units.units_added);
+        if let Some(r) = &out.reconciliation {
+            use dvk_domain::reconcile::Side;
+            println!(
+                "  reconciled with the pre-2025 list: {} corrections applied, {} recoded communes linked (inferred), {} pre-2025 and {} 2025 communes unassigned (`dvkctl units import` lists them)",
+                file.corrections.iter().filter(|(_, o)| o.is_ok()).count(),
+                r.count(Side::Pre2025, "recoded"),
+                r.count(Side::Pre2025, "unassigned"),
+                r.count(Side::Y2025, "unassigned"),
+            );
+        }
     }
     Ok(())
 }
