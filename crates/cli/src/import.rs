@@ -128,16 +128,7 @@ pub async fn import(
             links.extend(r.inferred.iter().map(|l| convert::reorg_link_out(l, 0)));
             reconciliation = Some(r);
         }
-        let encoded: Vec<Vec<u8>> = links.iter().map(encode).collect();
-        let parts: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
-        let req = ReorganizeUnitsRequest {
-            request_id: content_id("reorganize", &parts),
-            from_tree: convert::tree_out(Tree::Pre2025) as i32,
-            to_tree: convert::tree_out(Tree::Y2025) as i32,
-            effective_date: Some(convert::date_out(dvk_domain::date::REORGANISATION_2025)),
-            links,
-            origin,
-        };
+        let req = mapping_request("reorganize", links, &origin);
         match client.reorganize_units(authorized(req, token)?).await {
             Ok(r) => Some(r.into_inner()),
             Err(s) => {
@@ -160,6 +151,21 @@ pub async fn import(
     Ok(ImportOutcome { units, links, reconciliation })
 }
 
+/// The 2025 mapping's links as one request, its id derived from them (`prefix-…`), so
+/// that sending the same links again repeats the first request.
+fn mapping_request(prefix: &str, links: Vec<dvk_proto::events::v1::ReorgLink>, origin: &str) -> ReorganizeUnitsRequest {
+    let encoded: Vec<Vec<u8>> = links.iter().map(encode).collect();
+    let parts: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
+    ReorganizeUnitsRequest {
+        request_id: content_id(prefix, &parts),
+        from_tree: convert::tree_out(Tree::Pre2025) as i32,
+        to_tree: convert::tree_out(Tree::Y2025) as i32,
+        effective_date: Some(convert::date_out(dvk_domain::date::REORGANISATION_2025)),
+        links,
+        origin: origin.to_owned(),
+    }
+}
+
 /// Sends supplementary links (an operator's additions to the mapping).
 pub async fn add_links(
     client: &mut RegistrationServiceClient<Channel>,
@@ -167,16 +173,7 @@ pub async fn add_links(
     links: Vec<dvk_proto::events::v1::ReorgLink>,
     origin: &str,
 ) -> Result<ReorganizeUnitsResponse, ImportError> {
-    let encoded: Vec<Vec<u8>> = links.iter().map(encode).collect();
-    let parts: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
-    let req = ReorganizeUnitsRequest {
-        request_id: content_id("supplement", &parts),
-        from_tree: convert::tree_out(Tree::Pre2025) as i32,
-        to_tree: convert::tree_out(Tree::Y2025) as i32,
-        effective_date: Some(convert::date_out(dvk_domain::date::REORGANISATION_2025)),
-        links,
-        origin: origin.to_owned(),
-    };
+    let req = mapping_request("supplement", links, origin);
     Ok(client.reorganize_units(authorized(req, token)?).await?.into_inner())
 }
 
