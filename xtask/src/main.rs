@@ -1,6 +1,9 @@
 //! `cargo xtask`: the project's tasks, so that a fresh machine needs nothing but cargo.
 //!
-//! - `cargo xtask test`: formatting, lints (warnings are errors) and every test.
+//! - `cargo xtask test`: formatting, lints (warnings are errors), the API checks and
+//!   every test.
+//! - `cargo xtask api`: the public API's checks alone (`buf lint`, `buf breaking`
+//!   against the last release); `--release-baseline` replaces that release's image.
 //! - `cargo xtask bench`: the benchmarks whose figures go into BENCHMARKS.md.
 
 use std::path::{Path, PathBuf};
@@ -19,9 +22,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Task {
-    /// Check formatting, run clippy with warnings as errors, and run every test.
+    /// Check formatting, run clippy with warnings as errors, check the public API (as
+    /// `api` does) and run every test.
     Test {
-        /// Skip the format and lint checks (tests only).
+        /// Skip the format and lint checks, `buf lint` included (the tests and `buf
+        /// breaking` still run).
         #[arg(long)]
         no_lint: bool,
         /// Extra arguments passed to `cargo test` (after `--workspace`).
@@ -30,6 +35,14 @@ enum Task {
     },
     /// What CI runs: the same as `test`.
     Ci,
+    /// Check the public API in proto/ with buf (installed from npm if missing): `buf
+    /// lint`, and `buf breaking` against the API as last released (proto/api-baseline.binpb).
+    Api {
+        /// At a release, after the checks: replace proto/api-baseline.binpb by the
+        /// current proto/ (then commit it with the release).
+        #[arg(long)]
+        release_baseline: bool,
+    },
     /// Install the test Kafka broker (Tansu) if missing, then run it on a loopback port.
     Broker {
         /// Only install; do not start.
@@ -62,6 +75,7 @@ fn main() -> ExitCode {
     let result = match cli.task {
         Task::Test { no_lint, cargo_args } => test(!no_lint, &cargo_args),
         Task::Ci => test(true, &[]),
+        Task::Api { release_baseline } => api(true, release_baseline),
         Task::Bench { which } => bench(&which),
         Task::Broker { install_only, port } => broker(install_only, port),
         Task::Fuzz { seconds, targets } => fuzz(seconds, &targets),
@@ -183,6 +197,127 @@ fn ensure_kustomize() -> anyhow::Result<PathBuf> {
     Ok(bin)
 }
 
+/// The buf CLI, from the npm registry: the package ships each platform's binary in an
+/// optional dependency, so nothing is downloaded when it runs.
+const BUF_VERSION: &str = "1.75.0";
+/// The API as last released (beside buf's configuration, `proto/buf.yaml`).
+const API_BASELINE: &str = "proto/api-baseline.binpb";
+
+/// The buf binary, installed with npm into the tools directory if missing. The
+/// package's install script only locates the platform's binary (or fetches it when
+/// npm left optional dependencies out), so it is skipped: the binary is run directly.
+fn ensure_buf() -> anyhow::Result<PathBuf> {
+    let platform = match (std::env::consts::OS, std::env::consts::ARCH) {
+        ("linux", "x86_64") => "linux-x64",
+        ("linux", "aarch64") => "linux-aarch64",
+        ("macos", "x86_64") => "darwin-x64",
+        ("macos", "aarch64") => "darwin-arm64",
+        (os, arch) => bail!("npm ships buf for Linux and macOS on x86_64 and arm64, not for {os}/{arch}"),
+    };
+    let prefix = tools_dir().join(format!("buf-{BUF_VERSION}"));
+    let bin = prefix.join(format!("node_modules/@bufbuild/buf-{platform}/bin/buf"));
+    let ready = prefix.join(".installed");
+    if ready.exists() && bin.exists() {
+        return Ok(bin);
+    }
+    eprintln!("xtask: installing buf {BUF_VERSION} from the npm registry into {}", prefix.display());
+    std::fs::create_dir_all(&prefix)?;
+    let mut install = Command::new("npm");
+    install
+        .args(["install", "--no-audit", "--no-fund", "--ignore-scripts", "--include=optional", "--prefix"])
+        .arg(&prefix)
+        .arg(format!("@bufbuild/buf@{BUF_VERSION}"));
+    run("install buf (npm)", install)?;
+    let version = Command::new(&bin)
+        .arg("--version")
+        .output()
+        .with_context(|| format!("npm finished but {} does not run", bin.display()))?;
+    let version = String::from_utf8_lossy(&version.stdout);
+    if version.trim() != BUF_VERSION {
+        bail!("{} says it is version {:?}, not {BUF_VERSION}", bin.display(), version.trim());
+    }
+    std::fs::write(&ready, BUF_VERSION)?;
+    Ok(bin)
+}
+
+/// A buf command run from the repository's root. Its cache goes under the tools
+/// directory, never into the clone; `proto/` needs nothing from a registry.
+fn buf(bin: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(bin);
+    c.current_dir(root()).args(args).env("BUF_CACHE_DIR", tools_dir().join("buf-cache"));
+    c
+}
+
+/// Runs a buf check; its findings (each names the file, the position, buf's rule and
+/// the change or the problem) become the error, followed by `advice`.
+fn buf_check(step: &str, mut cmd: Command, advice: &str) -> anyhow::Result<()> {
+    eprintln!("xtask: {step}: {cmd:?}");
+    let started = Instant::now();
+    let out = cmd.output().with_context(|| format!("cannot start {step}"))?;
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    eprintln!("xtask: {step}: {} in {:.0?}", out.status, started.elapsed());
+    let found = String::from_utf8_lossy(&out.stdout);
+    let found = found.trim();
+    match (out.status.success(), found.is_empty()) {
+        (true, true) => Ok(()),
+        (true, false) => {
+            eprintln!("{found}");
+            Ok(())
+        }
+        (false, true) => bail!("{step} failed ({})", out.status),
+        (false, false) => bail!("{step} failed, {} finding(s):\n{found}\n{advice}", found.lines().count()),
+    }
+}
+
+/// The public API's checks: `buf lint` (when `lint`) and `buf breaking` against the
+/// last release, both run so that one failure does not hide the other; with
+/// `release_baseline` and both passing, the current API becomes the last release.
+fn api(lint: bool, release_baseline: bool) -> anyhow::Result<()> {
+    let bin = ensure_buf().context("buf is required by the API checks")?;
+    let mut failed = Vec::new();
+    if lint {
+        failed.extend(
+            buf_check(
+                "buf lint (proto/)",
+                buf(&bin, &["lint", "proto", "--error-format", "msvs"]),
+                "Follow the rule, or add an exception to proto/buf.yaml with the reason (an AIP \
+                 that disagrees with buf).",
+            )
+            .err(),
+        );
+    }
+    if root().join(API_BASELINE).exists() {
+        failed.extend(
+            buf_check(
+                "buf breaking (proto/ against the last release)",
+                buf(&bin, &["breaking", "proto", "--against", API_BASELINE, "--error-format", "msvs"]),
+                &format!(
+                    "The public API changed incompatibly since the last release ({API_BASELINE}): \
+                     clients generated from it would break. Keep what they use (deprecate it; \
+                     reserve a deleted field's number and name), or put the new shape in a new \
+                     package version beside v1."
+                ),
+            )
+            .err(),
+        );
+    } else if release_baseline {
+        eprintln!("xtask: no {API_BASELINE} yet: the first release has nothing to be compared with");
+    } else {
+        failed.push(anyhow::anyhow!("{API_BASELINE}, the API as last released, is missing: restore it from git"));
+    }
+    if !failed.is_empty() {
+        bail!("{}", failed.iter().map(|e| format!("{e:#}")).collect::<Vec<_>>().join("\n"));
+    }
+    if release_baseline {
+        run(
+            &format!("write the released API to {API_BASELINE}"),
+            buf(&bin, &["build", "proto", "--exclude-source-info", "-o", API_BASELINE]),
+        )?;
+        eprintln!("xtask: {API_BASELINE} is the API as released now: commit it with the release");
+    }
+    Ok(())
+}
+
 fn ensure_deploy_python() -> anyhow::Result<PathBuf> {
     let venv = tools_dir().join(format!("python-deploy-checks-{KUBERNETES_VALIDATE_VERSION}-{CHECKOV_VERSION}"));
     let python = venv.join("bin/python");
@@ -286,6 +421,7 @@ fn test(lint: bool, extra: &[String]) -> anyhow::Result<()> {
         clippy.args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]);
         run("clippy", clippy)?;
     }
+    api(lint, false).context("the API checks")?;
     deploy_checks().context("the deployment checks")?;
     // The Kafka tests always run against the real test broker: install it if missing.
     let tansu = ensure_tansu().context("the test broker is required by the Kafka tests")?;
