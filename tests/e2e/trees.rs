@@ -213,6 +213,53 @@ async fn nothing_vanishes_between_the_trees_and_a_supplementary_link_reassigns_t
     assert_eq!((participants(&after), u.figures.unwrap().participants, u.total_units), (1_204, 30, 1));
     assert_eq!(participants(&rollup(Tree::Tree2025, Some("04075"), 0, "").await), 4);
 
+    // The other direction, 2025-H2 on the pre-2025 tree: Phường Mộc Châu (03980) was
+    // formed from Mộc Lỵ (03980 in the table, not in the January list: listed first),
+    // Chiềng Hắc (04012) and Mường Sang (04027). Its figures count in its first
+    // predecessor the old tree has, flagged as allocated, not nowhere.
+    let w = rep
+        .submit_report(req(
+            pp::SubmitReportRequest {
+                request_id: "r-2025".into(),
+                unit: unit("03980"),
+                period: period("2025-H2"),
+                figures: Some(figures(50)),
+                summary: String::new(),
+            },
+            &reporter,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let a = rep
+        .approve_report(req(
+            pp::ApproveReportRequest {
+                request_id: "a-2025".into(),
+                report_id: w.report_id,
+                expected_version: w.version,
+            },
+            &approver,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let h2 = |tree: Tree, code: Option<&str>| {
+        let (mut agg, analyst) = (agg.clone(), analyst.clone());
+        let request = pa::GetRollupRequest {
+            unit: code.and_then(unit),
+            period: period("2025-H2"),
+            tree: tree as i32,
+            min_positions: vec![a.position.clone().unwrap()],
+            ..Default::default()
+        };
+        async move { agg.get_rollup(req(request, &analyst)).await.unwrap().into_inner() }
+    };
+    let old_nation = h2(Tree::Pre2025, None).await;
+    assert_eq!((participants(&old_nation), old_nation.unassigned.is_none()), (50, true));
+    let chieng_hac = h2(Tree::Pre2025, Some("04012")).await;
+    assert_eq!((participants(&chieng_hac), chieng_hac.allocated_figures), (50, 1));
+    assert_eq!(participants(&h2(Tree::Tree2025, None).await), 50);
+
     aggregation.stop().await;
     reporting.stop().await;
     registration.stop().await;
