@@ -103,7 +103,7 @@ impl Gso {
             let codes: BTreeSet<&str> = candidates.iter().map(|r| r.old_code.as_str()).collect();
             if codes.len() == 1 {
                 for (rank, r) in candidates.iter().enumerate() {
-                    let kind = dvk_proto::convert::merge_out(r.kind) as i32;
+                    let kind = dvk_codec::convert::merge_out(r.kind) as i32;
                     g.links.push((old.clone(), r.new_code.as_str().to_owned(), rank as u32, kind));
                 }
             }

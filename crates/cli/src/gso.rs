@@ -13,10 +13,10 @@
 use std::collections::HashMap;
 use std::io::Read;
 
+use dvk_codec::convert;
 use dvk_domain::reconcile::{Correction, TableRow};
 use dvk_domain::unit::{Level, LinkBasis, MergeKind, Unit, UnitKind};
 use dvk_domain::{Tree, UnitCode};
-use dvk_proto::convert;
 use dvk_proto::events::v1 as pe;
 
 /// A problem with one row of a file.

@@ -8,9 +8,9 @@
 //! recoded units go with the table's own, and the outcome says which units of either
 //! list have no counterpart, and why.
 
+use dvk_codec::convert;
 use dvk_domain::reconcile::{ListedCommune, Reconciliation};
 use dvk_domain::{Level, Tree, UnitCode};
-use dvk_proto::convert;
 use dvk_proto::registration::v1::{
     ImportUnitsRequest, ImportUnitsResponse, ListUnitsRequest, ReorganizeUnitsRequest, ReorganizeUnitsResponse,
     registration_service_client::RegistrationServiceClient,

@@ -5,10 +5,10 @@
 
 use std::fmt::Write as _;
 
+use dvk_codec::convert;
 use dvk_domain::reconcile::{Reconciliation, Side};
 use dvk_domain::unit::{LinkBasis, MergeKind, ReorgLink};
 use dvk_domain::{Level, UnitCode};
-use dvk_proto::convert;
 use dvk_proto::events::v1 as pe;
 
 use crate::gso::GsoFile;

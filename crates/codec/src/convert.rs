@@ -10,8 +10,8 @@ use dvk_domain::report::{Figures, ReportEvent, ReportId, Revision};
 use dvk_domain::unit::{LinkBasis, MergeKind, ReorgLink, Unit, UnitKind};
 use dvk_domain::{Date, DomainError, Level, Period, Tree, UnitCode};
 
-use crate::common::v1 as pc;
-use crate::events::v1 as pe;
+use dvk_proto::common::v1 as pc;
+use dvk_proto::events::v1 as pe;
 
 /// A payload that cannot be turned back into a domain event (a corrupt or foreign log).
 #[derive(Debug, thiserror::Error)]
@@ -283,7 +283,7 @@ pub fn reorg_link_in(prefix: &str, l: &pe::ReorgLink) -> Result<ReorgLink, Domai
         Ok(pe::LinkBasis::Inferred) => LinkBasis::Inferred,
         Ok(pe::LinkBasis::Supplementary) => LinkBasis::Supplementary,
         Err(_) => {
-            return Err(DomainError::invalid(&format!("{prefix}.basis"), format!("{} is not a link basis", l.basis)));
+            return Err(DomainError::invalid(format!("{prefix}.basis"), format!("{} is not a link basis", l.basis)));
         }
     };
     Ok(ReorgLink { old, new, kind, note, basis })
@@ -315,8 +315,8 @@ pub fn details_draft(d: Option<&pe::ModelDetails>) -> ModelDetailsDraft {
     let Some(d) = d else {
         return ModelDetailsDraft::default();
     };
-    let resources = d.resources.clone().unwrap_or_default();
-    let timeline = d.timeline.clone().unwrap_or_default();
+    let resources = d.resources.unwrap_or_default();
+    let timeline = d.timeline.unwrap_or_default();
     ModelDetailsDraft {
         name: d.name.clone(),
         field: field_in(d.field),

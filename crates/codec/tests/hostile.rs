@@ -2,7 +2,7 @@
 //! that passed its checksum, from a client) decodes or is refused, and converting
 //! what decodes into domain events never panics.
 
-use dvk_proto::convert;
+use dvk_codec::convert;
 use dvk_proto::events::v1::Envelope;
 use proptest::prelude::*;
 use prost::Message;

@@ -26,7 +26,7 @@ use dvk_domain::{Period, Tree, UnitCode};
 use dvk_eventlog::{EventLog, LogConfig};
 use dvk_proto::aggregation::v1::{GetRollupRequest, aggregation_service_client::AggregationServiceClient};
 use dvk_proto::common::v1 as pc;
-use dvk_proto::convert;
+use dvk_codec::convert;
 use sqlx::postgres::PgPoolCopyExt;
 use tonic::transport::Channel;
 

@@ -4,7 +4,7 @@
 
 #![no_main]
 
-use dvk_proto::convert;
+use dvk_codec::convert;
 use dvk_proto::events::v1::Envelope;
 use libfuzzer_sys::fuzz_target;
 use prost::Message;

@@ -6,7 +6,7 @@
 
 use dvk_domain::error::Violations;
 use dvk_domain::unit::Tree;
-use dvk_proto::convert;
+use dvk_codec::convert;
 use dvk_proto::events::v1::UnitRecord;
 use dvk_proto::registration::v1::RegisterModelRequest;
 use dvk_proto::reporting::v1::SubmitReportRequest;

@@ -36,7 +36,5 @@ pub mod aggregation {
     }
 }
 
-pub mod convert;
-
 pub use prost;
 pub use prost_types;

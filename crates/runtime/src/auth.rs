@@ -78,7 +78,7 @@ impl Caller {
         dvk_proto::common::v1::Actor {
             subject: self.subject.clone(),
             role: self.role.to_proto() as i32,
-            unit: self.unit.as_ref().map(dvk_proto::convert::unit_out),
+            unit: self.unit.as_ref().map(dvk_codec::convert::unit_out),
         }
     }
 

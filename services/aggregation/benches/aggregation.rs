@@ -28,12 +28,12 @@ use std::time::{Duration, Instant};
 
 use dvk_aggregation::snapshot;
 use dvk_cli::import;
+use dvk_codec::convert;
 use dvk_domain::model::Field;
 use dvk_domain::schedule::{Deadline, Schedule};
 use dvk_domain::{Period, Tree};
 use dvk_proto::aggregation::v1::{self as pa, aggregation_service_client::AggregationServiceClient};
 use dvk_proto::common::v1 as pc;
-use dvk_proto::convert;
 use dvk_runtime::auth::{Claims, mint_hs256, now_secs};
 use dvk_runtime::host::{ReadModel, Upstream};
 use dvk_runtime::settings::{AuthSettings, ServerSettings};

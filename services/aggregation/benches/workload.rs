@@ -11,13 +11,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use dvk_cli::{gso, import};
+use dvk_codec::convert;
 use dvk_domain::model::{Decision, Field, ModelDetails, ModelDetailsDraft, ModelEvent, ModelId, Recognition};
 use dvk_domain::report::{Figures, ReportEvent, ReportId, Revision};
 use dvk_domain::unit::Level;
 use dvk_domain::{Date, Period, Tree, UnitCode};
 use dvk_eventlog::{AppendRequest, EventLog, ExpectedVersion, LogConfig};
 use dvk_proto::common::v1 as pc;
-use dvk_proto::convert;
 use dvk_proto::events::v1::Envelope;
 use dvk_runtime::auth::{Claims, mint_hs256, now_secs};
 use dvk_runtime::settings::{AuthSettings, ServerSettings};

@@ -27,12 +27,12 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
+use dvk_codec::convert;
 use dvk_domain::model::Field;
 use dvk_domain::period::Half;
 use dvk_domain::report::{Figures, ReportEvent};
 use dvk_domain::unit::{CrossTree, Expressed, Level, Trees};
 use dvk_domain::{Date, DomainError, Period, Tree, UnitCode};
-use dvk_proto::convert;
 use dvk_proto::events::v1::Envelope;
 
 pub const TREES: [Tree; 2] = [Tree::Pre2025, Tree::Y2025];

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
+use dvk_codec::convert;
 use dvk_domain::unit::Level;
 use dvk_domain::{DomainError, Period, Tree, UnitCode};
 use dvk_proto::aggregation::v1::{self as pa, aggregation_service_server::AggregationService};
 use dvk_proto::common::v1 as pc;
-use dvk_proto::convert;
 use dvk_runtime::host::{Core, page_size};
 use dvk_runtime::{Caller, Role, status};
 use tonic::{Request, Response, Status};

@@ -6,10 +6,10 @@
 //! head saying which positions it includes): the newest starts the service, and
 //! `as_of` questions about the past start from the newest one before their point.
 
+use dvk_codec::convert;
 use dvk_domain::{DomainError, Period};
 use dvk_eventlog::{EventLog, LogError, Snapshot};
 use dvk_proto::common::v1 as pc;
-use dvk_proto::convert;
 use dvk_proto::events::v1::Envelope;
 use prost::Message;
 

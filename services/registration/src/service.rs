@@ -2,6 +2,7 @@
 //! against the read models, appends to the log and answers once the read models
 //! include the write (so the caller's next read sees it).
 
+use dvk_codec::convert;
 use dvk_domain::model::{
     Commendation, Model, ModelCommand, ModelContext, ModelId, ModelStatus, Recognition, Replication,
 };
@@ -9,7 +10,6 @@ use dvk_domain::unit::{AdminTree, Expressed, Inserted, Level, LinkBasis};
 use dvk_domain::{Aggregate, Date, DomainError, Period, Tree, UnitCode};
 use dvk_eventlog::ExpectedVersion;
 use dvk_proto::common::v1 as pc;
-use dvk_proto::convert;
 use dvk_proto::events::v1::{self as pe, envelope::Payload};
 use dvk_proto::registration::v1::{self as pr, registration_service_server::RegistrationService};
 use dvk_runtime::host::{ChangeRequest, Core, Decision, page_size};

@@ -3,11 +3,11 @@
 
 use std::collections::BTreeMap;
 
+use dvk_codec::convert;
 use dvk_domain::Aggregate;
 use dvk_domain::Tree;
 use dvk_domain::model::Model;
 use dvk_domain::unit::{CrossTree, ReorgLink, Trees};
-use dvk_proto::convert;
 use dvk_proto::events::v1::Envelope;
 
 pub const SOURCE: &str = "registration";

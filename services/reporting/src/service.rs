@@ -2,12 +2,12 @@
 //! schedule and the caller's place in the tree, decides against the read models,
 //! appends to the log and answers once the read models include the write.
 
+use dvk_codec::convert;
 use dvk_domain::report::{Figures, Report, ReportCommand, ReportContext, ReportId, ReportStatus};
 use dvk_domain::schedule::Schedule;
 use dvk_domain::unit::Level;
 use dvk_domain::{Aggregate, DomainError, Period, Tree, UnitCode};
 use dvk_eventlog::ExpectedVersion;
-use dvk_proto::convert;
 use dvk_proto::reporting::v1::{self as pr, reporting_service_server::ReportingService};
 use dvk_runtime::host::{ChangeRequest, Core, Decision, page_size, today};
 use dvk_runtime::{Caller, Role, status};

@@ -4,11 +4,11 @@
 
 use std::collections::BTreeMap;
 
+use dvk_codec::convert;
 use dvk_domain::Aggregate;
 use dvk_domain::report::{Report, ReportEvent};
 use dvk_domain::unit::Trees;
 use dvk_proto::common::v1::Actor;
-use dvk_proto::convert;
 use dvk_proto::events::v1::Envelope;
 
 pub const SOURCE: &str = "reporting";
