@@ -29,7 +29,7 @@ pub fn package_dir() -> PathBuf {
 
 /// The real GSO files shipped with the project.
 pub fn admin_units(file: &str) -> PathBuf {
-    package_dir().join("../crates/domain/data/admin-units").join(file)
+    package_dir().join("../crates/gso/data/admin-units").join(file)
 }
 
 /// A token for `role` acting for `unit` ("" for the nation).

@@ -7,9 +7,10 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
-use dvk_cli::{gso, import};
+use dvk_client::import;
 use dvk_domain::Period as DPeriod;
 use dvk_domain::schedule::{Deadline, Schedule};
+use dvk_gso as gso;
 use dvk_proto::aggregation::v1::{self as pa, aggregation_service_client::AggregationServiceClient};
 use dvk_proto::common::v1::{Date, Field, Figures, Level, Money, Period, Position, Tree, UnitCode};
 use dvk_proto::events::v1::{AwardForm, Decision, MergeKind, ModelDetails, Resources, RunnerKind, Sponsor, Timeline};

@@ -15,8 +15,9 @@
 
 use std::time::Duration;
 
-use dvk_cli::{gso, import};
+use dvk_client::import;
 use dvk_domain::schedule::{Deadline, Schedule};
+use dvk_gso as gso;
 use dvk_proto::aggregation::v1::{self as pa, aggregation_service_client::AggregationServiceClient};
 use dvk_proto::common::v1::{Date, Field, Figures, Level, Period, Tree, UnitCode};
 use dvk_proto::events::v1::{AwardForm, Decision, ModelDetails, RunnerKind, Sponsor, Timeline};
@@ -780,7 +781,10 @@ async fn a_replayed_write_is_answered_only_to_callers_allowed_on_its_target() {
     let links: Vec<_> = file.links.iter().map(|(_, l)| l.clone()).collect();
     let encoded: Vec<Vec<u8>> = links.iter().map(prost::Message::encode_to_vec).collect();
     let mapping = pr::ReorganizeUnitsRequest {
-        request_id: dvk_cli::import::content_id("reorganize", &encoded.iter().map(Vec::as_slice).collect::<Vec<_>>()),
+        request_id: dvk_client::import::content_id(
+            "reorganize",
+            &encoded.iter().map(Vec::as_slice).collect::<Vec<_>>(),
+        ),
         from_tree: Tree::Pre2025 as i32,
         to_tree: Tree::Tree2025 as i32,
         effective_date: Some(Date { year: 2025, month: 7, day: 1 }),

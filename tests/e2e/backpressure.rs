@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use dvk_bus::Ingestor;
 use dvk_bus::kafka::KafkaSource;
-use dvk_cli::{gso, import};
+use dvk_client::import;
+use dvk_gso as gso;
 use dvk_proto::common::v1::{Date, Field, UnitCode};
 use dvk_proto::events::v1::{ModelDetails, RunnerKind, Sponsor, Timeline};
 use dvk_proto::registration::v1 as pr;

@@ -11,8 +11,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dvk_cli::{gso, import};
+use dvk_client::import;
 use dvk_eventlog::{EventLog, LogConfig};
+use dvk_gso as gso;
 use dvk_proto::aggregation::v1 as pa;
 use dvk_proto::common::v1::{Figures, Period, Position, Tree, UnitCode};
 use dvk_proto::events::v1::envelope::Payload;

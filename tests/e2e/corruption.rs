@@ -8,8 +8,9 @@
 
 use std::time::Duration;
 
-use dvk_cli::{gso, import};
+use dvk_client::import;
 use dvk_eventlog::{EventLog, LogConfig};
+use dvk_gso as gso;
 use dvk_proto::aggregation::v1 as pa;
 use dvk_proto::common::v1::{Date, Figures, Money, Period, Position, Tree, UnitCode};
 use dvk_proto::registration::v1 as pr;

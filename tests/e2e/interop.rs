@@ -6,8 +6,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use dvk_cli::{gso, import};
+use dvk_client::import;
 use dvk_domain::schedule::{Deadline, Schedule};
+use dvk_gso as gso;
 use dvk_proto::reporting::v1 as pp;
 use dvk_runtime::host::Upstream;
 use dvk_tests::{SECRET, Service, admin_units, token};

@@ -17,7 +17,7 @@ fn analyst(sub: &str) -> String {
 
 /// A roll-up that waits (up to `wait`) for a position that will not come.
 fn waiting(token: &str, wait: Duration) -> tonic::Request<pa::GetRollupRequest> {
-    let mut r = dvk_cli::import::authorized(
+    let mut r = dvk_client::import::authorized(
         pa::GetRollupRequest {
             period: Some(Period { code: "2024".into() }),
             tree: Tree::Pre2025 as i32,
@@ -57,7 +57,7 @@ async fn a_caller_over_its_limit_is_refused_while_others_are_served() {
 
     // Another caller, and a probe, are served meanwhile.
     let mut other = client.clone();
-    let r = dvk_cli::import::authorized(
+    let r = dvk_client::import::authorized(
         pa::GetRollupRequest {
             period: Some(Period { code: "2024".into() }),
             tree: Tree::Pre2025 as i32,
@@ -79,7 +79,7 @@ async fn a_caller_over_its_limit_is_refused_while_others_are_served() {
     for h in held {
         assert_eq!(h.await.unwrap().unwrap_err().code(), Code::DeadlineExceeded);
     }
-    let r = dvk_cli::import::authorized(
+    let r = dvk_client::import::authorized(
         pa::GetRollupRequest {
             period: Some(Period { code: "2024".into() }),
             tree: Tree::Pre2025 as i32,

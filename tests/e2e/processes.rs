@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use dvk_cli::import;
+use dvk_client::import;
 use dvk_proto::common::v1::{Date, Field, UnitCode};
 use dvk_proto::events::v1::{ModelDetails, RunnerKind, Sponsor, Timeline};
 use dvk_proto::registration::v1 as pr;

@@ -2,7 +2,8 @@
 //! the real GSO lists, a model's whole life, retries, conflicts, invalid input,
 //! permissions and restarts.
 
-use dvk_cli::{gso, import};
+use dvk_client::import;
+use dvk_gso as gso;
 use dvk_proto::common::v1::{Date, Field, Level, Money, Tree, UnitCode};
 use dvk_proto::events::v1::{
     AwardForm, Decision, ModelDetails, Resources, RunnerKind, Sponsor, Timeline, envelope::Payload,

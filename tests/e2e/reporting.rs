@@ -6,9 +6,10 @@
 
 use std::time::Duration;
 
-use dvk_cli::{gso, import};
+use dvk_client::import;
 use dvk_domain::Period;
 use dvk_domain::schedule::{Deadline, Schedule};
+use dvk_gso as gso;
 use dvk_proto::common::v1::{Figures, Money, Period as PPeriod, UnitCode};
 use dvk_proto::events::v1::envelope::Payload;
 use dvk_proto::reporting::v1::{self as pr, reporting_service_client::ReportingServiceClient};

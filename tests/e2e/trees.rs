@@ -6,9 +6,10 @@
 
 use std::time::Duration;
 
-use dvk_cli::{gso, import};
+use dvk_client::import;
 use dvk_domain::reconcile::Side;
 use dvk_domain::schedule::{Deadline, Schedule};
+use dvk_gso as gso;
 use dvk_proto::aggregation::v1 as pa;
 use dvk_proto::common::v1::{Figures, Period, Position, Tree, UnitCode};
 use dvk_proto::registration::v1 as pr;
@@ -194,7 +195,7 @@ async fn nothing_vanishes_between_the_trees_and_a_supplementary_link_reassigns_t
     let added = import::add_links(
         &mut reg,
         &admin,
-        dvk_cli::reconciliation::read_links("old_code,new_code,note\n04075,04075,Nhập toàn bộ\n").unwrap(),
+        dvk_gso::reconciliation::read_links("old_code,new_code,note\n04075,04075,Nhập toàn bộ\n").unwrap(),
         "links.csv",
     )
     .await

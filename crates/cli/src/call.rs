@@ -71,7 +71,7 @@ pub async fn call(channel: Channel, m: &MethodDescriptor, body: Vec<u8>, token: 
     let path: tonic::codegen::http::uri::PathAndQuery = format!("/{}/{}", m.parent_service().full_name(), m.name())
         .parse()
         .map_err(|_| CallError::Usage("the method's path is not a valid URI path".into()))?;
-    let request = crate::import::authorized(body, token)?;
+    let request = dvk_client::authorized(body, token)?;
     let answer = grpc.unary(request, path, BytesCodec).await?.into_inner();
     let msg = DynamicMessage::decode(m.output(), answer.as_slice())
         .map_err(|e| tonic::Status::internal(format!("the answer does not decode: {e}")))?;

@@ -1,14 +1,10 @@
-//! dvkctl's library: reading the GSO lists of administrative units, and the client
-//! calls behind each command (shared with the end-to-end tests), and reports kept in
-//! spreadsheets.
+//! dvkctl's library: what analysts read, shaped for output (tables, JSON, CSV, SVG
+//! charts), and any RPC from JSON. The calls themselves, the GSO import and report
+//! sheets are the client library's (`dvk-client`, `dvk-gso`).
 
 #![forbid(unsafe_code)]
 
 pub mod analyst;
 pub mod call;
 pub mod chart;
-pub mod gso;
-pub mod import;
 pub mod output;
-pub mod reconciliation;
-pub mod reports;

@@ -5,11 +5,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use dvk_cli::{analyst, call, chart, gso, import, output, reports};
+use dvk_cli::{analyst, call, chart, output};
+use dvk_client::token::{Claims, ROLES, mint_hs256, now_secs};
+use dvk_client::{import, reports};
 use dvk_proto::aggregation::v1::aggregation_service_client::AggregationServiceClient;
 use dvk_proto::registration::v1::registration_service_client::RegistrationServiceClient;
 use dvk_proto::reporting::v1::reporting_service_client::ReportingServiceClient;
-use dvk_runtime::auth::{Claims, mint_hs256, now_secs};
 
 /// Exit codes: 0 ok, 1 other failure, 2 usage or invalid input, 3 not found, 4 denied.
 const EXIT_USAGE: u8 = 2;
@@ -664,7 +665,7 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
             Ok(())
         }
         Command::Token { secret_file, role, unit, subject, hours } => {
-            if dvk_runtime::Role::parse(&role).is_none() {
+            if !ROLES.contains(&role.as_str()) {
                 return Err((EXIT_USAGE, format!("--role {role:?}: use reporter, approver, analyst or admin")));
             }
             if !unit.is_empty() {
@@ -681,7 +682,7 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
             let token = need_token(cli.token)?;
             let text = std::fs::read_to_string(&file)
                 .map_err(|e| (EXIT_USAGE, format!("cannot read {}: {e}", file.display())))?;
-            let links = dvk_cli::reconciliation::read_links(&text)
+            let links = dvk_gso::reconciliation::read_links(&text)
                 .map_err(|e| (EXIT_USAGE, format!("{}: {e}", file.display())))?;
             let channel = connect(&cli.registration, "--registration", "registration").await?;
             let mut client = RegistrationServiceClient::new(channel);
@@ -703,7 +704,7 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
             let token = need_token(cli.token)?;
             let reader =
                 std::fs::File::open(&file).map_err(|e| (EXIT_USAGE, format!("cannot open {}: {e}", file.display())))?;
-            let parsed = gso::read(std::io::BufReader::new(reader))
+            let parsed = dvk_gso::read(std::io::BufReader::new(reader))
                 .map_err(|e| (EXIT_USAGE, format!("{}: {e}", file.display())))?;
             for (line, why) in &parsed.skipped {
                 eprintln!("dvkctl: {}: line {line} skipped: {why}", file.display());
@@ -738,7 +739,7 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
                         file.display()
                     ),
                     Some(r) => {
-                        let (counts, list) = dvk_cli::reconciliation::summary(&parsed, r);
+                        let (counts, list) = dvk_gso::reconciliation::summary(&parsed, r);
                         println!("Reconciliation with the pre-2025 list:");
                         for c in counts {
                             println!("  {c}");

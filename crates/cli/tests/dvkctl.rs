@@ -15,7 +15,7 @@ const SECRET: &str = "dvkctl-test-secret-0123456789abcdef";
 fn gso(name: &str) -> String {
     std::env::var_os("CARGO_MANIFEST_DIR")
         .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
-        .join("../domain/data/admin-units")
+        .join("../gso/data/admin-units")
         .join(name)
         .display()
         .to_string()
@@ -104,7 +104,7 @@ async fn an_operator_imports_the_gso_lists_with_dvkctl() {
     assert!(stdout.contains("corrections applied: 4 of 4"), "{stdout}");
     assert!(stdout.contains("pre-2025 communes recoded (linked, link inferred): 7"), "{stdout}");
     assert!(stdout.contains("pre-2025 communes unassigned on the 2025 tree: 19"), "{stdout}");
-    assert!(stdout.lines().any(|l| l == dvk_cli::reconciliation::HEADER), "{stdout}");
+    assert!(stdout.lines().any(|l| l == dvk_gso::reconciliation::HEADER), "{stdout}");
     assert!(stdout.lines().any(|l| l.starts_with("unassigned,pre2025,03988,Xã Tân Hợp,123,,,")), "{stdout}");
     assert!(stdout.lines().any(|l| l.starts_with("correction,table,01651,,,,912,")), "{stdout}");
 
@@ -246,13 +246,13 @@ async fn a_district_imports_its_communes_reports_from_a_spreadsheet() {
     let (registration, reporting, reporting_log, stop) = reporting_stack(dir.path(), &secret).await;
     let urls = || vec![("DVK_REGISTRATION_URL", registration.clone()), ("DVK_REPORTING_URL", reporting.clone())];
     let mint = |role: &str, unit: &str| {
-        let claims = dvk_runtime::auth::Claims {
+        let claims = dvk_client::token::Claims {
             sub: format!("{role}-{unit}"),
             role: role.into(),
             unit: unit.into(),
-            exp: dvk_runtime::auth::now_secs() + 600,
+            exp: dvk_client::token::now_secs() + 600,
         };
-        dvk_runtime::auth::mint_hs256(SECRET.as_bytes(), &claims).unwrap()
+        dvk_client::token::mint_hs256(SECRET.as_bytes(), &claims).unwrap()
     };
     let import = vec!["units".into(), "import".into(), gso("gso-communes-2025-01-04.csv"), "--quiet".into()];
     let out = dvkctl_at(import, Some(mint("admin", "")), urls()).await;
@@ -269,7 +269,7 @@ async fn a_district_imports_its_communes_reports_from_a_spreadsheet() {
             period: Some(dvk_proto::common::v1::Period { code: "2025-H1".into() }),
             ..Default::default()
         };
-        let r = client.list_reports(dvk_cli::import::authorized(request, &mint("analyst", "")).unwrap()).await;
+        let r = client.list_reports(dvk_client::import::authorized(request, &mint("analyst", "")).unwrap()).await;
         if r.is_ok_and(|r| r.into_inner().completeness.is_some_and(|c| c.expected == 4)) {
             break;
         }
@@ -296,7 +296,7 @@ async fn a_district_imports_its_communes_reports_from_a_spreadsheet() {
         use rust_xlsxwriter::Workbook;
         let mut book = Workbook::new();
         let ws = book.add_worksheet();
-        for (i, (c, _)) in dvk_cli::reports::COLUMNS.iter().enumerate() {
+        for (i, (c, _)) in dvk_client::reports::COLUMNS.iter().enumerate() {
             ws.write_string(0, i as u16, *c).unwrap();
         }
         // unit, period, registered, recognised, funds, workdays, ..., received, resolved

@@ -24,7 +24,8 @@ use std::time::{Duration, Instant};
 
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
-use dvk_cli::{gso, import};
+use dvk_client::import;
+use dvk_gso as gso;
 use dvk_domain::schedule::{Deadline, Schedule};
 use dvk_proto::common::v1::{Date, Field, Figures, Money, Period, UnitCode};
 use dvk_proto::events::v1::{ModelDetails, Resources, RunnerKind, Sponsor, Timeline};

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dvk_aggregation::projection::{Flow, half_of};
-use dvk_cli::import;
+use dvk_client::import;
 use dvk_domain::{Period, Tree, UnitCode};
 use dvk_eventlog::{EventLog, LogConfig};
 use dvk_proto::aggregation::v1::{GetRollupRequest, aggregation_service_client::AggregationServiceClient};

@@ -6,5 +6,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = dvk_cli::gso::read(data);
+    let _ = dvk_gso::read(data);
 });

@@ -11,7 +11,7 @@ fuzz_target!(|data: &[u8]| {
     let ext = if kind % 2 == 0 { "csv" } else { "xlsx" };
     let file = tempfile::Builder::new().suffix(&format!(".{ext}")).tempfile().unwrap();
     std::fs::write(file.path(), body).unwrap();
-    if let Ok(rows) = dvk_cli::reports::read(file.path()) {
+    if let Ok(rows) = dvk_client::reports::read(file.path()) {
         assert!(rows.len() <= body.len());
     }
 });

@@ -27,7 +27,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use dvk_aggregation::snapshot;
-use dvk_cli::import;
+use dvk_client::import;
 use dvk_codec::convert;
 use dvk_domain::model::Field;
 use dvk_domain::schedule::{Deadline, Schedule};
@@ -169,8 +169,8 @@ fn rollup_part(
     client_threads: usize,
     runs: usize,
     analyst: &str,
-    pre: &dvk_cli::gso::GsoFile,
-    new: &dvk_cli::gso::GsoFile,
+    pre: &dvk_gso::GsoFile,
+    new: &dvk_gso::GsoFile,
 ) {
     let servers = start(dir, None, true, server_threads);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(client_threads).enable_all().build().unwrap();

@@ -10,13 +10,14 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use dvk_cli::{gso, import};
+use dvk_client::import;
 use dvk_codec::convert;
 use dvk_domain::model::{Decision, Field, ModelDetails, ModelDetailsDraft, ModelEvent, ModelId, Recognition};
 use dvk_domain::report::{Figures, ReportEvent, ReportId, Revision};
 use dvk_domain::unit::Level;
 use dvk_domain::{Date, Period, Tree, UnitCode};
 use dvk_eventlog::{AppendRequest, EventLog, ExpectedVersion, LogConfig};
+use dvk_gso as gso;
 use dvk_proto::common::v1 as pc;
 use dvk_proto::events::v1::Envelope;
 use dvk_runtime::auth::{Claims, mint_hs256, now_secs};
@@ -28,11 +29,11 @@ pub const EVENTS: u64 = 1_000_000;
 
 const TREES_SECRET: &[u8] = b"dvk-workload-secret-0123456789abcdef";
 
-/// A GSO list of `crates/domain/data/admin-units`.
+/// A GSO list of `crates/gso/data/admin-units`.
 pub fn gso_file(name: &str) -> gso::GsoFile {
     let path: PathBuf = std::env::var_os("CARGO_MANIFEST_DIR")
         .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
-        .join("../../crates/domain/data/admin-units")
+        .join("../../crates/gso/data/admin-units")
         .join(name);
     let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
     gso::read(file).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))

@@ -7,7 +7,8 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use dvk_cli::{gso, import};
+use dvk_client::import;
+use dvk_gso as gso;
 use dvk_proto::common::v1 as pc;
 use dvk_proto::events::v1 as pe;
 use dvk_proto::registration::v1 as pr;
@@ -15,10 +16,9 @@ use dvk_proto::reporting::v1 as pp;
 use serde::Serialize;
 use tonic::transport::Channel;
 
-/// The GSO lists, as shipped in `crates/domain/data/admin-units`.
-const PRE2025: &[u8] = include_bytes!("../../../crates/domain/data/admin-units/gso-communes-2025-01-04.csv");
-const REORGANIZATION: &[u8] =
-    include_bytes!("../../../crates/domain/data/admin-units/gso-reorganization-2025-07-01.csv");
+/// The GSO lists, as shipped (`dvk-gso`).
+const PRE2025: &[u8] = gso::PRE2025_LIST;
+const REORGANIZATION: &[u8] = gso::CONVERSION_TABLE;
 
 /// Quảng Ninh, Bắc Ninh and Hà Giang, as they were in 2024.
 pub const PROVINCES: [&str; 3] = ["22", "27", "02"];
@@ -36,9 +36,7 @@ fn req<T>(m: T, token: &str) -> anyhow::Result<tonic::Request<T>> {
 pub async fn load_trees(registration: SocketAddr, token: &str) -> anyhow::Result<()> {
     let mut client = pr::registration_service_client::RegistrationServiceClient::new(channel(registration).await?)
         .max_encoding_message_size(16 << 20);
-    for (name, bytes) in
-        [("gso-communes-2025-01-04.csv", PRE2025), ("gso-reorganization-2025-07-01.csv", REORGANIZATION)]
-    {
+    for (name, bytes) in [(gso::PRE2025_LIST_NAME, PRE2025), (gso::CONVERSION_TABLE_NAME, REORGANIZATION)] {
         let file = gso::read(bytes)?;
         let out = import::import(&mut client, token, &file, name, |_| {}).await?;
         println!("  {name}: {} units added", out.units.units_added);

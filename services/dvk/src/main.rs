@@ -88,7 +88,7 @@ async fn wait_for_rollups(
     use dvk_proto::aggregation::v1 as pa;
     let channel = tonic::transport::Channel::from_shared(format!("http://{aggregation}"))?.connect().await?;
     let mut client = pa::aggregation_service_client::AggregationServiceClient::new(channel);
-    let mut request = dvk_cli::import::authorized(
+    let mut request = dvk_client::import::authorized(
         pa::GetRollupRequest {
             period: Some(dvk_proto::common::v1::Period { code: "2024".into() }),
             tree: dvk_proto::common::v1::Tree::Pre2025 as i32,

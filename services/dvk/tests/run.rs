@@ -271,7 +271,7 @@ fn health_says_serving_only_once_the_first_start_has_loaded_the_trees() {
     };
     let token = dvk_runtime::auth::mint_hs256(secret.trim_ascii(), &claims).unwrap();
     fn authorized<T>(m: T, token: &str) -> tonic::Request<T> {
-        dvk_cli::import::authorized(m, token).unwrap()
+        dvk_client::import::authorized(m, token).unwrap()
     }
     let token = token.as_str();
     let date = |year, month, day| Some(pc::Date { year, month, day });

@@ -10,7 +10,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use dvk_cli::{gso, import};
+use dvk_client::import;
+use dvk_gso as gso;
 use dvk_proto::common::v1::{Date, Field, Money, UnitCode};
 use dvk_proto::events::v1::{ModelDetails, Resources, RunnerKind, Sponsor, Timeline};
 use dvk_proto::registration::v1::{RegisterModelRequest, registration_service_client::RegistrationServiceClient};
@@ -30,7 +31,7 @@ const REQUESTS_PER_RUN: usize = 20_000;
 fn gso_file(name: &str) -> PathBuf {
     std::env::var_os("CARGO_MANIFEST_DIR")
         .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
-        .join("../../crates/domain/data/admin-units")
+        .join("../../crates/gso/data/admin-units")
         .join(name)
 }
 

@@ -11,8 +11,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use dvk_cli::{gso, import};
+use dvk_client::import;
 use dvk_domain::schedule::{Deadline, Schedule};
+use dvk_gso as gso;
 use dvk_proto::common::v1::{Figures, Money, Period, UnitCode};
 use dvk_proto::reporting::v1::{
     ListReportsRequest, SubmitReportRequest, reporting_service_client::ReportingServiceClient,
@@ -171,7 +172,7 @@ fn main() {
     println!("cores: {}", std::thread::available_parallelism().map_or(0, |n| n.get()));
     let path: PathBuf = std::env::var_os("CARGO_MANIFEST_DIR")
         .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
-        .join("../../crates/domain/data/admin-units/gso-communes-2025-01-04.csv");
+        .join("../../crates/gso/data/admin-units/gso-communes-2025-01-04.csv");
     let file = gso::read(std::fs::File::open(path).unwrap()).unwrap();
     let units: Vec<String> = file.units.iter().filter_map(|(_, u)| u.code.as_ref().map(|c| c.code.clone())).collect();
     let admin = token("admin");

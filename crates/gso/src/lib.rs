@@ -7,8 +7,14 @@
 //!
 //! Every record is checked; the first malformed row is reported with its line number.
 //! The conversion table is read with the reviewed corrections shipped beside it
-//! (`crates/domain/data/admin-units/corrections.csv`), each checked against the cell
-//! it corrects and reported as applied or not.
+//! (`crates/gso/data/admin-units/corrections.csv`), each checked against the cell it
+//! corrects and reported as applied or not. Both official files are embedded
+//! ([`PRE2025_LIST`], [`CONVERSION_TABLE`]) for the all-in-one's first start, tests and
+//! benchmarks; [`reconciliation`] says what the import made of them.
+
+#![forbid(unsafe_code)]
+
+pub mod reconciliation;
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -53,7 +59,16 @@ pub struct GsoFile {
 }
 
 /// The reviewed corrections of the shipped conversion table.
-pub const SHIPPED_CORRECTIONS: &str = include_str!("../../domain/data/admin-units/corrections.csv");
+pub const SHIPPED_CORRECTIONS: &str = include_str!("../data/admin-units/corrections.csv");
+
+/// The file name of the GSO list before 1 July 2025 (4 January 2025).
+pub const PRE2025_LIST_NAME: &str = "gso-communes-2025-01-04.csv";
+/// The GSO list before 1 July 2025, as shipped.
+pub const PRE2025_LIST: &[u8] = include_bytes!("../data/admin-units/gso-communes-2025-01-04.csv");
+/// The file name of the 2025 conversion table.
+pub const CONVERSION_TABLE_NAME: &str = "gso-reorganization-2025-07-01.csv";
+/// The 2025 conversion table, as shipped.
+pub const CONVERSION_TABLE: &[u8] = include_bytes!("../data/admin-units/gso-reorganization-2025-07-01.csv");
 
 /// The shipped corrections, parsed.
 pub fn shipped_corrections() -> Vec<Correction> {

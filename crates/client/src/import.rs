@@ -19,7 +19,7 @@ use sha2::Digest;
 use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
-use crate::gso::GsoFile;
+use dvk_gso::GsoFile;
 
 /// Units per streamed message.
 pub const CHUNK: usize = 500;

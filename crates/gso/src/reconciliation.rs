@@ -1,4 +1,4 @@
-//! What `dvkctl units import` says about the conversion table: the corrections it
+//! What an import (`dvkctl units import`) says about the conversion table: the corrections it
 //! applied, the rows whose code and name disagree, contradictory notes, and every unit
 //! of one list without a counterpart in the other (counts, then a CSV list); and the
 //! operator's supplementary links (`dvkctl units link`), read from a small CSV.
@@ -11,7 +11,7 @@ use dvk_domain::unit::{LinkBasis, MergeKind, ReorgLink};
 use dvk_domain::{Level, UnitCode};
 use dvk_proto::events::v1 as pe;
 
-use crate::gso::GsoFile;
+use crate::GsoFile;
 
 /// The columns of the reconciliation list.
 pub const HEADER: &str = "kind,list,code,name,district,counterpart,line,reason";
@@ -145,11 +145,8 @@ mod tests {
 
     #[test]
     fn the_shipped_files_reconcile_as_the_docs_say() {
-        let pre =
-            crate::gso::read(&include_bytes!("../../domain/data/admin-units/gso-communes-2025-01-04.csv")[..]).unwrap();
-        let table =
-            crate::gso::read(&include_bytes!("../../domain/data/admin-units/gso-reorganization-2025-07-01.csv")[..])
-                .unwrap();
+        let pre = crate::read(crate::PRE2025_LIST).unwrap();
+        let table = crate::read(crate::CONVERSION_TABLE).unwrap();
         let listed: Vec<_> = pre
             .units
             .iter()
