@@ -58,6 +58,9 @@ pub enum HostError {
     Tls(#[from] crate::server::TlsError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// A setting the service cannot use (it names the setting).
+    #[error("{0}")]
+    Settings(String),
 }
 
 /// What a write decided: the stream, the expected version and the events.
@@ -235,13 +238,6 @@ impl<S: ReadModel> Core<S> {
     }
 }
 
-/// The Kafka settings of the `DVK_KAFKA_*` variables, if a broker is configured
-/// (`DVK_KAFKA_BOOTSTRAP_SERVERS`).
-pub fn kafka_from_env() -> Option<KafkaConfig> {
-    let kafka = KafkaConfig::from_env();
-    kafka.settings.contains_key("bootstrap.servers").then_some(kafka)
-}
-
 /// The `main` of a service run as its own process: logs, signal handlers, the listener
 /// on `listen` (`listen_var` names its setting), then `run` until SIGTERM or SIGINT.
 /// Exit codes: 0 after a clean stop, 64 for bad settings (an address that cannot be
@@ -272,7 +268,7 @@ where
     };
     match run(listener, Box::pin(async move { signals.recv().await })).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e @ (HostError::Auth(_) | HostError::Tls(_))) => {
+        Err(e @ (HostError::Auth(_) | HostError::Tls(_) | HostError::Settings(_))) => {
             tracing::error!("{e}");
             bad_settings
         }
@@ -288,9 +284,12 @@ where
 /// service must be stopped. Exit codes: 0 when the log holds everything the topic has,
 /// 64 without Kafka settings, 1 when the log cannot be opened, the topic cannot be
 /// read, or the topic lacks events between the log's end and the topic's last one.
-pub async fn restore_process<E: std::fmt::Display>(log: Result<EventLog, E>) -> std::process::ExitCode {
+pub async fn restore_process<E: std::fmt::Display>(
+    log: Result<EventLog, E>,
+    kafka: Option<KafkaConfig>,
+) -> std::process::ExitCode {
     use std::process::ExitCode;
-    let Some(kafka) = kafka_from_env() else {
+    let Some(kafka) = kafka else {
         tracing::error!("DVK_KAFKA_BOOTSTRAP_SERVERS is required: the restore reads the service's topic");
         return ExitCode::from(crate::settings::EXIT_BAD_SETTINGS as u8);
     };

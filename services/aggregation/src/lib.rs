@@ -17,7 +17,7 @@ use std::sync::Arc;
 use dvk_eventlog::{EventLog, LogConfig};
 use dvk_proto::aggregation::v1::aggregation_service_server::AggregationServiceServer;
 use dvk_runtime::host::{Core, Host, Upstream};
-use dvk_runtime::settings::ServerSettings;
+use dvk_runtime::settings::{KafkaSettings, ServerSettings};
 use tokio::sync::watch;
 
 pub use dvk_runtime::host::HostError as Error;
@@ -41,6 +41,8 @@ pub struct Settings {
     pub snapshot_every: u64,
     #[command(flatten)]
     pub server: ServerSettings,
+    #[command(flatten)]
+    pub kafka: KafkaSettings,
 }
 
 /// Where the two sources come from.
@@ -51,9 +53,9 @@ pub struct Links {
 }
 
 impl Links {
-    /// Over Kafka when `DVK_KAFKA_BOOTSTRAP_SERVERS` is set; otherwise unlinked.
-    pub fn from_env() -> Self {
-        match dvk_runtime::host::kafka_from_env() {
+    /// Over Kafka when it is configured; otherwise unlinked.
+    pub fn over(kafka: Option<dvk_bus::kafka::KafkaConfig>) -> Self {
+        match kafka {
             Some(k) => Self { registration: Some(Upstream::Kafka(k.clone())), reporting: Some(Upstream::Kafka(k)) },
             None => Self::default(),
         }
@@ -73,7 +75,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let log = open_log(&settings.server)?;
-    serve(listener, settings.server, settings.snapshot_every, log, Links::from_env(), shutdown, || {}).await
+    let links = Links::over(settings.kafka.config());
+    serve(listener, settings.server, settings.snapshot_every, log, links, shutdown, || {}).await
 }
 
 /// Serves the aggregation over `log`; calls `ready` once the roll-ups are restored

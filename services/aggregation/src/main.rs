@@ -17,8 +17,10 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = Args::parse();
+    let mut args = Args::parse();
     dvk_runtime::telemetry::init();
+    // Every other DVK_KAFKA_* variable passes through to librdkafka.
+    args.settings.kafka = args.settings.kafka.with_env_options(std::env::vars());
     let listen = args.settings.listen;
     dvk_runtime::host::run_process(listen, "DVK_AGGREGATION_LISTEN", |listener, shutdown| {
         dvk_aggregation::run(listener, args.settings, shutdown)

@@ -72,6 +72,11 @@ impl Server {
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                let settings = dvk_registration::Settings {
+                    listen: addr_of(&listener),
+                    server: settings,
+                    kafka: Default::default(),
+                };
                 dvk_registration::run(listener, settings, async move {
                     let _ = stopped.await;
                 })
@@ -215,4 +220,9 @@ fn main() {
         median(p99s),
         each.join(", ")
     );
+}
+
+/// The address a listener is bound to.
+fn addr_of(listener: &tokio::net::TcpListener) -> std::net::SocketAddr {
+    listener.local_addr().expect("a bound listener")
 }

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use dvk_eventlog::{EventLog, LogConfig};
 use dvk_proto::registration::v1::registration_service_server::RegistrationServiceServer;
 use dvk_runtime::host::Host;
-use dvk_runtime::settings::ServerSettings;
+use dvk_runtime::settings::{KafkaSettings, ServerSettings};
 
 pub use service::Registration;
 pub use state::{SOURCE, State};
@@ -29,6 +29,8 @@ pub struct Settings {
     pub listen: SocketAddr,
     #[command(flatten)]
     pub server: ServerSettings,
+    #[command(flatten)]
+    pub kafka: KafkaSettings,
 }
 
 pub use dvk_runtime::host::HostError as Error;
@@ -41,11 +43,11 @@ pub fn open_log(settings: &ServerSettings) -> Result<EventLog, Error> {
 /// Serves the registration service on `listener` until `shutdown` resolves.
 pub async fn run(
     listener: tokio::net::TcpListener,
-    settings: ServerSettings,
+    settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let log = open_log(&settings)?;
-    serve(listener, settings, log, dvk_runtime::host::kafka_from_env(), shutdown, || {}).await
+    let log = open_log(&settings.server)?;
+    serve(listener, settings.server, log, settings.kafka.config(), shutdown, || {}).await
 }
 
 /// The service's handlers without a listener, for a caller in the same process (the

@@ -26,14 +26,17 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = Args::parse();
+    let mut args = Args::parse();
     dvk_runtime::telemetry::init();
+    // Every other DVK_KAFKA_* variable passes through to librdkafka.
+    args.settings.kafka = args.settings.kafka.with_env_options(std::env::vars());
     if let Some(Command::RestoreFromTopic) = args.command {
-        return dvk_runtime::host::restore_process(dvk_registration::open_log(&args.settings.server)).await;
+        let log = dvk_registration::open_log(&args.settings.server);
+        return dvk_runtime::host::restore_process(log, args.settings.kafka.config()).await;
     }
-    let server = args.settings.server;
-    dvk_runtime::host::run_process(args.settings.listen, "DVK_REGISTRATION_LISTEN", |listener, shutdown| {
-        dvk_registration::run(listener, server, shutdown)
+    let listen = args.settings.listen;
+    dvk_runtime::host::run_process(listen, "DVK_REGISTRATION_LISTEN", |listener, shutdown| {
+        dvk_registration::run(listener, args.settings, shutdown)
     })
     .await
 }

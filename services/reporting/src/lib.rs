@@ -17,7 +17,7 @@ use dvk_domain::schedule::Schedule;
 use dvk_eventlog::{EventLog, LogConfig};
 use dvk_proto::reporting::v1::reporting_service_server::ReportingServiceServer;
 use dvk_runtime::host::{Host, Upstream};
-use dvk_runtime::settings::ServerSettings;
+use dvk_runtime::settings::{KafkaSettings, ServerSettings};
 
 pub use dvk_runtime::host::HostError as Error;
 pub use service::Reporting;
@@ -38,6 +38,8 @@ pub struct Settings {
     pub schedule_file: Option<PathBuf>,
     #[command(flatten)]
     pub server: ServerSettings,
+    #[command(flatten)]
+    pub kafka: KafkaSettings,
 }
 
 /// How the service is wired to the others.
@@ -50,9 +52,9 @@ pub struct Links {
 }
 
 impl Links {
-    /// Over Kafka when `DVK_KAFKA_BOOTSTRAP_SERVERS` is set; otherwise unlinked.
-    pub fn from_env() -> Self {
-        match dvk_runtime::host::kafka_from_env() {
+    /// Over Kafka when it is configured; otherwise unlinked.
+    pub fn over(kafka: Option<dvk_bus::kafka::KafkaConfig>) -> Self {
+        match kafka {
             Some(kafka) => Self { relay: Some(kafka.clone()), registration: Some(Upstream::Kafka(kafka)) },
             None => Self::default(),
         }
@@ -68,12 +70,14 @@ pub fn open_log(settings: &ServerSettings) -> Result<EventLog, Error> {
 /// Kafka when it is configured.
 pub async fn run(
     listener: tokio::net::TcpListener,
-    settings: ServerSettings,
-    schedule: Schedule,
+    settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let log = open_log(&settings)?;
-    serve(listener, settings, schedule, log, Links::from_env(), shutdown, || {}).await
+    let schedule = schedule::load(settings.schedule_file.as_deref())
+        .map_err(|e| Error::Settings(format!("{e} (DVK_REPORTING_SCHEDULE_FILE)")))?;
+    let log = open_log(&settings.server)?;
+    let links = Links::over(settings.kafka.config());
+    serve(listener, settings.server, schedule, log, links, shutdown, || {}).await
 }
 
 /// The service's handlers without a listener, for a caller in the same process (the

@@ -3,7 +3,6 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use dvk_runtime::settings::EXIT_BAD_SETTINGS;
 
 /// See `dvk_runtime::Allocator`.
 #[global_allocator]
@@ -27,21 +26,17 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = Args::parse();
+    let mut args = Args::parse();
     dvk_runtime::telemetry::init();
+    // Every other DVK_KAFKA_* variable passes through to librdkafka.
+    args.settings.kafka = args.settings.kafka.with_env_options(std::env::vars());
     if let Some(Command::RestoreFromTopic) = args.command {
-        return dvk_runtime::host::restore_process(dvk_reporting::open_log(&args.settings.server)).await;
+        let log = dvk_reporting::open_log(&args.settings.server);
+        return dvk_runtime::host::restore_process(log, args.settings.kafka.config()).await;
     }
-    let schedule = match dvk_reporting::schedule::load(args.settings.schedule_file.as_deref()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!("{e} (DVK_REPORTING_SCHEDULE_FILE)");
-            return ExitCode::from(EXIT_BAD_SETTINGS as u8);
-        }
-    };
-    let server = args.settings.server;
-    dvk_runtime::host::run_process(args.settings.listen, "DVK_REPORTING_LISTEN", |listener, shutdown| {
-        dvk_reporting::run(listener, server, schedule, shutdown)
+    let listen = args.settings.listen;
+    dvk_runtime::host::run_process(listen, "DVK_REPORTING_LISTEN", |listener, shutdown| {
+        dvk_reporting::run(listener, args.settings, shutdown)
     })
     .await
 }
