@@ -256,7 +256,7 @@ enum UnitsCommand {
     /// summary follows: counts, then every unit of either list without a counterpart,
     /// every correction and every row whose code and name disagree, as CSV.
     ///
-    /// Example: dvkctl units import data/admin-units/gso-communes-2025-01-04.csv
+    /// Example: dvkctl units import crates/gso/data/admin-units/gso-communes-2025-01-04.csv
     Import {
         file: PathBuf,
         /// No progress bar.
