@@ -179,7 +179,7 @@ pub fn encode(state: &State) -> Encoded {
         })
         .collect();
     let head = SnapshotPb { position: state.position, seen: seen.clone(), ..SnapshotPb::default() }.encode_to_vec();
-    let data = SnapshotPb {
+    let mut pb = SnapshotPb {
         position: state.position,
         events: state.events,
         tree_events: state.tree_events.clone(),
@@ -230,8 +230,15 @@ pub fn encode(state: &State) -> Encoded {
             })
             .collect(),
         format: FORMAT,
-    }
-    .encode_to_vec();
+    };
+    // The maps behind these lists are hashed: sorted, the same state always encodes to
+    // the same bytes, which is what two projections are compared by.
+    pb.models.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+    pb.reports.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+    let cell_key = |c: &CellPb| (c.tree, c.unit.clone(), c.period.clone(), c.source.clone());
+    pb.cells.sort_unstable_by_key(cell_key);
+    pb.unassigned.sort_unstable_by_key(cell_key);
+    let data = pb.encode_to_vec();
     Encoded { position: state.position, data, head }
 }
 
