@@ -438,14 +438,53 @@ pub fn model_event_out(e: &ModelEvent) -> pe::envelope::Payload {
     }
 }
 
-/// Decodes a stored model event. Stored events were valid when written, so any
-/// failure here means a corrupt or foreign log.
+/// A stored registration form, decoded by its structure alone: it was valid when it was
+/// written, and today's rules (text bounds, say) must not refuse what an earlier
+/// release accepted. Only a missing or unknown value where one is required fails.
+fn recorded_details(d: Option<&pe::ModelDetails>) -> Result<ModelDetails, DecodeError> {
+    let d = d.ok_or_else(|| bad("model details", "absent"))?;
+    let resources = d.resources.unwrap_or_default();
+    let timeline = d.timeline.unwrap_or_default();
+    let date = |what: &'static str, x: Option<&pc::Date>| date_in(what, x).map_err(|e| bad(what, e));
+    Ok(ModelDetails {
+        name: d.name.clone(),
+        field: field_in(d.field).ok_or_else(|| bad("details.field", d.field))?,
+        runner_kind: runner_in(d.runner_kind).ok_or_else(|| bad("details.runner_kind", d.runner_kind))?,
+        runner_name: d.runner_name.clone(),
+        sponsor: sponsor_in(d.sponsor).ok_or_else(|| bad("details.sponsor", d.sponsor))?,
+        sponsor_name: d.sponsor_name.clone(),
+        rationale: d.rationale.clone(),
+        objectives: d.objectives.clone(),
+        method: d.method.clone(),
+        area: d.area.clone(),
+        target_group: d.target_group.clone(),
+        implementing_forces: d.implementing_forces.clone(),
+        funds_vnd: resources.funds.map_or(0, |m| m.vnd),
+        workdays: resources.workdays,
+        timeline_start: date("details.timeline.start", timeline.start.as_ref())?
+            .ok_or_else(|| bad("details.timeline.start", "absent"))?,
+        timeline_end: date("details.timeline.end", timeline.end.as_ref())?,
+        expected_outputs: d.expected_outputs.clone(),
+    })
+}
+
+/// A stored decision, decoded by its structure alone (see `recorded_details`).
+fn recorded_decision(d: Option<&pe::Decision>) -> Result<Decision, DecodeError> {
+    let d = d.ok_or_else(|| bad("decision", "absent"))?;
+    let date = date_in("decision.date", d.date.as_ref()).map_err(|e| bad("decision.date", e))?;
+    Ok(Decision {
+        number: d.number.clone(),
+        date: date.ok_or_else(|| bad("decision.date", "absent"))?,
+        issuer: d.issuer.clone(),
+    })
+}
+
+/// Decodes a stored model event by its structure, without today's validation (see
+/// `recorded_details`): any failure here means a corrupt or foreign log.
 pub fn model_event_in(p: &pe::envelope::Payload) -> Result<Option<ModelEvent>, DecodeError> {
     use pe::envelope::Payload as P;
     let d = |e: DomainError| bad("model event", e);
-    let details = |d: Option<&pe::ModelDetails>| {
-        ModelDetails::new(details_draft(d), "details").map_err(|e| bad("model details", e))
-    };
+    let details = recorded_details;
     Ok(Some(match p {
         P::ModelRegistered(r) => ModelEvent::Registered {
             id: ModelId::parse("model_id", &r.model_id).map_err(d)?,
@@ -461,14 +500,14 @@ pub fn model_event_in(p: &pe::envelope::Payload) -> Result<Option<ModelEvent>, D
         P::ModelRecognized(r) => ModelEvent::Recognized(Recognition {
             level: level_in("level", r.level).map_err(d)?,
             recognizing_unit: unit_in("recognizing_unit", r.recognizing_unit.as_ref()).map_err(d)?,
-            decision: decision_in("decision", r.decision.as_ref()).map_err(d)?,
+            decision: recorded_decision(r.decision.as_ref())?,
             exemplary: r.exemplary,
         }),
         P::ModelCommended(c) => ModelEvent::Commended(Commendation {
             form: award_in("form", c.form).map_err(d)?,
             level: level_in("level", c.level).map_err(d)?,
             awarding_unit: unit_in("awarding_unit", c.awarding_unit.as_ref()).map_err(d)?,
-            decision: decision_in("decision", c.decision.as_ref()).map_err(d)?,
+            decision: recorded_decision(c.decision.as_ref())?,
         }),
         P::ModelReplicated(r) => ModelEvent::Replicated(Replication {
             target_unit: unit_in("target_unit", r.target_unit.as_ref()).map_err(d)?,
@@ -801,5 +840,62 @@ mod tests {
         assert_eq!(err.violations()[0].field, "details.name");
         assert_eq!(unit_in("unit", None).unwrap_err().violations()[0].field, "unit");
         assert!(tree_in("tree", 0).is_err());
+    }
+}
+
+#[cfg(test)]
+mod recorded_tests {
+    use super::*;
+
+    /// A registration written by a release whose bounds were looser (a name longer than
+    /// today's limit, a sponsor name with double spaces) still replays as written, and
+    /// so does a recognition whose decision number today's rules would refuse.
+    #[test]
+    fn stored_events_decode_by_structure_not_by_todays_rules() {
+        let long_name = "Mô hình ".repeat(200);
+        let registered = pe::envelope::Payload::ModelRegistered(pe::ModelRegistered {
+            model_id: "0190f5c2-7a1b-7000-8000-000000000001".into(),
+            unit: Some(pc::UnitCode { code: "00001".into() }),
+            tree: pc::Tree::Pre2025 as i32,
+            registered_on: Some(pc::Date { year: 2024, month: 3, day: 1 }),
+            details: Some(pe::ModelDetails {
+                name: long_name.clone(),
+                field: pc::Field::Economy as i32,
+                runner_kind: pe::RunnerKind::Collective as i32,
+                sponsor: pe::Sponsor::YouthUnion as i32,
+                sponsor_name: "Đoàn  xã".into(),
+                timeline: Some(pe::Timeline { start: Some(pc::Date { year: 2024, month: 3, day: 1 }), end: None }),
+                ..Default::default()
+            }),
+        });
+        assert!(long_name.chars().count() > dvk_domain::text::MAX_NAME);
+        let Some(ModelEvent::Registered { details, .. }) = model_event_in(&registered).unwrap() else {
+            panic!("a registration")
+        };
+        assert_eq!((details.name.as_str(), details.sponsor_name.as_str()), (long_name.as_str(), "Đoàn  xã"));
+        // Today a request with that name is refused, naming the field.
+        let refused = details_in(match &registered {
+            pe::envelope::Payload::ModelRegistered(r) => r.details.as_ref(),
+            _ => None,
+        });
+        assert!(refused.unwrap_err().to_string().contains("details.name"));
+        // A decision number over today's bound replays too.
+        let recognized = pe::envelope::Payload::ModelRecognized(pe::ModelRecognized {
+            level: pc::Level::Commune as i32,
+            recognizing_unit: Some(pc::UnitCode { code: "00001".into() }),
+            decision: Some(pe::Decision {
+                number: "9".repeat(dvk_domain::text::MAX_CODE + 1),
+                date: Some(pc::Date { year: 2024, month: 6, day: 1 }),
+                issuer: String::new(),
+            }),
+            exemplary: false,
+        });
+        assert!(matches!(model_event_in(&recognized), Ok(Some(ModelEvent::Recognized(_)))));
+        // Structure still matters: an unknown field of the movement is a corrupt event.
+        let mut broken = registered.clone();
+        if let pe::envelope::Payload::ModelRegistered(r) = &mut broken {
+            r.details.as_mut().unwrap().field = 99;
+        }
+        assert!(model_event_in(&broken).is_err());
     }
 }
