@@ -12,13 +12,11 @@ use dvk_eventlog::EventLog;
 use dvk_proto::aggregation::v1::aggregation_service_client::AggregationServiceClient;
 use dvk_proto::registration::v1::registration_service_client::RegistrationServiceClient;
 use dvk_proto::reporting::v1::reporting_service_client::ReportingServiceClient;
-use dvk_runtime::auth::{Claims, mint_hs256, now_secs};
-use dvk_runtime::settings::{AuthSettings, ServerSettings};
+use dvk_runtime::settings::ServerSettings;
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
 
-/// The HS256 secret every test service trusts.
-pub const SECRET: &[u8] = b"dvk-test-secret-0123456789abcdef";
+pub use dvk_testkit::{SECRET, token};
 
 /// This package's directory, as cargo gives it when it runs the tests (a build reused
 /// from a shared target directory by a clone elsewhere would otherwise point at the
@@ -30,13 +28,6 @@ pub fn package_dir() -> PathBuf {
 /// The real GSO files shipped with the project.
 pub fn admin_units(file: &str) -> PathBuf {
     package_dir().join("../crates/gso/data/admin-units").join(file)
-}
-
-/// A token for `role` acting for `unit` ("" for the nation).
-pub fn token(role: &str, unit: &str) -> String {
-    let claims =
-        Claims { sub: format!("test-{role}-{unit}"), role: role.into(), unit: unit.into(), exp: now_secs() + 3600 };
-    mint_hs256(SECRET, &claims).expect("token")
 }
 
 /// A service's own binary (`dvk-registration`, ...), built beside the tests, for tests
@@ -65,23 +56,13 @@ pub mod bus_support;
 
 pub use bus_support::Broker;
 
-/// Settings of a test service over `data_dir`, trusting `SECRET`.
+/// Settings of a test service over `data_dir`, trusting `SECRET` (logs on with
+/// `TEST_LOG` set).
 pub fn settings(data_dir: &Path, metrics: Option<SocketAddr>) -> ServerSettings {
     if std::env::var_os("TEST_LOG").is_some() {
         dvk_runtime::telemetry::init();
     }
-    let secret_file = data_dir.with_extension("secret");
-    std::fs::write(&secret_file, SECRET).expect("secret file");
-    ServerSettings {
-        data_dir: data_dir.to_owned(),
-        metrics_listen: metrics,
-        shutdown_timeout: Duration::from_secs(5),
-        max_message_bytes: 16 << 20,
-        tls: Default::default(),
-        health_listen: None,
-        max_calls_per_caller: 256,
-        auth: AuthSettings { jwt_hs256_secret_file: Some(secret_file), jwt_public_key_file: None },
-    }
+    dvk_testkit::settings(data_dir, metrics)
 }
 
 /// A service running in this process.

@@ -34,9 +34,8 @@ use dvk_domain::schedule::{Deadline, Schedule};
 use dvk_domain::{Period, Tree};
 use dvk_proto::aggregation::v1::{self as pa, aggregation_service_client::AggregationServiceClient};
 use dvk_proto::common::v1 as pc;
-use dvk_runtime::auth::{Claims, mint_hs256, now_secs};
 use dvk_runtime::host::{ReadModel, Upstream};
-use dvk_runtime::settings::{AuthSettings, ServerSettings};
+use dvk_testkit::{median, percentile_ms};
 use tonic::transport::Channel;
 use workload::{details, gso_file, prepare_log};
 
@@ -44,7 +43,6 @@ use workload::{details, gso_file, prepare_log};
 #[global_allocator]
 static ALLOCATOR: dvk_runtime::Allocator = dvk_runtime::Allocator;
 
-const SECRET: &[u8] = b"dvk-bench-secret-0123456789abcdef";
 const CLIENTS: usize = 64;
 /// The connections the `GetRollup` clients share.
 const CONNECTIONS: usize = 8;
@@ -53,8 +51,7 @@ const QUERIES_PER_RUN: usize = 50_000;
 const PACED_RATE: f64 = 20_000.0;
 
 fn token(role: &str) -> String {
-    let claims = Claims { sub: "bench".into(), role: role.into(), unit: String::new(), exp: now_secs() + 7200 };
-    mint_hs256(SECRET, &claims).unwrap()
+    dvk_testkit::token(role, "")
 }
 
 fn req<T>(m: T, token: &str) -> tonic::Request<T> {
@@ -157,7 +154,7 @@ async fn rollups(
     }
     let secs = started.elapsed().as_secs_f64();
     lat.sort_unstable();
-    (lat.len() as f64 / secs, percentile(&lat, 0.5), percentile(&lat, 0.99))
+    (lat.len() as f64 / secs, percentile_ms(&lat, 0.5), percentile_ms(&lat, 0.99))
 }
 
 /// Part (c) with the aggregation's runtime on `server_threads` worker threads and the
@@ -203,9 +200,9 @@ fn rollup_part(
             let how = rate.map_or("closed loop".to_owned(), |r| format!("scheduled at {r:.0}/s"));
             println!(
                 "(c) GetRollup, server {server_threads} / clients {client_threads} worker threads, {CLIENTS} {kind:?} clients over {CONNECTIONS} connections, {how}: median {:.0}/s, p50 {:.2} ms, p99 {:.2} ms  (runs: {}; p99 runs: {})",
-                median(rates.clone()),
-                median(p50),
-                median(p99.clone()),
+                median(&rates),
+                median(&p50),
+                median(&p99),
                 each.join(", "),
                 p99.iter().map(|x| format!("{x:.2}")).collect::<Vec<_>>().join(", "),
             );
@@ -229,29 +226,6 @@ fn thread_splits() -> Vec<(usize, usize)> {
             }
         })
         .collect()
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(|a, b| a.total_cmp(b));
-    xs[xs.len() / 2]
-}
-
-fn percentile(sorted: &[Duration], q: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3
-}
-
-fn settings(dir: &Path, name: &str) -> ServerSettings {
-    let secret = dir.join("secret");
-    ServerSettings {
-        data_dir: dir.join(name),
-        metrics_listen: None,
-        shutdown_timeout: Duration::from_secs(5),
-        max_message_bytes: 16 << 20,
-        tls: Default::default(),
-        health_listen: None,
-        max_calls_per_caller: 256,
-        auth: AuthSettings { jwt_hs256_secret_file: Some(secret), jwt_public_key_file: None },
-    }
 }
 
 async fn channel(addr: SocketAddr) -> Channel {
@@ -282,7 +256,6 @@ impl Drop for Servers {
 /// aggregation alone over a prepared log, `kafka` = None and no registration).
 fn start(dir: &Path, kafka: Option<dvk_bus::kafka::KafkaConfig>, only_aggregation: bool, threads: usize) -> Servers {
     let dir = dir.to_owned();
-    std::fs::write(dir.join("secret"), SECRET).unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let thread = std::thread::spawn(move || {
@@ -294,12 +267,12 @@ fn start(dir: &Path, kafka: Option<dvk_bus::kafka::KafkaConfig>, only_aggregatio
             let mut tasks = tokio::task::JoinSet::new();
             let mut addrs = Vec::new();
             if !only_aggregation {
-                let s = settings(&dir, "registration");
+                let s = dvk_testkit::settings(&dir.join("registration"), None);
                 let log = dvk_registration::open_log(&s).unwrap();
                 let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 addrs.push(l.local_addr().unwrap());
                 tasks.spawn(dvk_registration::serve(l, s, log, kafka.clone(), until(stopped.clone()), || {}));
-                let s = settings(&dir, "reporting");
+                let s = dvk_testkit::settings(&dir.join("reporting"), None);
                 let log = dvk_reporting::open_log(&s).unwrap();
                 let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 addrs.push(l.local_addr().unwrap());
@@ -311,7 +284,7 @@ fn start(dir: &Path, kafka: Option<dvk_bus::kafka::KafkaConfig>, only_aggregatio
                     dvk_reporting::Links { relay: kafka.clone(), registration: kafka.clone().map(Upstream::Kafka) };
                 tasks.spawn(dvk_reporting::serve(l, s, schedule, log, links, until(stopped.clone()), || {}));
             }
-            let s = settings(&dir, "aggregation");
+            let s = dvk_testkit::settings(&dir.join("aggregation"), None);
             let log = dvk_aggregation::open_log(&s).unwrap();
             let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             addrs.push(l.local_addr().unwrap());
@@ -355,7 +328,7 @@ fn main() {
             state = s;
         }
         let each: Vec<String> = rates.iter().map(|r| format!("{r:.0}")).collect();
-        println!("(b) rebuild of {head} events: median {:.0} events/s  (runs: {})", median(rates), each.join(", "));
+        println!("(b) rebuild of {head} events: median {:.0} events/s  (runs: {})", median(&rates), each.join(", "));
         let reports = state.reports.len();
         let models = state.models.len();
         println!("    {models} models, {reports} reports, {} cells", state.cells.len());
@@ -396,7 +369,7 @@ fn main() {
         let each: Vec<String> = secs.iter().map(|s| format!("{s:.2}")).collect();
         println!(
             "(d) as_of reporting position {bound} ({share} %): median {:.2} s  (runs: {})",
-            median(secs),
+            median(&secs),
             each.join(", ")
         );
     }
@@ -514,14 +487,14 @@ fn main() {
                 lat.sort_unstable();
                 lat
             });
-            p50s.push(percentile(&lat, 0.5));
-            p99s.push(percentile(&lat, 0.99));
+            p50s.push(percentile_ms(&lat, 0.5));
+            p99s.push(percentile_ms(&lat, 0.99));
         }
         let each: Vec<String> = p99s.iter().map(|p| format!("{p:.1}")).collect();
         println!(
             "(a) freshness at 1,000 writes/s over the broker, write sent → visible in the nation's roll-up: median p50 {:.1} ms, p99 {:.1} ms  (p99 runs: {})",
-            median(p50s),
-            median(p99s),
+            median(&p50s),
+            median(&p99s),
             each.join(", ")
         );
         drop(servers);

@@ -11,19 +11,18 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use dvk_client::import;
+use dvk_client::token::now_secs;
 use dvk_gso as gso;
 use dvk_proto::common::v1::{Date, Field, Money, UnitCode};
 use dvk_proto::events::v1::{ModelDetails, Resources, RunnerKind, Sponsor, Timeline};
 use dvk_proto::registration::v1::{RegisterModelRequest, registration_service_client::RegistrationServiceClient};
-use dvk_runtime::auth::{Claims, mint_hs256, now_secs};
-use dvk_runtime::settings::{AuthSettings, ServerSettings};
+use dvk_testkit::median;
 use tonic::transport::Channel;
 
 /// As the service binaries (see `dvk_runtime::Allocator`).
 #[global_allocator]
 static ALLOCATOR: dvk_runtime::Allocator = dvk_runtime::Allocator;
 
-const SECRET: &[u8] = b"dvk-bench-secret-0123456789abcdef";
 const CLIENTS: usize = 64;
 const CONNECTIONS: usize = 8;
 const REQUESTS_PER_RUN: usize = 20_000;
@@ -36,11 +35,7 @@ fn gso_file(name: &str) -> PathBuf {
 }
 
 fn token() -> String {
-    mint_hs256(
-        SECRET,
-        &Claims { sub: "bench".into(), role: "admin".into(), unit: String::new(), exp: now_secs() + 3600 },
-    )
-    .unwrap()
+    dvk_testkit::token("admin", "")
 }
 
 struct Server {
@@ -53,18 +48,7 @@ struct Server {
 impl Server {
     fn start() -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let secret = dir.path().join("secret");
-        std::fs::write(&secret, SECRET).unwrap();
-        let settings = ServerSettings {
-            data_dir: dir.path().join("registration"),
-            metrics_listen: None,
-            shutdown_timeout: Duration::from_secs(5),
-            max_message_bytes: 16 << 20,
-            tls: Default::default(),
-            health_listen: None,
-            max_calls_per_caller: 256,
-            auth: AuthSettings { jwt_hs256_secret_file: Some(secret), jwt_public_key_file: None },
-        };
+        let settings = dvk_testkit::settings(&dir.path().join("registration"), None);
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -104,11 +88,6 @@ impl Drop for Server {
         let _ = self.stop.take().unwrap().send(());
         let _ = self.thread.take().unwrap().join();
     }
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(|a, b| a.total_cmp(b));
-    xs[xs.len() / 2]
 }
 
 fn request(i: usize, communes: &[String]) -> RegisterModelRequest {
@@ -158,11 +137,7 @@ fn main() {
         import_secs.push(secs);
     }
     let each: Vec<String> = import_secs.iter().map(|s| format!("{s:.2}")).collect();
-    println!(
-        "import pre-2025 list (10,810 units): median {:.2} s  (runs: {})",
-        median(import_secs.clone()),
-        each.join(", ")
-    );
+    println!("import pre-2025 list (10,810 units): median {:.2} s  (runs: {})", median(&import_secs), each.join(", "));
 
     // RegisterModel from 64 concurrent clients.
     let server = Server::start();
@@ -215,9 +190,9 @@ fn main() {
     let each: Vec<String> = rates.iter().map(|r| format!("{r:.0}")).collect();
     println!(
         "RegisterModel, {CLIENTS} clients over {CONNECTIONS} connections, {REQUESTS_PER_RUN} per run: median {:.0}/s, p50 {:.2} ms, p99 {:.2} ms  (runs: {})",
-        median(rates),
-        median(p50s),
-        median(p99s),
+        median(&rates),
+        median(&p50s),
+        median(&p99s),
         each.join(", ")
     );
 }

@@ -18,15 +18,13 @@ use dvk_proto::common::v1::{Figures, Money, Period, UnitCode};
 use dvk_proto::reporting::v1::{
     ListReportsRequest, SubmitReportRequest, reporting_service_client::ReportingServiceClient,
 };
-use dvk_runtime::auth::{Claims, mint_hs256, now_secs};
-use dvk_runtime::settings::{AuthSettings, ServerSettings};
+use dvk_testkit::median;
 use tonic::transport::Channel;
 
 /// As the service binaries (see `dvk_runtime::Allocator`).
 #[global_allocator]
 static ALLOCATOR: dvk_runtime::Allocator = dvk_runtime::Allocator;
 
-const SECRET: &[u8] = b"dvk-bench-secret-0123456789abcdef";
 const CLIENTS: usize = 64;
 const CONNECTIONS: usize = 8;
 const REQUESTS_PER_RUN: usize = 20_000;
@@ -37,8 +35,7 @@ const PERIODS: [&str; 13] = [
 ];
 
 fn token(role: &str) -> String {
-    let claims = Claims { sub: "bench".into(), role: role.into(), unit: String::new(), exp: now_secs() + 3600 };
-    mint_hs256(SECRET, &claims).unwrap()
+    dvk_testkit::token(role, "")
 }
 
 /// Every period above is open and on time.
@@ -60,18 +57,7 @@ struct Stack {
 impl Stack {
     fn start() -> Stack {
         let dir = tempfile::tempdir().unwrap();
-        let secret = dir.path().join("secret");
-        std::fs::write(&secret, SECRET).unwrap();
-        let settings = |name: &str| ServerSettings {
-            data_dir: dir.path().join(name),
-            metrics_listen: None,
-            shutdown_timeout: Duration::from_secs(5),
-            max_message_bytes: 16 << 20,
-            tls: Default::default(),
-            health_listen: None,
-            max_calls_per_caller: 256,
-            auth: AuthSettings { jwt_hs256_secret_file: Some(secret.clone()), jwt_public_key_file: None },
-        };
+        let settings = |name: &str| dvk_testkit::settings(&dir.path().join(name), None);
         let (registration_settings, reporting_settings) = (settings("registration"), settings("reporting"));
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -132,11 +118,6 @@ async fn channel(addr: SocketAddr) -> Channel {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("server did not start");
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(|a, b| a.total_cmp(b));
-    xs[xs.len() / 2]
 }
 
 fn request(run: usize, i: usize, units: &[String]) -> SubmitReportRequest {
@@ -249,9 +230,9 @@ fn main() {
     let each: Vec<String> = rates.iter().map(|r| format!("{r:.0}")).collect();
     println!(
         "SubmitReport, {CLIENTS} clients over {CONNECTIONS} connections, {REQUESTS_PER_RUN} per run: median {:.0}/s, p50 {:.2} ms, p99 {:.2} ms  (runs: {})",
-        median(rates),
-        median(p50s),
-        median(p99s),
+        median(&rates),
+        median(&p50s),
+        median(&p99s),
         each.join(", ")
     );
 }
