@@ -8,11 +8,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use dvk_client::import;
+use dvk_codec::convert;
 use dvk_domain::Period as DPeriod;
+use dvk_domain::report::{Figure, Figures, Measure};
 use dvk_domain::schedule::{Deadline, Schedule};
 use dvk_gso as gso;
 use dvk_proto::aggregation::v1::{self as pa, aggregation_service_client::AggregationServiceClient};
-use dvk_proto::common::v1::{Date, Field, Figures, Level, Money, Period, Position, Tree, UnitCode};
+use dvk_proto::common::v1::{Date, Field, Level, Money, Period, Position, Tree, UnitCode};
 use dvk_proto::events::v1::{AwardForm, Decision, MergeKind, ModelDetails, Resources, RunnerKind, Sponsor, Timeline};
 use dvk_proto::registration::v1 as pr;
 use dvk_proto::reporting::v1 as pp;
@@ -104,7 +106,7 @@ impl Gso {
             let codes: BTreeSet<&str> = candidates.iter().map(|r| r.old_code.as_str()).collect();
             if codes.len() == 1 {
                 for (rank, r) in candidates.iter().enumerate() {
-                    let kind = dvk_codec::convert::merge_out(r.kind) as i32;
+                    let kind = convert::merge_out(r.kind) as i32;
                     g.links.push((old.clone(), r.new_code.as_str().to_owned(), rank as u32, kind));
                 }
             }
@@ -198,22 +200,6 @@ impl Gso {
     }
 }
 
-fn figures_array(f: &Figures) -> [i64; 11] {
-    [
-        f.models_registered,
-        f.models_recognized,
-        f.funds_mobilized.map_or(0, |m| m.vnd),
-        f.workdays,
-        f.participants,
-        f.dialogues_held,
-        f.petitions_received,
-        f.petitions_resolved,
-        f.dan_van_days,
-        f.commendations_collective,
-        f.commendations_individual,
-    ]
-}
-
 /// What a roll-up should say, from the plain fold.
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Expected {
@@ -221,10 +207,10 @@ struct Expected {
     /// then registrations by field (4).
     models: [i64; 11],
     models_allocated: i64,
-    all: [i64; 11],
+    all: Figures,
     all_n: i64,
     all_allocated: i64,
-    approved: [i64; 11],
+    approved: Figures,
     approved_n: i64,
     approved_allocated: i64,
 }
@@ -478,22 +464,18 @@ async fn workload(
         .collect();
     for (y2025, code, p) in units {
         m += 1;
+        // Every figure at random within its rules: a capped one is drawn after its cap.
         let fig = |rng: &mut Rng| {
-            let registered = rng.below(60) as i64;
-            let received = rng.below(40) as i64;
-            Figures {
-                models_registered: registered,
-                models_recognized: rng.below(registered as u64 + 1) as i64,
-                funds_mobilized: Some(Money { vnd: rng.below(90_000_000_000) as i64 }),
-                workdays: rng.below(5000) as i64,
-                participants: rng.below(20000) as i64,
-                dialogues_held: rng.below(12) as i64,
-                petitions_received: received,
-                petitions_resolved: rng.below(received as u64 + 1) as i64,
-                dan_van_days: rng.below(4) as i64,
-                commendations_collective: rng.below(13) as i64,
-                commendations_individual: rng.below(12) as i64,
+            let mut f = Figures::default();
+            for figure in Figure::ALL {
+                let below = match (figure.at_most(), figure.measure()) {
+                    (Some(cap), _) => f[cap] as u64 + 1,
+                    (None, Measure::Count) => 5_000,
+                    (None, Measure::Vnd) => 90_000_000_000,
+                };
+                f[figure] = rng.below(below) as i64;
             }
+            convert::figures_out(&f)
         };
         let mut latest = fig(&mut rng);
         let w = rep
@@ -547,18 +529,14 @@ async fn workload(
                 .into_inner();
             last_rep = w.position.unwrap().position;
         }
-        let f = figures_array(&latest);
+        let f = convert::figures_in(Some(&latest));
         for (to, u, allocated) in targets(g, y2025, &code) {
             let e = expected.entry((to, u, p.to_owned())).or_default();
-            for (i, v) in f.iter().enumerate() {
-                e.all[i] += v;
-            }
+            e.all.add(&f, 1);
             e.all_n += 1;
             e.all_allocated += i64::from(allocated);
             if approved {
-                for (i, v) in f.iter().enumerate() {
-                    e.approved[i] += v;
-                }
+                e.approved.add(&f, 1);
                 e.approved_n += 1;
                 e.approved_allocated += i64::from(allocated);
             }
@@ -591,7 +569,7 @@ fn observed(r: &pa::Rollup, counts: bool) -> Expected {
         ],
         ..Expected::default()
     };
-    let f = figures_array(&r.figures.unwrap_or_default());
+    let f = convert::figures_in(r.figures.as_ref());
     if counts {
         (e.all, e.all_n) = (f, r.reports_counted);
     } else {
@@ -781,7 +759,7 @@ async fn rollups_at_every_level_of_both_trees_equal_a_plain_fold_and_survive_res
     assert_eq!(ranking.total_size as usize, g.codes(true, Level::Commune, "22").len());
     let top = &ranking.rollups[0];
     let want = expected.get(&(true, top.unit.as_ref().map(|u| u.code.clone()), "2025-H2".into())).unwrap();
-    assert_eq!(top.figures.unwrap().funds_mobilized.unwrap().vnd, want.all[2]);
+    assert_eq!(top.figures.unwrap().funds_mobilized.unwrap().vnd, want.all[Figure::FundsMobilized]);
     // An analyst of another province may not read Quảng Ninh, nor the nation.
     for (who, u) in [("01", Some("22")), ("22", None)] {
         let e = client
@@ -841,7 +819,7 @@ async fn rollups_at_every_level_of_both_trees_equal_a_plain_fold_and_survive_res
     for point in &series.points {
         let p = point.period.clone().unwrap().code;
         let (want, _) = &got[&(true, None, p.clone(), true)];
-        assert_eq!((point.reports_counted, figures_array(&point.figures.unwrap())), (want.all_n, want.all), "{p}");
+        assert_eq!((point.reports_counted, convert::figures_in(point.figures.as_ref())), (want.all_n, want.all), "{p}");
         assert_eq!(point.models.clone().unwrap().registered, want.models[0], "{p}");
     }
     // As of a time before any event, nothing is counted.

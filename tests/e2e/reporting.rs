@@ -7,7 +7,9 @@
 use std::time::Duration;
 
 use dvk_client::import;
+use dvk_codec::convert;
 use dvk_domain::Period;
+use dvk_domain::report::Figure;
 use dvk_domain::schedule::{Deadline, Schedule};
 use dvk_gso as gso;
 use dvk_proto::common::v1::{Figures, Money, Period as PPeriod, UnitCode};
@@ -57,19 +59,19 @@ fn schedule() -> Schedule {
 
 /// Figures of one commune for a half year.
 fn figures(registered: i64) -> Figures {
-    Figures {
-        models_registered: registered,
-        models_recognized: registered / 2,
-        funds_mobilized: Some(Money { vnd: 81_000_000 * registered }),
-        workdays: 120,
-        participants: 300,
-        dialogues_held: 4,
-        petitions_received: 12,
-        petitions_resolved: 11,
-        dan_van_days: 1,
-        commendations_collective: 2,
-        commendations_individual: 3,
-    }
+    convert::figures_out(&dvk_domain::report::Figures::from_iter([
+        (Figure::ModelsRegistered, registered),
+        (Figure::ModelsRecognized, registered / 2),
+        (Figure::FundsMobilized, 81_000_000 * registered),
+        (Figure::Workdays, 120),
+        (Figure::Participants, 300),
+        (Figure::DialoguesHeld, 4),
+        (Figure::PetitionsReceived, 12),
+        (Figure::PetitionsResolved, 11),
+        (Figure::DanVanDays, 1),
+        (Figure::CommendationsCollective, 2),
+        (Figure::CommendationsIndividual, 3),
+    ]))
 }
 
 fn submit(request_id: &str, unit_code: &str, period_code: &str, f: Figures) -> pr::SubmitReportRequest {

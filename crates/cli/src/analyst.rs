@@ -1,6 +1,8 @@
 //! What analysts read, shaped for output: roll-ups, rankings, series, completeness,
 //! projection status and histories.
 
+use dvk_codec::convert;
+use dvk_domain::report::Figure;
 use dvk_proto::aggregation::v1 as pa;
 use dvk_proto::common::v1 as pc;
 use dvk_proto::events::v1::{Envelope, envelope::Payload};
@@ -25,34 +27,32 @@ fn tree_name(t: i32) -> &'static str {
     }
 }
 
-/// The figures of a roll-up, by name, in a fixed order.
-pub fn figures(f: &pc::Figures) -> [(&'static str, i64); 11] {
-    [
-        ("reported_models_registered", f.models_registered),
-        ("reported_models_recognized", f.models_recognized),
-        ("funds_mobilized_vnd", f.funds_mobilized.map_or(0, |m| m.vnd)),
-        ("workdays", f.workdays),
-        ("participants", f.participants),
-        ("dialogues_held", f.dialogues_held),
-        ("petitions_received", f.petitions_received),
-        ("petitions_resolved", f.petitions_resolved),
-        ("dan_van_days", f.dan_van_days),
-        ("commendations_collective", f.commendations_collective),
-        ("commendations_individual", f.commendations_individual),
-    ]
+/// The registry's model counts of a roll-up, as named in the output.
+const MODEL_COUNTS: [&str; 7] = [
+    "models_registered",
+    "models_implementing",
+    "models_recognized",
+    "models_exemplary",
+    "models_commended",
+    "models_replicated",
+    "models_retired",
+];
+
+/// The column of a reported figure: its name, or `reported_<name>` where a model
+/// count of the registry has that name (`reported_models_registered`).
+pub fn figure_column(f: Figure) -> String {
+    if MODEL_COUNTS.contains(&f.name()) { format!("reported_{}", f.name()) } else { f.name().to_owned() }
+}
+
+/// The figures of a roll-up by column, in declaration order.
+pub fn figures(f: &pc::Figures) -> impl Iterator<Item = (String, i64)> + '_ {
+    Figure::ALL.into_iter().map(|figure| (figure_column(figure), convert::figure_of(f, figure)))
 }
 
 /// The model counts of a roll-up, by name.
 pub fn models(m: &pa::ModelCounts) -> Vec<(String, i64)> {
-    let mut out = vec![
-        ("models_registered".to_owned(), m.registered),
-        ("models_implementing".to_owned(), m.implementing),
-        ("models_recognized".to_owned(), m.recognized),
-        ("models_exemplary".to_owned(), m.exemplary),
-        ("models_commended".to_owned(), m.commended),
-        ("models_replicated".to_owned(), m.replicated),
-        ("models_retired".to_owned(), m.retired),
-    ];
+    let counts = [m.registered, m.implementing, m.recognized, m.exemplary, m.commended, m.replicated, m.retired];
+    let mut out: Vec<(String, i64)> = MODEL_COUNTS.iter().map(|n| (*n).to_owned()).zip(counts).collect();
     for l in &m.recognized_by_level {
         out.push((format!("models_recognized_{}", level_name(l.level)), l.count));
     }
@@ -86,7 +86,7 @@ pub fn rollup_record(r: &pa::Rollup) -> Record {
     }
     rec.push("reports_counted", r.reports_counted);
     for (k, v) in figures(&r.figures.unwrap_or_default()) {
-        rec.push(k, v);
+        rec.push(&k, v);
     }
     rec.push("allocated_figures", r.allocated_figures);
     // What has no counterpart in this tree: never dropped, shown beside the figures.
@@ -105,25 +105,31 @@ pub fn rollup_record(r: &pa::Rollup) -> Record {
     rec
 }
 
+/// The reported figures a ranking shows beside the model counts.
+const RANKED: [Figure; 4] = [Figure::FundsMobilized, Figure::Workdays, Figure::Participants, Figure::PetitionsResolved];
+
+/// The reported figures a series shows.
+const SERIES: [Figure; 5] =
+    [Figure::FundsMobilized, Figure::Workdays, Figure::Participants, Figure::DialoguesHeld, Figure::PetitionsResolved];
+
+/// A table whose first columns are `first` and then the columns of `shown`.
+fn table_with(first: &[&str], shown: &[Figure]) -> Table {
+    let columns: Vec<String> = shown.iter().map(|f| figure_column(*f)).collect();
+    let mut header: Vec<&str> = first.to_vec();
+    header.extend(columns.iter().map(String::as_str));
+    Table::new(&header)
+}
+
 /// A ranking or list of roll-ups, one row each, with the main figures.
 pub fn rollups_table(rollups: &[pa::Rollup]) -> Table {
-    let mut t = Table::new(&[
-        "rank",
-        "unit",
-        "name",
-        "models_registered",
-        "models_recognized",
-        "models_exemplary",
-        "reports_counted",
-        "funds_mobilized_vnd",
-        "workdays",
-        "participants",
-        "petitions_resolved",
-    ]);
+    let mut t = table_with(
+        &["rank", "unit", "name", "models_registered", "models_recognized", "models_exemplary", "reports_counted"],
+        &RANKED,
+    );
     for (i, r) in rollups.iter().enumerate() {
         let m = r.models.clone().unwrap_or_default();
         let f = r.figures.unwrap_or_default();
-        t.push(vec![
+        let mut row = vec![
             Value::Int(i as i64 + 1),
             unit_code(&r.unit).into(),
             r.unit_name.clone().into(),
@@ -131,41 +137,26 @@ pub fn rollups_table(rollups: &[pa::Rollup]) -> Table {
             m.recognized.into(),
             m.exemplary.into(),
             r.reports_counted.into(),
-            f.funds_mobilized.map_or(0, |x| x.vnd).into(),
-            f.workdays.into(),
-            f.participants.into(),
-            f.petitions_resolved.into(),
-        ]);
+        ];
+        row.extend(RANKED.iter().map(|figure| Value::Int(convert::figure_of(&f, *figure))));
+        t.push(row);
     }
     t
 }
 
 pub fn series_table(points: &[pa::TimeSeriesPoint]) -> Table {
-    let mut t = Table::new(&[
-        "period",
-        "models_registered",
-        "models_recognized",
-        "reports_counted",
-        "funds_mobilized_vnd",
-        "workdays",
-        "participants",
-        "dialogues_held",
-        "petitions_resolved",
-    ]);
+    let mut t = table_with(&["period", "models_registered", "models_recognized", "reports_counted"], &SERIES);
     for p in points {
         let m = p.models.clone().unwrap_or_default();
         let f = p.figures.unwrap_or_default();
-        t.push(vec![
+        let mut row = vec![
             p.period.as_ref().map(|p| p.code.clone()).unwrap_or_default().into(),
             m.registered.into(),
             m.recognized.into(),
             p.reports_counted.into(),
-            f.funds_mobilized.map_or(0, |x| x.vnd).into(),
-            f.workdays.into(),
-            f.participants.into(),
-            f.dialogues_held.into(),
-            f.petitions_resolved.into(),
-        ]);
+        ];
+        row.extend(SERIES.iter().map(|figure| Value::Int(convert::figure_of(&f, *figure))));
+        t.push(row);
     }
     t
 }

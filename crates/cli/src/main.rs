@@ -8,6 +8,8 @@ use clap::{Parser, Subcommand};
 use dvk_cli::{analyst, call, chart, output};
 use dvk_client::token::{Claims, ROLES, mint_hs256, now_secs};
 use dvk_client::{import, reports};
+use dvk_codec::convert;
+use dvk_domain::report::{Figure, Measure};
 use dvk_proto::aggregation::v1::aggregation_service_client::AggregationServiceClient;
 use dvk_proto::registration::v1::registration_service_client::RegistrationServiceClient;
 use dvk_proto::reporting::v1::reporting_service_client::ReportingServiceClient;
@@ -66,27 +68,36 @@ struct Scope {
     include_unapproved: bool,
 }
 
-/// What a ranking sorts by.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+/// What a ranking sorts by and a chart draws: the unit code, a model count of the
+/// registry, or a reported figure (named as its column, in kebab case).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SortBy {
     Code,
     ModelsRegistered,
     ModelsRecognized,
     ModelsExemplary,
-    Funds,
-    Workdays,
-    Participants,
-    Dialogues,
-    PetitionsReceived,
-    PetitionsResolved,
-    DanVanDays,
-    CommendationsCollective,
-    CommendationsIndividual,
-    ReportedModelsRegistered,
-    ReportedModelsRecognized,
+    Figure(Figure),
 }
 
 impl SortBy {
+    /// Every value, the figures in declaration order after the registry's counts.
+    const ALL: [SortBy; 4 + Figure::COUNT] = {
+        let mut all = [SortBy::Code; 4 + Figure::COUNT];
+        all[1] = SortBy::ModelsRegistered;
+        all[2] = SortBy::ModelsRecognized;
+        all[3] = SortBy::ModelsExemplary;
+        let mut i = 0;
+        while i < Figure::COUNT {
+            all[4 + i] = SortBy::Figure(Figure::ALL[i]);
+            i += 1;
+        }
+        all
+    };
+
+    /// Names the values had before they were derived from the figures' columns.
+    const FORMER_NAMES: [(Figure, &'static str); 2] =
+        [(Figure::FundsMobilized, "funds"), (Figure::DialoguesHeld, "dialogues")];
+
     fn field(self) -> dvk_proto::aggregation::v1::SortField {
         use dvk_proto::aggregation::v1::SortField as F;
         match self {
@@ -94,18 +105,51 @@ impl SortBy {
             SortBy::ModelsRegistered => F::ModelsRegistered,
             SortBy::ModelsRecognized => F::ModelsRecognized,
             SortBy::ModelsExemplary => F::ModelsExemplary,
-            SortBy::Funds => F::FundsMobilized,
-            SortBy::Workdays => F::Workdays,
-            SortBy::Participants => F::Participants,
-            SortBy::Dialogues => F::DialoguesHeld,
-            SortBy::PetitionsReceived => F::PetitionsReceived,
-            SortBy::PetitionsResolved => F::PetitionsResolved,
-            SortBy::DanVanDays => F::DanVanDays,
-            SortBy::CommendationsCollective => F::CommendationsCollective,
-            SortBy::CommendationsIndividual => F::CommendationsIndividual,
-            SortBy::ReportedModelsRegistered => F::ReportedModelsRegistered,
-            SortBy::ReportedModelsRecognized => F::ReportedModelsRecognized,
+            SortBy::Figure(f) => convert::sort_field(f),
         }
+    }
+
+    /// The value a chart draws.
+    fn value(self, models: &dvk_proto::aggregation::v1::ModelCounts, f: &dvk_proto::common::v1::Figures) -> i64 {
+        match self {
+            SortBy::Code | SortBy::ModelsRegistered => models.registered,
+            SortBy::ModelsRecognized => models.recognized,
+            SortBy::ModelsExemplary => models.exemplary,
+            SortBy::Figure(figure) => convert::figure_of(f, figure),
+        }
+    }
+
+    /// A chart's title.
+    fn title(self) -> String {
+        match self {
+            SortBy::Code | SortBy::ModelsRegistered => "Models registered".to_owned(),
+            SortBy::ModelsRecognized => "Models recognised".to_owned(),
+            SortBy::ModelsExemplary => "Exemplary models".to_owned(),
+            SortBy::Figure(f) => {
+                let unit = if f.measure() == Measure::Vnd { " (VND)" } else { "" };
+                let reported = if analyst::figure_column(f) == f.name() { "" } else { ", as reported" };
+                format!("{}{unit}{reported}", f.en())
+            }
+        }
+    }
+}
+
+impl clap::ValueEnum for SortBy {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Self::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        use clap::builder::PossibleValue;
+        Some(match self {
+            SortBy::Code => PossibleValue::new("code"),
+            SortBy::ModelsRegistered => PossibleValue::new("models-registered"),
+            SortBy::ModelsRecognized => PossibleValue::new("models-recognized"),
+            SortBy::ModelsExemplary => PossibleValue::new("models-exemplary"),
+            SortBy::Figure(f) => PossibleValue::new(analyst::figure_column(*f).replace('_', "-"))
+                .help(f.en())
+                .aliases(Self::FORMER_NAMES.iter().filter(|(g, _)| g == f).map(|(_, name)| *name)),
+        })
     }
 }
 
@@ -445,30 +489,6 @@ fn list_request(r: &RankingArgs) -> Result<dvk_proto::aggregation::v1::ListRollu
     })
 }
 
-/// The value a chart draws for a figure.
-fn chart_value(
-    figure: SortBy,
-    models: &dvk_proto::aggregation::v1::ModelCounts,
-    f: &dvk_proto::common::v1::Figures,
-) -> i64 {
-    match figure {
-        SortBy::Code | SortBy::ModelsRegistered => models.registered,
-        SortBy::ModelsRecognized => models.recognized,
-        SortBy::ModelsExemplary => models.exemplary,
-        SortBy::Funds => f.funds_mobilized.map_or(0, |m| m.vnd),
-        SortBy::Workdays => f.workdays,
-        SortBy::Participants => f.participants,
-        SortBy::Dialogues => f.dialogues_held,
-        SortBy::PetitionsReceived => f.petitions_received,
-        SortBy::PetitionsResolved => f.petitions_resolved,
-        SortBy::DanVanDays => f.dan_van_days,
-        SortBy::CommendationsCollective => f.commendations_collective,
-        SortBy::CommendationsIndividual => f.commendations_individual,
-        SortBy::ReportedModelsRegistered => f.models_registered,
-        SortBy::ReportedModelsRecognized => f.models_recognized,
-    }
-}
-
 async fn run(cli: Cli) -> Result<(), (u8, String)> {
     let _ = CA_FILE.set(cli.ca_file.clone());
     let format = if cli.json {
@@ -607,15 +627,12 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
                 .rollups
                 .iter()
                 .map(|x| {
-                    let value = chart_value(
-                        ranking.sort,
-                        &x.models.clone().unwrap_or_default(),
-                        &x.figures.unwrap_or_default(),
-                    );
+                    let value =
+                        ranking.sort.value(&x.models.clone().unwrap_or_default(), &x.figures.unwrap_or_default());
                     (x.unit_name.clone(), value)
                 })
                 .collect();
-            let title = format!("{:?}, {}", ranking.sort, ranking.scope.period);
+            let title = format!("{}, {}", ranking.sort.title(), ranking.scope.period);
             chart::ranking(&out, &title, &bars).map_err(|e| (EXIT_USAGE, e.to_string()))?;
             println!("{}: {} bars", out.display(), bars.len());
             Ok(())
@@ -635,12 +652,11 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
                 .points
                 .iter()
                 .map(|p| {
-                    let value =
-                        chart_value(figure, &p.models.clone().unwrap_or_default(), &p.figures.unwrap_or_default());
+                    let value = figure.value(&p.models.clone().unwrap_or_default(), &p.figures.unwrap_or_default());
                     (p.period.as_ref().map(|p| p.code.clone()).unwrap_or_default(), value)
                 })
                 .collect();
-            let title = format!("{:?}, {} … {}", figure, from, to);
+            let title = format!("{}, {} … {}", figure.title(), from, to);
             chart::series(&out, &title, &points).map_err(|e| (EXIT_USAGE, e.to_string()))?;
             println!("{}: {} points", out.display(), points.len());
             Ok(())
@@ -791,5 +807,30 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
             }
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::ValueEnum;
+
+    #[test]
+    fn every_figure_is_a_sort_value_named_as_its_column_and_former_names_still_work() {
+        let parse = |s: &str| SortBy::from_str(s, false);
+        assert_eq!(parse("reported-models-registered"), Ok(SortBy::Figure(Figure::ModelsRegistered)));
+        assert_eq!(parse("models-registered"), Ok(SortBy::ModelsRegistered));
+        assert_eq!(parse("funds-mobilized-vnd"), Ok(SortBy::Figure(Figure::FundsMobilized)));
+        assert_eq!(parse("funds"), Ok(SortBy::Figure(Figure::FundsMobilized)));
+        assert_eq!(parse("dialogues"), Ok(SortBy::Figure(Figure::DialoguesHeld)));
+        assert_eq!(parse("petitions-resolved"), Ok(SortBy::Figure(Figure::PetitionsResolved)));
+        for f in Figure::ALL {
+            assert!(SortBy::ALL.contains(&SortBy::Figure(f)), "{f} cannot be ranked by");
+        }
+        // No two values rank by the same field.
+        let fields: std::collections::HashSet<_> = SortBy::ALL.iter().map(|s| s.field()).collect();
+        assert_eq!(fields.len(), SortBy::ALL.len());
+        assert_eq!(SortBy::Figure(Figure::FundsMobilized).title(), "Funds mobilised (VND)");
+        assert_eq!(SortBy::Figure(Figure::ModelsRecognized).title(), "Models recognised, as reported");
     }
 }

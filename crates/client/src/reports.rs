@@ -4,7 +4,9 @@
 
 use std::path::Path;
 
-use dvk_proto::common::v1::{Figures, Money, Period, UnitCode};
+use dvk_codec::convert;
+use dvk_domain::report::{Figure, Figures, Measure};
+use dvk_proto::common::v1::{Period, UnitCode};
 use dvk_proto::reporting::v1::{
     SubmitReportRequest, WriteReportResponse, reporting_service_client::ReportingServiceClient,
 };
@@ -13,23 +15,40 @@ use tonic::transport::Channel;
 
 use crate::import::{authorized, content_id};
 
-/// The template's columns: the name in the header row and what goes in it.
-pub const COLUMNS: [(&str, &str); 14] = [
-    ("unit_code", "Mã đơn vị theo GSO, dạng chữ: tỉnh 2 số (22), huyện 3 số (207), xã 5 số (07192)"),
-    ("period", "Kỳ báo cáo: 2024-H1 (6 tháng đầu năm), 2024-H2, 2024 (cả năm) hoặc 2021-2025 (giai đoạn)"),
-    ("models_registered", "Số mô hình dân vận khéo đăng ký"),
-    ("models_recognized", "Số mô hình được công nhận (không quá số đăng ký)"),
-    ("funds_mobilized_vnd", "Kinh phí huy động, đồng (số nguyên)"),
-    ("workdays", "Số ngày công"),
-    ("participants", "Số lượt người tham gia"),
-    ("dialogues_held", "Số buổi đối thoại với nhân dân"),
-    ("petitions_received", "Số kiến nghị tiếp nhận"),
-    ("petitions_resolved", "Số kiến nghị đã giải quyết (không quá số tiếp nhận)"),
-    ("dan_van_days", "Số hoạt động \"Ngày dân vận\""),
-    ("commendations_collective", "Số tập thể được khen thưởng"),
-    ("commendations_individual", "Số cá nhân được khen thưởng"),
-    ("summary", "Tóm tắt (không bắt buộc)"),
-];
+/// Where the figures' columns start, and the summary's column after them.
+const FIRST_FIGURE: usize = 2;
+const SUMMARY: usize = FIRST_FIGURE + Figure::COUNT;
+
+/// The template's columns: the name in the header row and what goes in it. The unit
+/// and the period, then a column per figure of a report, named as the figure, then the
+/// summary.
+pub fn columns() -> Vec<(&'static str, String)> {
+    let mut columns = vec![
+        ("unit_code", "Mã đơn vị theo GSO, dạng chữ: tỉnh 2 số (22), huyện 3 số (207), xã 5 số (07192)".to_owned()),
+        (
+            "period",
+            "Kỳ báo cáo: 2024-H1 (6 tháng đầu năm), 2024-H2, 2024 (cả năm) hoặc 2021-2025 (giai đoạn)".to_owned(),
+        ),
+    ];
+    columns.extend(Figure::ALL.map(|f| (f.name(), meaning(f))));
+    columns.push(("summary", "Tóm tắt (không bắt buộc)".to_owned()));
+    columns
+}
+
+/// What goes in a figure's column: its label, its unit, and what it may not exceed
+/// (`Số kiến nghị đã giải quyết (không quá số kiến nghị tiếp nhận)`).
+fn meaning(f: Figure) -> String {
+    let mut meaning = f.vi().to_owned();
+    if f.measure() == Measure::Vnd {
+        meaning.push_str(", đồng (số nguyên)");
+    }
+    if let Some(other) = f.at_most() {
+        let mut label = other.vi().chars();
+        let first = label.next().map(|c| c.to_lowercase().collect::<String>()).unwrap_or_default();
+        meaning.push_str(&format!(" (không quá {first}{})", label.as_str()));
+    }
+    meaning
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SheetError {
@@ -96,7 +115,7 @@ pub fn write_template(path: &Path) -> Result<(), SheetError> {
     match extension(path).as_str() {
         "csv" => {
             let mut w = csv::Writer::from_path(path).map_err(|e| err(&e))?;
-            w.write_record(COLUMNS.iter().map(|(c, _)| *c)).map_err(|e| err(&e))?;
+            w.write_record(columns().iter().map(|(c, _)| *c)).map_err(|e| err(&e))?;
             w.flush().map_err(|e| err(&e))
         }
         "xlsx" => {
@@ -105,9 +124,10 @@ pub fn write_template(path: &Path) -> Result<(), SheetError> {
             let bold = Format::new().set_bold();
             let text = Format::new().set_num_format("@");
             let sheet = book.add_worksheet().set_name("reports").map_err(|e| err(&e))?;
-            for (i, (column, _)) in COLUMNS.iter().enumerate() {
+            let columns = columns();
+            for (i, (column, _)) in columns.iter().enumerate() {
                 sheet.write_string_with_format(0, i as u16, *column, &bold).map_err(|e| err(&e))?;
-                sheet.set_column_width(i as u16, if i == 13 { 40 } else { 16 }).map_err(|e| err(&e))?;
+                sheet.set_column_width(i as u16, if i == SUMMARY { 40 } else { 16 }).map_err(|e| err(&e))?;
             }
             // Codes are text: typed as numbers, 07192 would lose its leading zero.
             for i in [0u16, 1] {
@@ -117,11 +137,11 @@ pub fn write_template(path: &Path) -> Result<(), SheetError> {
             let help = book.add_worksheet().set_name("huong-dan").map_err(|e| err(&e))?;
             help.write_string_with_format(0, 0, "Cột", &bold).map_err(|e| err(&e))?;
             help.write_string_with_format(0, 1, "Nội dung", &bold).map_err(|e| err(&e))?;
-            for (i, (column, meaning)) in COLUMNS.iter().enumerate() {
+            for (i, (column, meaning)) in columns.iter().enumerate() {
                 help.write_string(i as u32 + 1, 0, *column).map_err(|e| err(&e))?;
-                help.write_string(i as u32 + 1, 1, *meaning).map_err(|e| err(&e))?;
+                help.write_string(i as u32 + 1, 1, meaning).map_err(|e| err(&e))?;
             }
-            let last = COLUMNS.len() as u32 + 2;
+            let last = columns.len() as u32 + 2;
             let note = "Mỗi dòng của trang \"reports\" là báo cáo của một đơn vị cho một kỳ. \
                         Ô số để trống được tính là 0. Số có thể viết 81000000 hoặc 81.000.000.";
             help.write_string(last, 0, note).map_err(|e| err(&e))?;
@@ -239,7 +259,8 @@ fn parse(path: &str, cells: Vec<(usize, Vec<Cell>)>) -> Result<Vec<Row>, SheetEr
     let mut rows = cells.into_iter().filter(|(_, r)| r.iter().any(|c| !c.is_empty()));
     let Some((header_row, header)) = rows.next() else { return Err(SheetError::Empty { path: path.to_owned() }) };
     let bad = |message: String| SheetError::Header { path: path.to_owned(), row: header_row, message };
-    let mut index = [None::<usize>; COLUMNS.len()];
+    let columns = columns();
+    let mut index = vec![None::<usize>; columns.len()];
     for (i, cell) in header.iter().enumerate() {
         let name = match cell {
             Cell::Empty => continue,
@@ -249,7 +270,7 @@ fn parse(path: &str, cells: Vec<(usize, Vec<Cell>)>) -> Result<Vec<Row>, SheetEr
         if name.is_empty() {
             continue;
         }
-        let Some(k) = COLUMNS.iter().position(|(c, _)| *c == name) else {
+        let Some(k) = columns.iter().position(|(c, _)| *c == name) else {
             return Err(bad(format!("unknown column {name:?}; the columns are those of `dvkctl reports template`")));
         };
         if index[k].is_some() {
@@ -258,7 +279,7 @@ fn parse(path: &str, cells: Vec<(usize, Vec<Cell>)>) -> Result<Vec<Row>, SheetEr
         index[k] = Some(i);
     }
     let missing: Vec<&str> =
-        COLUMNS.iter().zip(&index).filter(|((c, _), i)| i.is_none() && *c != "summary").map(|((c, _), _)| *c).collect();
+        columns.iter().zip(&index).filter(|((c, _), i)| i.is_none() && *c != "summary").map(|((c, _), _)| *c).collect();
     if !missing.is_empty() {
         return Err(bad(format!("missing column(s): {}", missing.join(", "))));
     }
@@ -268,29 +289,18 @@ fn parse(path: &str, cells: Vec<(usize, Vec<Cell>)>) -> Result<Vec<Row>, SheetEr
             let cell = |k: usize| index[k].and_then(|i| cells.get(i)).unwrap_or(&empty);
             let request = (|| {
                 let mut problems = Vec::new();
-                let mut n = |k: usize| match whole(COLUMNS[k].0, cell(k)) {
+                let mut n = |k: usize| match whole(columns[k].0, cell(k)) {
                     Ok(v) => v,
                     Err(e) => {
                         problems.push(e);
                         0
                     }
                 };
-                let figures = Figures {
-                    models_registered: n(2),
-                    models_recognized: n(3),
-                    funds_mobilized: Some(Money { vnd: n(4) }),
-                    workdays: n(5),
-                    participants: n(6),
-                    dialogues_held: n(7),
-                    petitions_received: n(8),
-                    petitions_resolved: n(9),
-                    dan_van_days: n(10),
-                    commendations_collective: n(11),
-                    commendations_individual: n(12),
-                };
+                let figures: Figures =
+                    Figure::ALL.into_iter().enumerate().map(|(k, f)| (f, n(FIRST_FIGURE + k))).collect();
                 let unit = code("unit_code", cell(0)).map_err(|e| problems.push(e)).ok();
                 let period = code("period", cell(1)).map_err(|e| problems.push(e)).ok();
-                let summary = match cell(13) {
+                let summary = match cell(SUMMARY) {
                     Cell::Empty => String::new(),
                     Cell::Text(t) => t.trim().to_owned(),
                     Cell::Number(f) => f.to_string(),
@@ -302,7 +312,7 @@ fn parse(path: &str, cells: Vec<(usize, Vec<Cell>)>) -> Result<Vec<Row>, SheetEr
                     request_id: String::new(),
                     unit: unit.map(|code| UnitCode { code }),
                     period: period.map(|code| Period { code }),
-                    figures: Some(figures),
+                    figures: Some(convert::figures_out(&figures)),
                     summary,
                 };
                 // Derived from the content: importing the same sheet again repeats
@@ -364,7 +374,7 @@ mod tests {
     }
 
     fn header() -> Vec<Cell> {
-        COLUMNS.iter().map(|(c, _)| t(c)).collect()
+        columns().iter().map(|(c, _)| t(c)).collect()
     }
 
     #[test]
@@ -392,9 +402,9 @@ mod tests {
     #[test]
     fn bad_rows_carry_their_row_number_and_good_rows_a_content_derived_id() {
         let mut good = vec![t("07192"), t("2025-H1"), t("10"), t("5")];
-        good.resize(COLUMNS.len(), Cell::Empty);
+        good.resize(columns().len(), Cell::Empty);
         let mut bad = vec![t("07195"), t("2025-H1"), t("mười")];
-        bad.resize(COLUMNS.len(), Cell::Empty);
+        bad.resize(columns().len(), Cell::Empty);
         let rows =
             parse("f", vec![(1, header()), (2, good.clone()), (3, vec![Cell::Empty; 3]), (4, bad), (5, good)]).unwrap();
         assert_eq!(rows.iter().map(|r| r.row).collect::<Vec<_>>(), [2, 4, 5]);
@@ -402,6 +412,28 @@ mod tests {
         assert_eq!(first.figures.as_ref().unwrap().models_recognized, 5);
         assert!(rows[1].request.as_ref().unwrap_err().contains("models_registered"));
         assert_eq!(first.request_id, rows[2].request.as_ref().unwrap().request_id);
+    }
+
+    #[test]
+    fn each_figure_has_its_column_and_is_read_from_it() {
+        let names: Vec<&str> = columns().iter().map(|(c, _)| *c).collect();
+        let figures: Vec<&str> = Figure::ALL.iter().map(|f| f.name()).collect();
+        assert_eq!(names, [&["unit_code", "period"][..], &figures, &["summary"]].concat());
+        assert_eq!(names[2], "models_registered");
+        let meaning = |name: &str| columns().into_iter().find(|(c, _)| *c == name).unwrap().1;
+        assert_eq!(meaning("funds_mobilized_vnd"), "Kinh phí huy động, đồng (số nguyên)");
+        assert_eq!(meaning("petitions_resolved"), "Số kiến nghị đã giải quyết (không quá số kiến nghị tiếp nhận)");
+        // Each figure gets a value of its own: one read from another column would show.
+        let mut row = vec![t("07192"), t("2025-H1")];
+        row.extend((0..Figure::COUNT).map(|k| t(&(100 - k).to_string())));
+        row.push(t("Sơ kết"));
+        let rows = parse("f", vec![(1, header()), (2, row)]).unwrap();
+        let request = rows[0].request.as_ref().unwrap();
+        let read = convert::figures_in(request.figures.as_ref());
+        for (k, f) in Figure::ALL.into_iter().enumerate() {
+            assert_eq!(read[f], 100 - k as i64, "{f}");
+        }
+        assert_eq!(request.summary, "Sơ kết");
     }
 
     #[test]

@@ -23,7 +23,7 @@ proptest! {
     fn any_report_sheet_is_read_or_refused(body in proptest::collection::vec("[0-9a-z_.,\\- \"H]{0,40}", 0..10), ext in prop_oneof![Just("csv"), Just("xlsx")]) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(format!("sheet.{ext}"));
-        let mut text = dvk_client::reports::COLUMNS.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(",");
+        let mut text = dvk_client::reports::columns().iter().map(|(c, _)| *c).collect::<Vec<_>>().join(",");
         text.push('\n');
         text.push_str(&body.join("\n"));
         std::fs::write(&path, text).unwrap();

@@ -6,10 +6,11 @@ use dvk_domain::model::{
     AwardForm, Commendation, Decision, Field, ModelDetails, ModelDetailsDraft, ModelEvent, ModelId, Recognition,
     Replication, RunnerKind, Sponsor,
 };
-use dvk_domain::report::{Figures, ReportEvent, ReportId, Revision};
+use dvk_domain::report::{Figure, Figures, ReportEvent, ReportId, Revision};
 use dvk_domain::unit::{LinkBasis, MergeKind, ReorgLink, Unit, UnitKind};
 use dvk_domain::{Date, DomainError, Level, Period, Tree, UnitCode};
 
+use dvk_proto::aggregation::v1 as pa;
 use dvk_proto::common::v1 as pc;
 use dvk_proto::events::v1 as pe;
 
@@ -579,38 +580,71 @@ pub fn apply_tree_event(
 
 // ---- reports ----
 
-/// The figures of a request as sent (validated by the domain); absent figures are 0.
-pub fn figures_in(f: Option<&pc::Figures>) -> Figures {
-    let f = f.cloned().unwrap_or_default();
-    Figures {
-        models_registered: f.models_registered,
-        models_recognized: f.models_recognized,
-        funds_mobilized_vnd: f.funds_mobilized.map_or(0, |m| m.vnd),
-        workdays: f.workdays,
-        participants: f.participants,
-        dialogues_held: f.dialogues_held,
-        petitions_received: f.petitions_received,
-        petitions_resolved: f.petitions_resolved,
-        dan_van_days: f.dan_van_days,
-        commendations_collective: f.commendations_collective,
-        commendations_individual: f.commendations_individual,
+/// Where a figure stands on the wire: its field of `dvk.common.v1.Figures`, read and
+/// written, and the `SortField` of a ranking by it.
+struct OnTheWire {
+    get: fn(&pc::Figures) -> i64,
+    set: fn(&mut pc::Figures, i64),
+    sort: pa::SortField,
+}
+
+/// The one place a figure is spelled against the generated types: every conversion
+/// below goes through it (a figure without its arm does not compile).
+fn on_the_wire(figure: Figure) -> OnTheWire {
+    use pa::SortField as S;
+    macro_rules! count {
+        ($field:ident, $sort:ident) => {
+            OnTheWire { get: |w| w.$field, set: |w, v| w.$field = v, sort: S::$sort }
+        };
+    }
+    match figure {
+        Figure::ModelsRegistered => count!(models_registered, ReportedModelsRegistered),
+        Figure::ModelsRecognized => count!(models_recognized, ReportedModelsRecognized),
+        Figure::FundsMobilized => OnTheWire {
+            get: |w| w.funds_mobilized.map_or(0, |m| m.vnd),
+            set: |w, vnd| w.funds_mobilized = Some(pc::Money { vnd }),
+            sort: S::FundsMobilized,
+        },
+        Figure::Workdays => count!(workdays, Workdays),
+        Figure::Participants => count!(participants, Participants),
+        Figure::DialoguesHeld => count!(dialogues_held, DialoguesHeld),
+        Figure::PetitionsReceived => count!(petitions_received, PetitionsReceived),
+        Figure::PetitionsResolved => count!(petitions_resolved, PetitionsResolved),
+        Figure::DanVanDays => count!(dan_van_days, DanVanDays),
+        Figure::CommendationsCollective => count!(commendations_collective, CommendationsCollective),
+        Figure::CommendationsIndividual => count!(commendations_individual, CommendationsIndividual),
     }
 }
 
+/// The figures of a request as sent (validated by the domain); absent figures are 0.
+pub fn figures_in(f: Option<&pc::Figures>) -> Figures {
+    let f = f.copied().unwrap_or_default();
+    Figure::ALL.into_iter().map(|figure| (figure, (on_the_wire(figure).get)(&f))).collect()
+}
+
+/// The figures as sent; an amount is always present, 0 included.
 pub fn figures_out(f: &Figures) -> pc::Figures {
-    pc::Figures {
-        models_registered: f.models_registered,
-        models_recognized: f.models_recognized,
-        funds_mobilized: Some(pc::Money { vnd: f.funds_mobilized_vnd }),
-        workdays: f.workdays,
-        participants: f.participants,
-        dialogues_held: f.dialogues_held,
-        petitions_received: f.petitions_received,
-        petitions_resolved: f.petitions_resolved,
-        dan_van_days: f.dan_van_days,
-        commendations_collective: f.commendations_collective,
-        commendations_individual: f.commendations_individual,
+    let mut w = pc::Figures::default();
+    for (figure, value) in f.iter() {
+        (on_the_wire(figure).set)(&mut w, value);
     }
+    w
+}
+
+/// One figure of figures as sent, without converting the others.
+pub fn figure_of(f: &pc::Figures, figure: Figure) -> i64 {
+    (on_the_wire(figure).get)(f)
+}
+
+/// The field a ranking by `figure` sorts by.
+pub fn sort_field(figure: Figure) -> pa::SortField {
+    on_the_wire(figure).sort
+}
+
+/// The figure a sort field ranks by; `None` for the unit code and the registry's model
+/// counts.
+pub fn sorted_figure(by: pa::SortField) -> Option<Figure> {
+    Figure::ALL.into_iter().find(|f| sort_field(*f) == by)
 }
 
 pub fn period_in(field: &str, p: Option<&pc::Period>) -> Result<Period, DomainError> {
@@ -703,14 +737,12 @@ mod tests {
 
     #[test]
     fn every_report_event_round_trips_through_its_payload() {
-        let figures = Figures {
-            models_registered: 191,
-            models_recognized: 54,
-            funds_mobilized_vnd: 81_000_000_000,
-            commendations_collective: 12,
-            commendations_individual: 11,
-            ..Figures::default()
-        };
+        let figures = Figures::default()
+            .with(Figure::ModelsRegistered, 191)
+            .with(Figure::ModelsRecognized, 54)
+            .with(Figure::FundsMobilized, 81_000_000_000)
+            .with(Figure::CommendationsCollective, 12)
+            .with(Figure::CommendationsIndividual, 11);
         let id =
             ReportId { unit: UnitCode::parse("u", "001").unwrap(), period: Period::parse("p", "2024-H1").unwrap() };
         let rev = |n: u32, reason: &str| Revision {
@@ -732,6 +764,33 @@ mod tests {
         }
         assert_eq!(figures_in(Some(&figures_out(&figures))), figures);
         assert_eq!(period_in("period", None).unwrap_err().violations()[0].field, "period");
+    }
+
+    #[test]
+    fn each_figure_is_the_wire_field_it_names_and_ranks_by_its_own_sort_field() {
+        use prost::Message;
+        use prost_reflect::{DescriptorPool, DynamicMessage, Value};
+        let pool = DescriptorPool::decode(dvk_proto::FILE_DESCRIPTOR_SET).unwrap();
+        let message = pool.get_message_by_name("dvk.common.v1.Figures").unwrap();
+        assert_eq!(message.fields().len(), Figure::COUNT, "every field of dvk.common.v1.Figures is a Figure");
+        for figure in Figure::ALL {
+            let wire = figures_out(&Figures::default().with(figure, 7));
+            let mut value = Value::Message(DynamicMessage::decode(message.clone(), &*wire.encode_to_vec()).unwrap());
+            for name in figure.field().split('.') {
+                let Value::Message(m) = value else { panic!("{figure}: {name} is not inside a message") };
+                value = m.get_field_by_name(name).unwrap_or_else(|| panic!("{figure}: no field {name}")).into_owned();
+            }
+            assert_eq!(value, Value::I64(7), "{figure} is written to another field than {}", figure.field());
+            for other in Figure::ALL {
+                assert_eq!(figure_of(&wire, other), if other == figure { 7 } else { 0 }, "{figure} read as {other}");
+            }
+            let stem = figure.field().split('.').next().unwrap().to_uppercase();
+            assert!(sort_field(figure).as_str_name().ends_with(&stem), "{figure} sorts by {:?}", sort_field(figure));
+            assert_eq!(sorted_figure(sort_field(figure)), Some(figure));
+        }
+        for registry in [pa::SortField::UnitCode, pa::SortField::ModelsRegistered, pa::SortField::ModelsExemplary] {
+            assert_eq!(sorted_figure(registry), None, "{registry:?} ranks by the registry, not by reports");
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! what decodes into domain events never panics.
 
 use dvk_codec::convert;
+use dvk_domain::report::{Figure, Figures};
 use dvk_proto::events::v1::Envelope;
 use proptest::prelude::*;
 use prost::Message;
@@ -62,23 +63,11 @@ proptest! {
     }
 
     #[test]
-    fn any_figures_are_judged_without_overflow(values in proptest::array::uniform11(any::<i64>())) {
-        let f = dvk_domain::report::Figures {
-            models_registered: values[0],
-            models_recognized: values[1],
-            funds_mobilized_vnd: values[2],
-            workdays: values[3],
-            participants: values[4],
-            dialogues_held: values[5],
-            petitions_received: values[6],
-            petitions_resolved: values[7],
-            dan_van_days: values[8],
-            commendations_collective: values[9],
-            commendations_individual: values[10],
-        };
+    fn any_figures_are_judged_without_overflow(values in proptest::collection::vec(any::<i64>(), Figure::COUNT)) {
+        let f: Figures = Figure::ALL.into_iter().zip(values).collect();
         if f.validate("figures").is_ok() {
             // Accepted figures are within bounds: a national sum of 100,000 of them fits.
-            for (_, v) in f.named() {
+            for (_, v) in f.iter() {
                 prop_assert!((0..=100_000_000_000_000).contains(&v));
                 prop_assert!(v.checked_mul(100_000).is_some());
             }

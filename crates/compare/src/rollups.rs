@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use dvk_aggregation::projection::{Flow, half_of};
 use dvk_client::import;
+use dvk_domain::report::Figure;
 use dvk_domain::{Period, Tree, UnitCode};
 use dvk_eventlog::{EventLog, LogConfig};
 use dvk_proto::aggregation::v1::{GetRollupRequest, aggregation_service_client::AggregationServiceClient};
@@ -34,19 +35,6 @@ use crate::{Run, Summary, env_usize, joined, median, ratio, settings, thousands,
 
 const CLIENTS: usize = 64;
 const CONNECTIONS: usize = 8;
-const FIGURES: [&str; 11] = [
-    "models_registered",
-    "models_recognized",
-    "funds_mobilized_vnd",
-    "workdays",
-    "participants",
-    "dialogues_held",
-    "petitions_received",
-    "petitions_resolved",
-    "dan_van_days",
-    "commendations_collective",
-    "commendations_individual",
-];
 const PRE_PERIODS: [&str; 8] = ["2021-H1", "2021-H2", "2022-H1", "2022-H2", "2023-H1", "2023-H2", "2024-H1", "2024-H2"];
 
 fn tree_code(t: Tree) -> i16 {
@@ -197,8 +185,8 @@ CREATE TABLE model_flows (tree smallint NOT NULL, unit text NOT NULL, period tex
 ";
 
 fn create_reports() -> String {
-    let latest: Vec<String> = FIGURES.iter().map(|f| format!("l_{f} bigint NOT NULL")).collect();
-    let approved: Vec<String> = FIGURES.iter().map(|f| format!("a_{f} bigint")).collect();
+    let latest: Vec<String> = Figure::ALL.iter().map(|f| format!("l_{f} bigint NOT NULL")).collect();
+    let approved: Vec<String> = Figure::ALL.iter().map(|f| format!("a_{f} bigint")).collect();
     format!(
         "CREATE TABLE reports (tree smallint NOT NULL, unit text NOT NULL, period text NOT NULL, \
          approved boolean NOT NULL, {}, {})",
@@ -210,11 +198,11 @@ fn create_reports() -> String {
 /// The batch: the analytics table rebuilt from the facts and swapped in.
 fn rebuild_sql() -> Vec<String> {
     let zeros =
-        |prefix: &str| FIGURES.iter().map(|f| format!("0::bigint AS {prefix}{f}")).collect::<Vec<_>>().join(", ");
-    let cols = |prefix: &str| FIGURES.iter().map(|f| format!("{prefix}{f}")).collect::<Vec<_>>().join(", ");
-    let approved_cols = FIGURES.iter().map(|f| format!("coalesce(a_{f}, 0)")).collect::<Vec<_>>().join(", ");
+        |prefix: &str| Figure::ALL.iter().map(|f| format!("0::bigint AS {prefix}{f}")).collect::<Vec<_>>().join(", ");
+    let cols = |prefix: &str| Figure::ALL.iter().map(|f| format!("{prefix}{f}")).collect::<Vec<_>>().join(", ");
+    let approved_cols = Figure::ALL.iter().map(|f| format!("coalesce(a_{f}, 0)")).collect::<Vec<_>>().join(", ");
     let sums = |prefix: &str| {
-        FIGURES.iter().map(|f| format!("sum(f.{prefix}{f})::bigint AS {prefix}{f}")).collect::<Vec<_>>().join(", ")
+        Figure::ALL.iter().map(|f| format!("sum(f.{prefix}{f})::bigint AS {prefix}{f}")).collect::<Vec<_>>().join(", ")
     };
     vec![
         "DROP TABLE IF EXISTS analytics_new".into(),
@@ -317,10 +305,10 @@ async fn load_facts(pool: &sqlx::PgPool, state: &dvk_aggregation::State) -> anyh
     }
     let mut reports = String::new();
     for fact in state.reports.values() {
-        let latest: Vec<String> = fact.latest.named().iter().map(|(_, v)| v.to_string()).collect();
+        let latest: Vec<String> = fact.latest.iter().map(|(_, v)| v.to_string()).collect();
         let approved: Vec<String> = match &fact.approved {
-            Some(a) => a.named().iter().map(|(_, v)| v.to_string()).collect(),
-            None => vec!["\\N".to_owned(); 11],
+            Some(a) => a.iter().map(|(_, v)| v.to_string()).collect(),
+            None => vec!["\\N".to_owned(); Figure::COUNT],
         };
         reports.push_str(&format!(
             "{}\t{}\t{}\t{}\t{}\t{}\n",
@@ -362,7 +350,7 @@ async fn cross_check(pool: &sqlx::PgPool, state: &dvk_aggregation::State) -> any
         compared += 1;
         if (r.models.registered, r.models.implementing, r.models.recognized(), r.cell.all_reports)
             == (registered, implementing, recognized, all)
-            && (r.cell.approved_reports, r.cell.all.funds_mobilized_vnd) == (approved, funds)
+            && (r.cell.approved_reports, r.cell.all[Figure::FundsMobilized]) == (approved, funds)
         {
             equal += 1;
         } else if compared - equal <= 3 {
@@ -374,7 +362,7 @@ async fn cross_check(pool: &sqlx::PgPool, state: &dvk_aggregation::State) -> any
                     r.models.recognized(),
                     r.cell.all_reports,
                     r.cell.approved_reports,
-                    r.cell.all.funds_mobilized_vnd
+                    r.cell.all[Figure::FundsMobilized]
                 )
             );
         }

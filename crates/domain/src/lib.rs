@@ -7,6 +7,7 @@
 pub mod aggregate;
 pub mod date;
 pub mod error;
+pub mod figures;
 pub mod model;
 pub mod period;
 pub mod reconcile;

@@ -6,73 +6,11 @@ use crate::DomainError;
 use crate::aggregate::Aggregate;
 use crate::date::Date;
 use crate::error::Violations;
-use crate::model::{MAX_COUNT, MAX_FUNDS_VND};
 use crate::period::Period;
 use crate::text::{self, MAX_REASON, MAX_SUMMARY};
 use crate::unit::{Tree, UnitCode, UnitLookup};
 
-/// The figures of a report. All are counts or VND amounts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub struct Figures {
-    pub models_registered: i64,
-    pub models_recognized: i64,
-    pub funds_mobilized_vnd: i64,
-    pub workdays: i64,
-    pub participants: i64,
-    pub dialogues_held: i64,
-    pub petitions_received: i64,
-    pub petitions_resolved: i64,
-    pub dan_van_days: i64,
-    pub commendations_collective: i64,
-    pub commendations_individual: i64,
-}
-
-impl Figures {
-    /// The figures by their wire names, in declaration order.
-    pub fn named(&self) -> [(&'static str, i64); 11] {
-        [
-            ("models_registered", self.models_registered),
-            ("models_recognized", self.models_recognized),
-            ("funds_mobilized.vnd", self.funds_mobilized_vnd),
-            ("workdays", self.workdays),
-            ("participants", self.participants),
-            ("dialogues_held", self.dialogues_held),
-            ("petitions_received", self.petitions_received),
-            ("petitions_resolved", self.petitions_resolved),
-            ("dan_van_days", self.dan_van_days),
-            ("commendations_collective", self.commendations_collective),
-            ("commendations_individual", self.commendations_individual),
-        ]
-    }
-
-    /// Checks the rules: no negative figure, each within its bound (so national sums
-    /// fit an `i64`), recognised ≤ registered, resolved ≤ received. Violations are
-    /// named `{prefix}.{figure}`.
-    pub fn validate(&self, prefix: &str) -> Result<(), DomainError> {
-        let mut v = Violations::new();
-        for (name, value) in self.named() {
-            let max = if name.starts_with("funds") { MAX_FUNDS_VND } else { MAX_COUNT };
-            if value < 0 {
-                v.push(format!("{prefix}.{name}"), format!("{value} is negative"));
-            } else if value > max {
-                v.push(format!("{prefix}.{name}"), format!("{value} exceeds the maximum {max}"));
-            }
-        }
-        if self.models_recognized > self.models_registered {
-            v.push(
-                format!("{prefix}.models_recognized"),
-                format!("{} recognised exceeds {} registered", self.models_recognized, self.models_registered),
-            );
-        }
-        if self.petitions_resolved > self.petitions_received {
-            v.push(
-                format!("{prefix}.petitions_resolved"),
-                format!("{} resolved exceeds {} received", self.petitions_resolved, self.petitions_received),
-            );
-        }
-        v.finish(|| ())
-    }
-}
+pub use crate::figures::{Figure, Figures, Measure};
 
 /// A report's identifier: the unit and the period (one stream per pair).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -318,29 +256,12 @@ impl Aggregate for Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::figures::tests::figures;
     use crate::unit::Trees;
     use crate::unit::tests::{code, sample_trees};
-    use proptest::prelude::*;
 
     fn d(s: &str) -> Date {
         Date::parse("d", s).unwrap()
-    }
-
-    /// One district, H1 2024: "54 mô hình cấp huyện và 137 mô hình mới cấp xã".
-    fn figures() -> Figures {
-        Figures {
-            models_registered: 191,
-            models_recognized: 54,
-            funds_mobilized_vnd: 81_000_000_000,
-            workdays: 12_500,
-            participants: 4_300,
-            dialogues_held: 18,
-            petitions_received: 120,
-            petitions_resolved: 97,
-            dan_van_days: 6,
-            commendations_collective: 12,
-            commendations_individual: 11,
-        }
     }
 
     fn id() -> ReportId {
@@ -394,7 +315,7 @@ mod tests {
     }
     fn amend(models_registered: i64) -> ReportCommand {
         ReportCommand::Amend {
-            figures: Figures { models_registered, ..figures() },
+            figures: figures().with(Figure::ModelsRegistered, models_registered),
             summary: String::new(),
             reason: "Cập nhật".into(),
             on_time: false,
@@ -413,50 +334,6 @@ mod tests {
     }
     fn fields(r: Result<Vec<ReportEvent>, DomainError>) -> Vec<String> {
         r.unwrap_err().violations().iter().map(|v| v.field.clone()).collect()
-    }
-
-    // ---- figures ----
-
-    #[test]
-    fn figures_from_the_field_are_valid() {
-        assert!(figures().validate("figures").is_ok());
-    }
-
-    #[test]
-    fn recognised_above_registered_and_resolved_above_received_are_refused() {
-        let f = Figures { models_recognized: 200, petitions_resolved: 121, ..figures() };
-        let err = f.validate("figures").unwrap_err();
-        let names: Vec<_> = err.violations().iter().map(|v| v.field.as_str()).collect();
-        assert_eq!(names, ["figures.models_recognized", "figures.petitions_resolved"]);
-    }
-
-    #[test]
-    fn negative_and_oversized_figures_are_refused() {
-        let f = Figures { workdays: -1, funds_mobilized_vnd: MAX_FUNDS_VND + 1, ..figures() };
-        let err = f.validate("figures").unwrap_err();
-        let names: Vec<_> = err.violations().iter().map(|v| v.field.as_str()).collect();
-        assert_eq!(names, ["figures.funds_mobilized.vnd", "figures.workdays"]);
-    }
-
-    proptest! {
-        #[test]
-        fn valid_figures_sum_without_overflow_across_every_unit(n in 1usize..20_000) {
-            let max = Figures {
-                models_registered: MAX_COUNT, models_recognized: MAX_COUNT,
-                funds_mobilized_vnd: MAX_FUNDS_VND, petitions_received: MAX_COUNT, petitions_resolved: MAX_COUNT,
-                ..Figures::default()
-            };
-            prop_assert!(max.validate("f").is_ok());
-            // ≈ 11,000 units report per period: the bounds keep the national sum in range.
-            prop_assert!(max.funds_mobilized_vnd.checked_mul(n as i64).is_some());
-        }
-
-        #[test]
-        fn validation_accepts_exactly_the_rule_abiding(a in -5i64..50, b in -5i64..50, c in -5i64..50, e in -5i64..50) {
-            let f = Figures { models_registered: a, models_recognized: b, petitions_received: c, petitions_resolved: e, ..Figures::default() };
-            let ok = a >= 0 && b >= 0 && c >= 0 && e >= 0 && b <= a && e <= c;
-            prop_assert_eq!(f.validate("f").is_ok(), ok);
-        }
     }
 
     #[test]
@@ -489,7 +366,7 @@ mod tests {
         let g = given(vec![]);
         let bad = ReportCommand::Submit {
             id: ReportId { unit: code("00008"), period: Period::parse("p", "2025-H1").unwrap() },
-            figures: Figures { petitions_resolved: 500, ..figures() },
+            figures: figures().with(Figure::PetitionsResolved, 500),
             summary: String::new(),
             on_time: true,
         };
@@ -518,8 +395,8 @@ mod tests {
         let ev = g.when(amend(195)).unwrap();
         let s = g.then_state(&ev);
         assert_eq!(s.revisions.len(), 2);
-        assert_eq!(s.revision(1).unwrap().figures.models_registered, 191);
-        assert_eq!(s.latest().figures.models_registered, 195);
+        assert_eq!(s.revision(1).unwrap().figures[Figure::ModelsRegistered], 191);
+        assert_eq!(s.latest().figures[Figure::ModelsRegistered], 195);
         assert_eq!(s.latest().reason, "Cập nhật");
         assert_eq!(s.status, ReportStatus::Submitted);
     }
@@ -539,7 +416,7 @@ mod tests {
             ReportCommand::Amend { figures: figures(), summary: "x".into(), reason: "".into(), on_time: true };
         assert_eq!(fields(g.when(no_reason)), ["reason"]);
         let bad = ReportCommand::Amend {
-            figures: Figures { models_recognized: 999, ..figures() },
+            figures: figures().with(Figure::ModelsRecognized, 999),
             summary: String::new(),
             reason: "r".into(),
             on_time: true,
@@ -579,7 +456,7 @@ mod tests {
             ReportEvent::Amended {
                 revision: Revision {
                     number: 2,
-                    figures: Figures { models_registered: 200, ..figures() },
+                    figures: figures().with(Figure::ModelsRegistered, 200),
                     summary: String::new(),
                     reason: "r".into(),
                     on_time: false,
@@ -589,7 +466,7 @@ mod tests {
         let ev = g.when(ReportCommand::Approve).unwrap();
         assert_eq!(ev, [ReportEvent::Approved { revision: 2 }]);
         let s = g.then_state(&ev);
-        assert_eq!(s.approved_figures().unwrap().models_registered, 200);
+        assert_eq!(s.approved_figures().unwrap()[Figure::ModelsRegistered], 200);
     }
 
     #[test]

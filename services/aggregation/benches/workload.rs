@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 use dvk_client::import;
 use dvk_codec::convert;
 use dvk_domain::model::{Decision, Field, ModelDetails, ModelDetailsDraft, ModelEvent, ModelId, Recognition};
-use dvk_domain::report::{Figures, ReportEvent, ReportId, Revision};
+use dvk_domain::report::{Figure, Figures, ReportEvent, ReportId, Revision};
 use dvk_domain::unit::Level;
 use dvk_domain::{Date, Period, Tree, UnitCode};
 use dvk_eventlog::{AppendRequest, EventLog, ExpectedVersion, LogConfig};
@@ -204,19 +204,21 @@ pub fn prepare_log(dir: &Path, rt: &tokio::runtime::Runtime) -> EventLog {
             let id = ReportId { unit: unit.clone(), period };
             let stream = format!("{}-{}", id.as_string(), n);
             let registered = (n % 40) as i64;
-            let figures = Figures {
-                models_registered: registered,
-                models_recognized: registered / 2,
-                funds_mobilized_vnd: 81_000_000 * registered,
-                workdays: 120,
-                participants: 300,
-                dialogues_held: 4,
-                petitions_received: 12,
-                petitions_resolved: 11,
-                dan_van_days: 1,
-                commendations_collective: 12,
-                commendations_individual: 11,
-            };
+            let figures: Figures = [
+                (Figure::ModelsRegistered, registered),
+                (Figure::ModelsRecognized, registered / 2),
+                (Figure::FundsMobilized, 81_000_000 * registered),
+                (Figure::Workdays, 120),
+                (Figure::Participants, 300),
+                (Figure::DialoguesHeld, 4),
+                (Figure::PetitionsReceived, 12),
+                (Figure::PetitionsResolved, 11),
+                (Figure::DanVanDays, 1),
+                (Figure::CommendationsCollective, 12),
+                (Figure::CommendationsIndividual, 11),
+            ]
+            .into_iter()
+            .collect();
             let revision =
                 Revision { number: 1, figures, summary: String::new(), reason: String::new(), on_time: true };
             let mut events = vec![ReportEvent::Submitted { id, tree: *tree, revision }];

@@ -30,7 +30,7 @@ use std::sync::Arc;
 use dvk_codec::convert;
 use dvk_domain::model::Field;
 use dvk_domain::period::Half;
-use dvk_domain::report::{Figures, ReportEvent};
+use dvk_domain::report::{Figure, Figures, ReportEvent};
 use dvk_domain::unit::{CrossTree, Expressed, Level, Trees};
 use dvk_domain::{Date, DomainError, Period, Tree, UnitCode};
 use dvk_proto::events::v1::Envelope;
@@ -190,21 +190,6 @@ pub fn level_index(l: Level) -> usize {
     }
 }
 
-/// Adds `sign` × `b` to `a`, figure by figure.
-pub fn add_figures(a: &mut Figures, b: &Figures, sign: i64) {
-    a.models_registered += sign * b.models_registered;
-    a.models_recognized += sign * b.models_recognized;
-    a.funds_mobilized_vnd += sign * b.funds_mobilized_vnd;
-    a.workdays += sign * b.workdays;
-    a.participants += sign * b.participants;
-    a.dialogues_held += sign * b.dialogues_held;
-    a.petitions_received += sign * b.petitions_received;
-    a.petitions_resolved += sign * b.petitions_resolved;
-    a.dan_van_days += sign * b.dan_van_days;
-    a.commendations_collective += sign * b.commendations_collective;
-    a.commendations_individual += sign * b.commendations_individual;
-}
-
 /// One roll-up cell.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Cell {
@@ -224,28 +209,13 @@ pub struct Cell {
     pub on_time: i64,
 }
 
-fn figures_values(f: &Figures) -> [i64; 11] {
-    f.named().map(|(_, v)| v)
-}
+/// Where the latest revisions' figures stand among a cell's stored values, and the
+/// approved ones (each followed by their report counts).
+const ALL_FIGURES: std::ops::Range<usize> = 15..15 + Figure::COUNT;
+const APPROVED_FIGURES: std::ops::Range<usize> = ALL_FIGURES.end + 2..ALL_FIGURES.end + 2 + Figure::COUNT;
 
-fn figures_from(v: &[i64]) -> Figures {
-    Figures {
-        models_registered: v[0],
-        models_recognized: v[1],
-        funds_mobilized_vnd: v[2],
-        workdays: v[3],
-        participants: v[4],
-        dialogues_held: v[5],
-        petitions_received: v[6],
-        petitions_resolved: v[7],
-        dan_van_days: v[8],
-        commendations_collective: v[9],
-        commendations_individual: v[10],
-    }
-}
-
-/// The number of values a cell is stored as.
-pub const CELL_VALUES: usize = 42;
+/// The number of values a cell is stored as (42 with eleven figures).
+pub const CELL_VALUES: usize = APPROVED_FIGURES.end + 3;
 
 impl Cell {
     /// The cell as a fixed sequence of numbers (its snapshot form).
@@ -257,9 +227,9 @@ impl Cell {
         v.extend([m.exemplary, m.commended, m.replicated, m.retired]);
         v.extend(m.by_field);
         v.push(self.models_allocated);
-        v.extend(figures_values(&self.all));
+        v.extend(self.all.values());
         v.extend([self.all_reports, self.all_allocated]);
-        v.extend(figures_values(&self.approved));
+        v.extend(self.approved.values());
         v.extend([self.approved_reports, self.approved_allocated, self.on_time]);
         v
     }
@@ -280,13 +250,13 @@ impl Cell {
                 by_field: [v[10], v[11], v[12], v[13]],
             },
             models_allocated: v[14],
-            all: figures_from(&v[15..26]),
-            all_reports: v[26],
-            all_allocated: v[27],
-            approved: figures_from(&v[28..39]),
-            approved_reports: v[39],
-            approved_allocated: v[40],
-            on_time: v[41],
+            all: Figures::from_slice(&v[ALL_FIGURES])?,
+            all_reports: v[ALL_FIGURES.end],
+            all_allocated: v[ALL_FIGURES.end + 1],
+            approved: Figures::from_slice(&v[APPROVED_FIGURES])?,
+            approved_reports: v[APPROVED_FIGURES.end],
+            approved_allocated: v[APPROVED_FIGURES.end + 1],
+            on_time: v[APPROVED_FIGURES.end + 2],
         })
     }
 }
@@ -463,14 +433,14 @@ impl State {
             for u in &t.units {
                 let cell = cell_at(&mut self.cells, &mut self.unassigned, t, *u, period);
                 for (fact, sign) in old.map(|o| (o, -1)).into_iter().chain([(new, 1)]) {
-                    add_figures(&mut cell.all, &fact.latest, sign);
+                    cell.all.add(&fact.latest, sign);
                     cell.all_reports += sign;
                     cell.on_time += sign * i64::from(fact.on_time);
                     if t.allocated {
                         cell.all_allocated += sign;
                     }
                     if let Some(a) = &fact.approved {
-                        add_figures(&mut cell.approved, a, sign);
+                        cell.approved.add(a, sign);
                         cell.approved_reports += sign;
                         if t.allocated {
                             cell.approved_allocated += sign;
@@ -1024,7 +994,8 @@ mod tests {
                     };
                     let id = ReportId { unit: code(unit), period: Period::parse("p", period).unwrap() };
                     let stream = format!("{}-{n}", id.as_string());
-                    let figures = Figures { models_registered: *registered, workdays: 3, ..Figures::default() };
+                    let figures =
+                        Figures::default().with(Figure::ModelsRegistered, *registered).with(Figure::Workdays, 3);
                     let revision =
                         Revision { number: 1, figures, summary: String::new(), reason: String::new(), on_time: true };
                     let e = ReportEvent::Submitted { id, tree, revision };
@@ -1051,8 +1022,8 @@ mod tests {
         let mut total = Cell::default();
         for c in cells.iter().flatten() {
             total.models.add(&c.models);
-            add_figures(&mut total.all, &c.all, 1);
-            add_figures(&mut total.approved, &c.approved, 1);
+            total.all.add(&c.all, 1);
+            total.approved.add(&c.approved, 1);
             total.all_reports += c.all_reports;
             total.approved_reports += c.approved_reports;
         }
@@ -1132,7 +1103,7 @@ mod tests {
                 }
                 let seen = |r: &Rollup| {
                     [r.models.registered, r.models.implementing, r.cell.all_reports, r.cell.approved_reports,
-                     r.cell.all.models_registered]
+                     r.cell.all[Figure::ModelsRegistered]]
                 };
                 for (b, lonely_in_other) in [(Tree::Pre2025, lonely[1]), (Tree::Y2025, lonely[0])] {
                     let mut total = seen(&s.rollup(b, None, period));
@@ -1190,7 +1161,7 @@ mod tests {
         let s = fold(&events);
         let h1 = Period::parse("p", "2024-H1").unwrap();
         let first = s.rollup(Tree::Y2025, Some(&code("00003")), h1);
-        assert_eq!((first.cell.approved.models_registered, first.cell.approved_allocated), (7, 1));
+        assert_eq!((first.cell.approved[Figure::ModelsRegistered], first.cell.approved_allocated), (7, 1));
         assert_eq!(s.rollup(Tree::Y2025, Some(&code("00005")), h1).cell.approved_reports, 0);
         // A whole merge moves exactly.
         let mut events = tree_events();
@@ -1198,7 +1169,7 @@ mod tests {
         let s = fold(&events);
         let merged = s.rollup(Tree::Y2025, Some(&code("00001")), h1);
         assert_eq!(
-            (merged.cell.all.models_registered, merged.cell.all_allocated, merged.cell.approved_reports),
+            (merged.cell.all[Figure::ModelsRegistered], merged.cell.all_allocated, merged.cell.approved_reports),
             (4, 0, 0)
         );
     }

@@ -222,7 +222,7 @@ fn unassigned_out(
     for (_, r) in &per_unit {
         models.add(&r.models);
         let (f, n) = pick(r);
-        crate::projection::add_figures(&mut figures, &f, 1);
+        figures.add(&f, 1);
         reports += n;
     }
     let start = after.as_ref().map_or(0, |a| per_unit.partition_point(|(c, _)| c <= a));
@@ -253,27 +253,19 @@ fn unassigned_out(
     }))
 }
 
-/// The value a ranking sorts by.
+/// The value a ranking sorts by: a model count of the registry, or a reported figure.
 fn sort_value(r: &pa::Rollup, by: pa::SortField) -> i64 {
-    let f = r.figures.unwrap_or_default();
-    let m = r.models.clone().unwrap_or_default();
+    let m = r.models.as_ref();
     use pa::SortField as S;
     match by {
         S::Unspecified | S::UnitCode => 0,
-        S::ModelsRegistered => m.registered,
-        S::ModelsRecognized => m.recognized,
-        S::ModelsExemplary => m.exemplary,
-        S::FundsMobilized => f.funds_mobilized.map_or(0, |x| x.vnd),
-        S::Workdays => f.workdays,
-        S::Participants => f.participants,
-        S::DialoguesHeld => f.dialogues_held,
-        S::PetitionsReceived => f.petitions_received,
-        S::PetitionsResolved => f.petitions_resolved,
-        S::DanVanDays => f.dan_van_days,
-        S::CommendationsCollective => f.commendations_collective,
-        S::CommendationsIndividual => f.commendations_individual,
-        S::ReportedModelsRegistered => f.models_registered,
-        S::ReportedModelsRecognized => f.models_recognized,
+        S::ModelsRegistered => m.map_or(0, |m| m.registered),
+        S::ModelsRecognized => m.map_or(0, |m| m.recognized),
+        S::ModelsExemplary => m.map_or(0, |m| m.exemplary),
+        figure => match (convert::sorted_figure(figure), &r.figures) {
+            (Some(figure), Some(f)) => convert::figure_of(f, figure),
+            _ => 0,
+        },
     }
 }
 

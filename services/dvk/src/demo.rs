@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use dvk_client::import;
+use dvk_codec::convert;
 use dvk_gso as gso;
 use dvk_proto::common::v1 as pc;
 use dvk_proto::events::v1 as pe;
@@ -157,22 +158,10 @@ fn figures(rng: &mut Rng, level: i32, registered: i64) -> pc::Figures {
     }
 }
 
+/// Adds figures as sent to a summary, by the figures' names.
 fn add(into: &mut BTreeMap<String, i64>, f: &pc::Figures) {
-    let named = [
-        ("models_registered", f.models_registered),
-        ("models_recognized", f.models_recognized),
-        ("funds_mobilized_vnd", f.funds_mobilized.map_or(0, |m| m.vnd)),
-        ("workdays", f.workdays),
-        ("participants", f.participants),
-        ("dialogues_held", f.dialogues_held),
-        ("petitions_received", f.petitions_received),
-        ("petitions_resolved", f.petitions_resolved),
-        ("dan_van_days", f.dan_van_days),
-        ("commendations_collective", f.commendations_collective),
-        ("commendations_individual", f.commendations_individual),
-    ];
-    for (k, v) in named {
-        *into.entry(k.to_owned()).or_default() += v;
+    for (figure, value) in convert::figures_in(Some(f)).iter() {
+        *into.entry(figure.name().to_owned()).or_default() += value;
     }
 }
 

@@ -12,9 +12,11 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use dvk_client::import;
+use dvk_codec::convert;
+use dvk_domain::report::{Figure, Figures};
 use dvk_domain::schedule::{Deadline, Schedule};
 use dvk_gso as gso;
-use dvk_proto::common::v1::{Figures, Money, Period, UnitCode};
+use dvk_proto::common::v1::{Period, UnitCode};
 use dvk_proto::reporting::v1::{
     ListReportsRequest, SubmitReportRequest, reporting_service_client::ReportingServiceClient,
 };
@@ -129,19 +131,19 @@ fn request(run: usize, i: usize, units: &[String]) -> SubmitReportRequest {
         request_id: format!("bench-{run}-{i}"),
         unit: Some(UnitCode { code: units[n % units.len()].clone() }),
         period: Some(Period { code: PERIODS[(n / units.len()) % PERIODS.len()].into() }),
-        figures: Some(Figures {
-            models_registered: registered,
-            models_recognized: registered / 3,
-            funds_mobilized: Some(Money { vnd: 81_000_000 * registered }),
-            workdays: 120 * registered,
-            participants: 300,
-            dialogues_held: 4,
-            petitions_received: 12,
-            petitions_resolved: 11,
-            dan_van_days: 1,
-            commendations_collective: 12,
-            commendations_individual: 11,
-        }),
+        figures: Some(convert::figures_out(&Figures::from_iter([
+            (Figure::ModelsRegistered, registered),
+            (Figure::ModelsRecognized, registered / 3),
+            (Figure::FundsMobilized, 81_000_000 * registered),
+            (Figure::Workdays, 120 * registered),
+            (Figure::Participants, 300),
+            (Figure::DialoguesHeld, 4),
+            (Figure::PetitionsReceived, 12),
+            (Figure::PetitionsResolved, 11),
+            (Figure::DanVanDays, 1),
+            (Figure::CommendationsCollective, 12),
+            (Figure::CommendationsIndividual, 11),
+        ]))),
         summary: "6 tháng đầu năm, có 54 mô hình dân vận khéo cấp huyện và 137 mô hình mới cấp xã".into(),
     }
 }
