@@ -3,10 +3,11 @@
 //! log: sled flush + `fdatasync`; PostgreSQL: `fsync=on`, `synchronous_commit=on`, the
 //! WAL synced on commit).
 //!
-//! - ours, in-process: the registration (reporting) service's handler called directly
-//!   from the writers' tasks (token check, validation, decision against the read
-//!   model, append, projection), no network; reporting follows registration's log for
-//!   the tree, as `dvk` runs it;
+//! - ours, in-process: the registration (reporting) service called from the writers'
+//!   tasks through a client of it in the process (protobuf encoding, the guard's token
+//!   and role check, validation, decision against the read model, append,
+//!   projection), no network; reporting follows registration's log for the tree, as
+//!   `dvk` runs it;
 //! - ours, over gRPC: the services on loopback, on a runtime of their own, 8 HTTP/2
 //!   connections from the writers' runtime;
 //! - cqrs-es 0.5 + postgres-es 0.5: an aggregate with the same command and event (same
@@ -31,9 +32,7 @@ use dvk_proto::common::v1::{Date, Field, Figures, Money, Period, UnitCode};
 use dvk_proto::events::v1::{ModelDetails, Resources, RunnerKind, Sponsor, Timeline};
 use dvk_proto::registration::v1::RegisterModelRequest;
 use dvk_proto::registration::v1::registration_service_client::RegistrationServiceClient;
-use dvk_proto::registration::v1::registration_service_server::RegistrationService;
 use dvk_proto::reporting::v1::reporting_service_client::ReportingServiceClient;
-use dvk_proto::reporting::v1::reporting_service_server::ReportingService;
 use dvk_proto::reporting::v1::{ListReportsRequest, ListReportsResponse, SubmitReportRequest};
 use serde::{Deserialize, Serialize};
 use tonic::transport::Channel;
@@ -224,9 +223,9 @@ trait Reports {
     async fn list(&self, request: tonic::Request<ListReportsRequest>) -> Result<ListReportsResponse, tonic::Status>;
 }
 
-impl Reports for dvk_reporting::Reporting {
+impl Reports for dvk_reporting::InProcess {
     async fn list(&self, request: tonic::Request<ListReportsRequest>) -> Result<ListReportsResponse, tonic::Status> {
-        Ok(self.list_reports(request).await?.into_inner())
+        Ok(self.clone().list_reports(request).await?.into_inner())
     }
 }
 
@@ -508,10 +507,9 @@ pub async fn compare(pg: &str, runs: usize) -> anyhow::Result<String> {
         let s = settings(dir.path(), "registration");
         let log = dvk_registration::open_log(&s)?;
         let (host, service) = dvk_registration::in_process(&s, log.clone()).await?;
-        let service = Arc::new(service);
         let (token, communes) = (admin.clone(), communes.clone());
         let summary = runs_of("RegisterModel, ours in-process", runs, requests, move |run, _, i| {
-            let (service, token, communes) = (service.clone(), token.clone(), communes.clone());
+            let (mut service, token, communes) = (service.clone(), token.clone(), communes.clone());
             async move {
                 let mut req = model_request(i, &communes);
                 req.request_id = format!("compare-{run}-{i}");
@@ -561,10 +559,9 @@ pub async fn compare(pg: &str, runs: usize) -> anyhow::Result<String> {
         let upstream = dvk_runtime::host::Upstream::Local(registration_log.clone());
         let (host, service) = dvk_reporting::in_process(&s, schedule(), log.clone(), upstream).await?;
         wait_for_tree(&service, units.len()).await?;
-        let service = Arc::new(service);
         let (token, units) = (reporter.clone(), units.clone());
         let summary = runs_of("SubmitReport, ours in-process", runs, requests, move |run, _, i| {
-            let (service, token, units) = (service.clone(), token.clone(), units.clone());
+            let (mut service, token, units) = (service.clone(), token.clone(), units.clone());
             async move {
                 let req = report_request(run * requests + i, &units);
                 service.submit_report(import::authorized(req, &token)?).await?;
@@ -712,11 +709,11 @@ pub async fn compare(pg: &str, runs: usize) -> anyhow::Result<String> {
             if goal { ratio(r) } else { "1×".into() },
         ));
     };
-    row("RegisterModel", "ours, in-process (handler, sled log + fdatasync)", &model_in_process, &model_cqrs, true);
+    row("RegisterModel", "ours, in-process (service, sled log + fdatasync)", &model_in_process, &model_cqrs, true);
     row("RegisterModel", "cqrs-es 0.5 + postgres-es 0.5, in-process", &model_cqrs, &model_cqrs, false);
     row("RegisterModel", "ours, over gRPC on loopback", &model_grpc, &model_cqrs_grpc, true);
     row("RegisterModel", "cqrs-es + postgres-es behind the same gRPC front", &model_cqrs_grpc, &model_cqrs_grpc, false);
-    row("SubmitReport", "ours, in-process (handler, sled log + fdatasync)", &report_in_process, &report_cqrs, true);
+    row("SubmitReport", "ours, in-process (service, sled log + fdatasync)", &report_in_process, &report_cqrs, true);
     row("SubmitReport", "cqrs-es 0.5 + postgres-es 0.5, in-process", &report_cqrs, &report_cqrs, false);
     row("SubmitReport", "ours, over gRPC on loopback", &report_grpc, &report_cqrs_grpc, true);
     row(

@@ -1,11 +1,10 @@
-//! Authentication (JWT bearer tokens) and the unit-scoped roles of DESIGN.md
-//! "Security". Denials are logged with the subject and returned as UNAUTHENTICATED or
-//! PERMISSION_DENIED, never silently.
+//! Authentication (JWT bearer tokens) and the roles of DESIGN.md "Security"; what each
+//! role may do is each service's policy table (`crate::policy`). Refusals are logged and
+//! returned as UNAUTHENTICATED, never silently.
 
 use std::path::Path;
 
-use dvk_domain::unit::UnitLookup;
-use dvk_domain::{Tree, UnitCode};
+use dvk_domain::UnitCode;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use tonic::Status;
@@ -81,66 +80,6 @@ impl Caller {
             unit: self.unit.as_ref().map(dvk_codec::convert::unit_out),
         }
     }
-
-    /// Requires one of `roles`.
-    pub fn require_role(&self, roles: &[Role], action: &str) -> Result<(), Status> {
-        if roles.contains(&self.role) {
-            return Ok(());
-        }
-        tracing::warn!(subject = %self.subject, role = self.role.as_str(), action, "permission denied: role");
-        let allowed: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
-        Err(Status::permission_denied(format!("{action} needs the role {}", allowed.join(" or "))))
-    }
-
-    /// Whether `unit` (of `tree`) lies in the caller's subtree.
-    pub fn covers(&self, units: &dyn UnitLookup, tree: Tree, unit: &UnitCode) -> bool {
-        match &self.unit {
-            None => true,
-            Some(own) => units.is_within(tree, own, unit),
-        }
-    }
-
-    /// Requires `unit` (of `tree`) to lie in the caller's subtree.
-    pub fn require_scope(
-        &self,
-        units: &dyn UnitLookup,
-        tree: Tree,
-        unit: &UnitCode,
-        action: &str,
-    ) -> Result<(), Status> {
-        if self.covers(units, tree, unit) {
-            return Ok(());
-        }
-        let own = self.unit.as_ref().map_or("the nation", UnitCode::as_str);
-        tracing::warn!(subject = %self.subject, role = self.role.as_str(), own, target = %unit, action, "permission denied: scope");
-        Err(Status::permission_denied(format!("{action}: unit {unit} is outside the caller's unit {own}")))
-    }
-}
-
-impl Caller {
-    /// Requires the caller's unit to be strictly above `unit` (of `tree`): an approver
-    /// acts on the units below its own, never on its own unit. The nation is above
-    /// every unit.
-    pub fn require_above(
-        &self,
-        units: &dyn UnitLookup,
-        tree: Tree,
-        unit: &UnitCode,
-        action: &str,
-    ) -> Result<(), Status> {
-        let above = match &self.unit {
-            None => true,
-            Some(own) => own != unit && units.is_within(tree, own, unit),
-        };
-        if above {
-            return Ok(());
-        }
-        let own = self.unit.as_ref().map_or("the nation", UnitCode::as_str);
-        tracing::warn!(subject = %self.subject, role = self.role.as_str(), own, target = %unit, action, "permission denied: not above");
-        Err(Status::permission_denied(format!(
-            "{action}: the caller's unit {own} is not above unit {unit}; only a unit above it may do this"
-        )))
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -211,8 +150,8 @@ impl Authenticator {
     }
 
     /// The caller of a request, from its `authorization: Bearer <JWT>` header.
-    pub fn authenticate(&self, metadata: &tonic::metadata::MetadataMap) -> Result<Caller, Status> {
-        let Some(value) = metadata.get("authorization") else {
+    pub fn authenticate(&self, headers: &http::HeaderMap) -> Result<Caller, Status> {
+        let Some(value) = headers.get("authorization") else {
             tracing::warn!("unauthenticated: no authorization header");
             return Err(Status::unauthenticated("missing authorization: Bearer <JWT>"));
         };
@@ -281,8 +220,8 @@ mod tests {
 
     const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 
-    fn metadata(token: &str) -> tonic::metadata::MetadataMap {
-        let mut m = tonic::metadata::MetadataMap::new();
+    fn metadata(token: &str) -> http::HeaderMap {
+        let mut m = http::HeaderMap::new();
         m.insert("authorization", format!("Bearer {token}").parse().unwrap());
         m
     }
@@ -314,8 +253,8 @@ mod tests {
     #[test]
     fn missing_expired_forged_and_foreign_tokens_are_unauthenticated() {
         let auth = Authenticator::hs256(SECRET);
-        let code = |m: &tonic::metadata::MetadataMap| auth.authenticate(m).unwrap_err().code();
-        assert_eq!(code(&tonic::metadata::MetadataMap::new()), tonic::Code::Unauthenticated);
+        let code = |m: &http::HeaderMap| auth.authenticate(m).unwrap_err().code();
+        assert_eq!(code(&http::HeaderMap::new()), tonic::Code::Unauthenticated);
         let expired = mint_hs256(SECRET, &claims(now_secs() - 3600)).unwrap();
         assert_eq!(code(&metadata(&expired)), tonic::Code::Unauthenticated);
         let forged = mint_hs256(b"another-secret-another-secret-xx", &claims(now_secs() + 60)).unwrap();

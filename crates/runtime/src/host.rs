@@ -20,12 +20,14 @@ use prost::Message;
 use sha2::Digest;
 use tokio::sync::{RwLock, watch};
 use tokio::task::JoinHandle;
-use tonic::{Request, Status};
+use tonic::Status;
 
+use crate::guard::{Guard, GuardLayer};
 use crate::metrics::Metrics;
+use crate::policy::{Access, KnowsUnits, Rule, Target};
 use crate::server::{self, Readiness};
 use crate::settings::ServerSettings;
-use crate::{Authenticator, Caller, status};
+use crate::{Authenticator, status};
 
 /// Most events folded into the read models under one write lock.
 const PROJECT_BATCH: usize = 512;
@@ -72,12 +74,11 @@ pub struct Decision {
 }
 
 /// What a service's RPC handlers share: the log, the read models and how far they
-/// have folded the log, the authenticator and the metrics.
+/// have folded the log, and the metrics.
 pub struct Core<S> {
     pub log: EventLog,
     pub state: Arc<RwLock<S>>,
     pub projected: watch::Receiver<u64>,
-    pub auth: Authenticator,
     pub metrics: Arc<Metrics>,
     source: &'static str,
 }
@@ -88,7 +89,6 @@ impl<S> Clone for Core<S> {
             log: self.log.clone(),
             state: self.state.clone(),
             projected: self.projected.clone(),
-            auth: self.auth.clone(),
             metrics: self.metrics.clone(),
             source: self.source,
         }
@@ -111,35 +111,34 @@ impl<S: ReadModel> Core<S> {
         dvk_proto::common::v1::Position { source: self.source.into(), position: p }
     }
 
-    /// The authenticated caller of `request`.
-    pub fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
-        self.auth.authenticate(request.metadata())
-    }
-
     /// Waits until the read models include the log position `position`.
     pub async fn projected(&self, position: u64) -> Result<(), Status> {
         let mut rx = self.projected.clone();
         rx.wait_for(|p| *p >= position).await.map(drop).map_err(|_| Status::unavailable("the service is shutting down"))
     }
 
-    /// The common write path. Authorisation comes before idempotency: `authorize`
-    /// resolves the request's target in the current read models and checks that
-    /// `caller` may act on it, and its refusal is final, even for a request id already
-    /// written, so a stored answer (a model id, "approved") goes only to callers who
-    /// may act on its target. Then the request body (without its id) is fingerprinted:
-    /// a retry with the same `request_id` and body gets the first answer, whoever of
-    /// the allowed callers sends it; another body is refused. `decide` runs against the
-    /// same read models; the answer comes once they include the write, so the caller's
-    /// next read sees it.
+    /// The common write path, for the caller the guard admitted (`access`: its role is
+    /// checked). Authorisation comes before idempotency: `target` resolves what the
+    /// request acts on in the current read models, and the scope of the RPC's rule is
+    /// checked there; its refusal is final, even for a request id already written, so
+    /// a stored answer (a model id, "approved") goes only to callers who may act on its
+    /// target. Then the request body (without its id) is fingerprinted: a retry with
+    /// the same `request_id` and body gets the first answer, whoever of the allowed
+    /// callers sends it; another body is refused. `decide` runs against the same read
+    /// models; the answer comes once they include the write, so the caller's next read
+    /// sees it.
     pub async fn write(
         &self,
-        caller: &Caller,
-        method: &str,
+        access: &Access,
         request_id: &str,
         body: &impl Message,
-        authorize: impl FnOnce(&S, &Caller) -> Result<(), Status>,
+        target: impl FnOnce(&S) -> Result<Target, Status>,
         decide: impl FnOnce(&S) -> Result<Decision, Status>,
-    ) -> Result<Receipt, Status> {
+    ) -> Result<Receipt, Status>
+    where
+        S: KnowsUnits,
+    {
+        let method = access.method();
         let request_id = request_id.trim();
         if request_id.is_empty() {
             return Err(invalid("request_id", "is required: a client-chosen id that makes retries safe"));
@@ -160,7 +159,7 @@ impl<S: ReadModel> Core<S> {
         // stored answer.
         let decision = {
             let state = self.state.read().await;
-            authorize(&state, caller)?;
+            access.check(state.units(), &target(&state)?)?;
             decide(&state)
         };
         let decision = match decision {
@@ -182,7 +181,7 @@ impl<S: ReadModel> Core<S> {
                 event_type: convert::event_type(&p).into(),
                 schema_version: 1,
                 occurred_at: Some(now),
-                actor: Some(caller.actor()),
+                actor: Some(access.caller.actor()),
                 correlation_id: request_id.to_owned(),
                 payload: Some(p),
                 ..Envelope::default()
@@ -414,6 +413,7 @@ pub enum Upstream {
 /// `serve` is called and stops, draining, when the shutdown future resolves.
 pub struct Host<S> {
     core: Core<S>,
+    auth: Authenticator,
     readiness: Readiness,
     stop_tx: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -486,8 +486,9 @@ impl<S: ReadModel> Host<S> {
         let state = Arc::new(RwLock::new(state));
         let (projected_tx, projected) = watch::channel(head);
         let (stop_tx, stop) = watch::channel(false);
-        let core = Core { log: log.clone(), state: state.clone(), projected, auth, metrics: metrics.clone(), source };
-        let mut host = Self { core, readiness, stop_tx, tasks: Vec::new(), settings: settings.clone(), name: source };
+        let core = Core { log: log.clone(), state: state.clone(), projected, metrics: metrics.clone(), source };
+        let mut host =
+            Self { core, auth, readiness, stop_tx, tasks: Vec::new(), settings: settings.clone(), name: source };
         host.tasks.push(tokio::spawn(project(log.clone(), state, projected_tx, metrics.clone(), stop.clone())));
 
         if let Some(kafka) = relay {
@@ -543,6 +544,12 @@ impl<S: ReadModel> Host<S> {
         self.core.clone()
     }
 
+    /// `service` behind its guard: every call is looked up in `policy`, traced,
+    /// counted in the metrics, authenticated and its role checked before a handler runs.
+    pub fn guard<Svc>(&self, policy: &'static [Rule], service: Svc) -> Guard<Svc> {
+        tower_layer::Layer::layer(&GuardLayer::new(policy, self.auth.clone(), self.core.metrics.clone()), service)
+    }
+
     /// Appends `source`'s events (from its log in this process, or its topic) to this
     /// service's log, effectively once; the read models fold them like their own. A
     /// failure (the broker gone, say) is logged and retried every second from the
@@ -579,7 +586,7 @@ impl<S: ReadModel> Host<S> {
         shutdown: impl Future<Output = ()> + Send + 'static,
         ready: impl server::Ready,
     ) -> Result<(), HostError> {
-        let Self { core, readiness, stop_tx, mut tasks, settings, name } = self;
+        let Self { core, readiness, stop_tx, mut tasks, settings, name, .. } = self;
         if let Some(addr) = settings.health_listen {
             let listener = tokio::net::TcpListener::bind(addr).await?;
             tracing::info!(%addr, "health checks in plain text");
@@ -761,18 +768,30 @@ async fn project<S: ReadModel>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Role;
+    use crate::policy::Scope;
+    use crate::{Caller, Role};
+    use dvk_domain::unit::{Trees, UnitLookup};
+    use dvk_domain::{Tree, UnitCode};
     use dvk_eventlog::LogConfig;
     use dvk_proto::events::v1::ModelStarted;
     use tonic::Code;
 
-    /// Read models that hold nothing: the write path is under test, not a projection.
+    /// Read models that hold nothing but empty trees: the write path is under test, not
+    /// a projection.
     #[derive(Default)]
-    struct Nothing;
+    struct Nothing(Trees);
 
     impl ReadModel for Nothing {
         fn apply(&mut self, _: u64, _: &Envelope) {}
     }
+
+    impl KnowsUnits for Nothing {
+        fn units(&self) -> &dyn UnitLookup {
+            &self.0
+        }
+    }
+
+    static START: Rule = Rule { method: "StartModel", roles: &[Role::Reporter], scope: Scope::Subtree };
 
     fn core(dir: &std::path::Path) -> (Core<Nothing>, watch::Sender<u64>) {
         let log = EventLog::open(LogConfig::new(dir, "registration")).unwrap();
@@ -780,17 +799,19 @@ mod tests {
         let (projected_tx, projected) = watch::channel(u64::MAX);
         let core = Core {
             log,
-            state: Arc::new(RwLock::new(Nothing)),
+            state: Arc::new(RwLock::new(Nothing::default())),
             projected,
-            auth: Authenticator::hs256(b"0123456789abcdef0123456789abcdef"),
             metrics: Arc::new(Metrics::new("registration")),
             source: "registration",
         };
         (core, projected_tx)
     }
 
-    fn caller(subject: &str) -> Caller {
-        Caller { subject: subject.into(), role: Role::Reporter, unit: None }
+    /// A reporter admitted to StartModel: national (allowed on every unit), or acting
+    /// for unit 01 (and so not on unit 02).
+    fn caller(subject: &str, unit: Option<&str>) -> Access {
+        let unit = unit.map(|u| UnitCode::parse("unit", u).unwrap());
+        START.admit(Caller { subject: subject.into(), role: Role::Reporter, unit }).unwrap()
     }
 
     fn body(day: i32) -> ModelStarted {
@@ -805,39 +826,37 @@ mod tests {
         })
     }
 
-    fn allowed(_: &Nothing, _: &Caller) -> Result<(), Status> {
-        Ok(())
-    }
-
-    fn denied(_: &Nothing, c: &Caller) -> Result<(), Status> {
-        Err(Status::permission_denied(format!("{} may not act on model m", c.subject)))
+    /// The model's unit.
+    fn target(_: &Nothing) -> Result<Target, Status> {
+        Ok(Target::unit(Tree::Pre2025, UnitCode::parse("unit", "02").unwrap()))
     }
 
     #[tokio::test]
     async fn a_stored_answer_goes_only_to_callers_allowed_on_its_target() {
         let dir = tempfile::tempdir().unwrap();
         let (core, _projected) = core(dir.path());
-        let (a, b, c) = (caller("a"), caller("b"), caller("c"));
-        let first = core.write(&a, "StartModel", "r-1", &body(1), allowed, |_| decision(1)).await.unwrap();
+        let (a, b, c) = (caller("a", None), caller("b", Some("01")), caller("c", None));
+        let first = core.write(&a, "r-1", &body(1), target, |_| decision(1)).await.unwrap();
         assert!(!first.deduplicated);
         // The same request again, whose decision is refused now (the model has moved
         // on): the first caller's retry and an allowed caller's replay get the answer.
         let moved_on = |_: &Nothing| Err(Status::aborted("model m is at version 1, not 0"));
-        let retry = core.write(&a, "StartModel", "r-1", &body(1), allowed, moved_on).await.unwrap();
+        let retry = core.write(&a, "r-1", &body(1), target, moved_on).await.unwrap();
         assert_eq!((retry.last_position, retry.deduplicated), (first.last_position, true));
-        let replay = core.write(&c, "StartModel", "r-1", &body(1), allowed, moved_on).await.unwrap();
+        let replay = core.write(&c, "r-1", &body(1), target, moved_on).await.unwrap();
         assert_eq!(replay.last_position, first.last_position);
         // And when the decision is made again (a new model id drawn), the log finds the id.
-        let replay = core.write(&c, "StartModel", "r-1", &body(1), allowed, |_| decision(1)).await.unwrap();
+        let replay = core.write(&c, "r-1", &body(1), target, |_| decision(1)).await.unwrap();
         assert_eq!(replay.last_position, first.last_position);
-        // A caller not allowed on the target is refused, however the decision would go.
+        // A caller not allowed on the target is refused by the rule's scope, however the
+        // decision would go.
         for decide in [moved_on as fn(&Nothing) -> Result<Decision, Status>, |_| decision(1)] {
-            let e = core.write(&b, "StartModel", "r-1", &body(1), denied, decide).await.unwrap_err();
+            let e = core.write(&b, "r-1", &body(1), target, decide).await.unwrap_err();
             assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
-            assert!(e.message().contains("b may not act"), "{e:?}");
+            assert_eq!(e.message(), "StartModel: unit 02 is outside the caller's unit 01", "{e:?}");
         }
         // Another body under the id is refused, to allowed callers.
-        let e = core.write(&c, "StartModel", "r-1", &body(2), allowed, moved_on).await.unwrap_err();
+        let e = core.write(&c, "r-1", &body(2), target, moved_on).await.unwrap_err();
         assert_eq!(e.code(), Code::AlreadyExists);
         assert_eq!(core.log.head(), first.last_position, "nothing but the first write was written");
         core.log.close().unwrap();

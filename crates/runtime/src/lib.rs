@@ -5,10 +5,12 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod guard;
 pub mod host;
 pub mod limit;
 pub mod metrics;
 pub mod oversize;
+pub mod policy;
 pub mod server;
 pub mod settings;
 pub mod shutdown;
@@ -16,6 +18,7 @@ pub mod status;
 pub mod telemetry;
 
 pub use auth::{Authenticator, Caller, Role};
+pub use policy::{Access, Rule, Scope, Target};
 
 /// The memory allocator every service binary (and every benchmark of one) installs:
 /// `#[global_allocator] static ALLOCATOR: dvk_runtime::Allocator = dvk_runtime::Allocator;`.

@@ -3,7 +3,6 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -102,21 +101,11 @@ impl Metrics {
         }
     }
 
-    /// Runs one RPC, counting it under its status code and timing it.
-    pub async fn track<T>(
-        &self,
-        method: &'static str,
-        rpc: impl Future<Output = Result<T, tonic::Status>>,
-    ) -> Result<T, tonic::Status> {
-        let started = Instant::now();
-        let result = rpc.await;
-        let code = match &result {
-            Ok(_) => tonic::Code::Ok,
-            Err(s) => s.code(),
-        };
+    /// Counts one RPC under its status code, with its latency (the guard calls this for
+    /// every call; see [`crate::guard`]).
+    pub fn record(&self, method: &'static str, code: tonic::Code, latency: std::time::Duration) {
         self.requests.get_or_create(&RpcLabels { method, code: code_name(code) }).inc();
-        self.latency.get_or_create(&MethodLabels { method }).observe(started.elapsed().as_secs_f64());
-        result
+        self.latency.get_or_create(&MethodLabels { method }).observe(latency.as_secs_f64());
     }
 
     /// Records a consumer's lag per partition of `topic` (e.g. from `KafkaSource::lag`).

@@ -56,15 +56,25 @@ where
 /// RESOURCE_EXHAUSTED with the same message.
 fn rewrite(headers: &mut HeaderMap) {
     let Some(status) = Status::from_header_map(headers) else { return };
-    // tonic's words for both directions: "Error, decoded (encoded) message length too
-    // large: found N bytes, the limit is: M bytes".
-    if status.code() != Code::OutOfRange || !status.message().contains("message length too large") {
+    if !oversized(&status) {
         return;
     }
     let exhausted = Status::resource_exhausted(status.message());
     if let Err(e) = exhausted.add_header(headers) {
         tracing::warn!(error = %e, "cannot rewrite the status of an oversized message");
     }
+}
+
+/// Whether `status` is tonic's answer to a message over the limit, in either direction:
+/// "Error, decoded (encoded) message length too large: found N bytes, the limit is: M
+/// bytes".
+fn oversized(status: &Status) -> bool {
+    status.code() == Code::OutOfRange && status.message().contains("message length too large")
+}
+
+/// The code a client receives for `status`, answered by a service behind this layer.
+pub(crate) fn code_sent(status: &Status) -> Code {
+    if oversized(status) { Code::ResourceExhausted } else { status.code() }
 }
 
 /// A response body whose trailers go through [`rewrite`].

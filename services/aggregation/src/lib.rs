@@ -16,7 +16,9 @@ use std::sync::Arc;
 
 use dvk_eventlog::{EventLog, LogConfig};
 use dvk_proto::aggregation::v1::aggregation_service_server::AggregationServiceServer;
+use dvk_runtime::Role;
 use dvk_runtime::host::{Core, Host, Upstream};
+use dvk_runtime::policy::{ANY_ROLE, Rule, Scope};
 use dvk_runtime::settings::{KafkaSettings, ServerSettings};
 use tokio::sync::watch;
 
@@ -28,6 +30,18 @@ pub use service::{Aggregation, SOURCES};
 pub const SERVICE_NAME: &str = "dvk.aggregation.v1.AggregationService";
 /// The aggregation's log source name.
 pub const SOURCE: &str = "aggregation";
+
+/// Who may call what, one rule per RPC: the guard checks the role before a handler
+/// runs, and the scope is checked at the unit asked for (the nation's figures are a
+/// national caller's).
+pub const POLICY: &[Rule] = &[
+    Rule { method: "GetRollup", roles: ANY_ROLE, scope: Scope::Subtree },
+    Rule { method: "ListRollups", roles: ANY_ROLE, scope: Scope::Subtree },
+    Rule { method: "GetTimeSeries", roles: ANY_ROLE, scope: Scope::Subtree },
+    Rule { method: "GetCompleteness", roles: ANY_ROLE, scope: Scope::Subtree },
+    Rule { method: "GetProjectionStatus", roles: ANY_ROLE, scope: Scope::Anywhere },
+    Rule { method: "RebuildProjections", roles: &[Role::Admin], scope: Scope::Anywhere },
+];
 
 /// Settings of the aggregation service (flags or `DVK_*` variables).
 #[derive(Debug, Clone, clap::Args)]
@@ -102,7 +116,8 @@ pub async fn serve(
     let grpc = AggregationServiceServer::new(Aggregation { core, rebuild: Arc::default() })
         .max_decoding_message_size(settings.max_message_bytes)
         .max_encoding_message_size(settings.max_message_bytes);
-    host.serve(router.add_service(grpc), listener, shutdown, ready).await
+    let guarded = host.guard(POLICY, grpc);
+    host.serve(router.add_service(guarded), listener, shutdown, ready).await
 }
 
 /// Saves a snapshot every `every` events folded in, and one when the service stops.
@@ -132,5 +147,13 @@ async fn snapshots(core: Core<State>, every: u64, mut stop: watch::Receiver<bool
         if stopping {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_rpc_of_the_service_has_exactly_one_rule() {
+        dvk_runtime::policy::verify(super::POLICY, dvk_proto::FILE_DESCRIPTOR_SET, super::SERVICE_NAME).unwrap();
     }
 }

@@ -1,4 +1,5 @@
-//! The gRPC adapter of the aggregation: authenticates, checks the caller's subtree,
+//! The gRPC adapter of the aggregation: checks the caller's subtree (`crate::POLICY`;
+//! the guard in front has authenticated the caller and checked its role),
 //! waits for read-your-writes tokens, answers from the live projection or, for
 //! `as_of`, from a projection rebuilt up to that point beside it.
 
@@ -12,7 +13,7 @@ use dvk_domain::{DomainError, Period, Tree, UnitCode};
 use dvk_proto::aggregation::v1::{self as pa, aggregation_service_server::AggregationService};
 use dvk_proto::common::v1 as pc;
 use dvk_runtime::host::{Core, page_size};
-use dvk_runtime::{Caller, Role, status};
+use dvk_runtime::{Access, Target, status};
 use tonic::{Request, Response, Status};
 
 use crate::asof::{self, Point};
@@ -83,30 +84,15 @@ fn deadline<T>(request: &Request<T>) -> Duration {
     d.saturating_sub((d / 10).max(Duration::from_millis(2)))
 }
 
-/// Requires the caller to read `unit` (None: the nation) of `tree`.
-fn require_read(
-    state: &State,
-    caller: &Caller,
-    tree: Tree,
-    unit: Option<&UnitCode>,
-    method: &str,
-) -> Result<(), Status> {
-    match unit {
-        None if caller.unit.is_some() => {
-            let own = caller.unit.as_ref().map_or("", UnitCode::as_str);
-            tracing::warn!(subject = %caller.subject, own, method, "permission denied: the nation");
-            Err(Status::permission_denied(format!(
-                "{method}: the nation's figures need a national caller; the caller acts for {own}"
-            )))
-        }
-        None => Ok(()),
-        Some(u) => {
-            if state.trees.get(tree).get(u).is_none() {
-                return Err(Status::not_found(format!("{u} is not a unit of the {} tree", tree.name())));
-            }
-            caller.require_scope(&state.trees, tree, u, method)
-        }
+/// Requires the caller to read `unit` (None: the nation) of `tree`: a unit the tree
+/// lacks is NOT_FOUND, then the policy's scope decides.
+fn require_read(state: &State, access: &Access, tree: Tree, unit: Option<&UnitCode>) -> Result<(), Status> {
+    if let Some(u) = unit
+        && state.trees.get(tree).get(u).is_none()
+    {
+        return Err(Status::not_found(format!("{u} is not a unit of the {} tree", tree.name())));
     }
+    access.check(&state.trees, &Target::place(tree, unit.cloned()))
 }
 
 fn counts_out(c: &ModelCounts) -> pa::ModelCounts {
@@ -406,245 +392,206 @@ impl Aggregation {
 #[tonic::async_trait]
 impl AggregationService for Aggregation {
     async fn get_rollup(&self, request: Request<pa::GetRollupRequest>) -> Result<Response<pa::Rollup>, Status> {
-        self.core
-            .metrics
-            .clone()
-            .track("GetRollup", async {
-                let caller = self.core.caller(&request)?;
-                let wait = deadline(&request);
-                let req = request.into_inner();
-                let tree = tree_in(req.tree)?;
-                let period = convert::period_in("period", req.period.as_ref()).map_err(status::domain)?;
-                let unit = unit_opt("unit", req.unit.as_ref())?;
-                self.wait_for(&req.min_positions, wait).await?;
-                let state = self.view(req.as_of.as_ref()).await?;
-                require_read(&state, &caller, tree, unit.as_ref(), "GetRollup")?;
-                let r = state.rollup(tree, unit.as_ref(), period);
-                let mut out = rollup_out(&state, tree, unit.as_ref(), period, req.include_unapproved, &r);
-                out.unassigned = unassigned_out(
-                    &state,
-                    tree,
-                    unit.as_ref(),
-                    period,
-                    req.include_unapproved,
-                    req.unassigned_page_size,
-                    &req.unassigned_page_token,
-                )?;
-                Ok(Response::new(out))
-            })
-            .await
+        let access = Access::of(&request)?;
+        let wait = deadline(&request);
+        let req = request.into_inner();
+        let tree = tree_in(req.tree)?;
+        let period = convert::period_in("period", req.period.as_ref()).map_err(status::domain)?;
+        let unit = unit_opt("unit", req.unit.as_ref())?;
+        self.wait_for(&req.min_positions, wait).await?;
+        let state = self.view(req.as_of.as_ref()).await?;
+        require_read(&state, &access, tree, unit.as_ref())?;
+        let r = state.rollup(tree, unit.as_ref(), period);
+        let mut out = rollup_out(&state, tree, unit.as_ref(), period, req.include_unapproved, &r);
+        out.unassigned = unassigned_out(
+            &state,
+            tree,
+            unit.as_ref(),
+            period,
+            req.include_unapproved,
+            req.unassigned_page_size,
+            &req.unassigned_page_token,
+        )?;
+        Ok(Response::new(out))
     }
 
     async fn list_rollups(
         &self,
         request: Request<pa::ListRollupsRequest>,
     ) -> Result<Response<pa::ListRollupsResponse>, Status> {
-        self.core
-            .metrics
-            .clone()
-            .track("ListRollups", async {
-                let caller = self.core.caller(&request)?;
-                let wait = deadline(&request);
-                let req = request.into_inner();
-                let tree = tree_in(req.tree)?;
-                let period = convert::period_in("period", req.period.as_ref()).map_err(status::domain)?;
-                let parent = unit_opt("parent", req.parent.as_ref())?;
-                let size = page_size(req.page_size)?;
-                let sort =
-                    pa::SortField::try_from(req.sort_by).map_err(|_| invalid("sort_by", "is not a sort field"))?;
-                let start: usize = if req.page_token.is_empty() {
-                    0
-                } else {
-                    req.page_token.parse().map_err(|_| invalid("page_token", "is not a token from a previous page"))?
-                };
-                self.wait_for(&req.min_positions, wait).await?;
-                let state = self.view(req.as_of.as_ref()).await?;
-                require_read(&state, &caller, tree, parent.as_ref(), "ListRollups")?;
-                let t = state.trees.get(tree);
-                let units: Vec<UnitCode> = if req.level == 0 {
-                    t.children(parent.as_ref()).to_vec()
-                } else {
-                    let level = convert::level_in("level", req.level).map_err(status::domain)?;
-                    if !tree.has_level(level) || level == Level::Nation {
-                        return Err(invalid("level", format!("the {} tree has no {level:?} level", tree.name())));
-                    }
-                    t.descendants_at(parent.as_ref(), level).into_iter().map(|u| u.code.clone()).collect()
-                };
-                let mut rollups: Vec<pa::Rollup> = units
-                    .iter()
-                    .map(|u| {
-                        let r = state.rollup(tree, Some(u), period);
-                        rollup_out(&state, tree, Some(u), period, req.include_unapproved, &r)
-                    })
-                    .collect();
-                let code = |r: &pa::Rollup| r.unit.as_ref().map(|u| u.code.clone()).unwrap_or_default();
-                rollups.sort_by(|a, b| {
-                    let by = sort_value(a, sort).cmp(&sort_value(b, sort));
-                    let by = if req.descending { by.reverse() } else { by };
-                    by.then_with(|| code(a).cmp(&code(b)))
-                });
-                let total = rollups.len();
-                let page: Vec<pa::Rollup> = rollups.into_iter().skip(start).take(size).collect();
-                let end = start + page.len();
-                Ok(Response::new(pa::ListRollupsResponse {
-                    rollups: page,
-                    next_page_token: if end < total { end.to_string() } else { String::new() },
-                    total_size: total as u32,
-                    positions: Some(positions(&state)),
-                }))
+        let access = Access::of(&request)?;
+        let wait = deadline(&request);
+        let req = request.into_inner();
+        let tree = tree_in(req.tree)?;
+        let period = convert::period_in("period", req.period.as_ref()).map_err(status::domain)?;
+        let parent = unit_opt("parent", req.parent.as_ref())?;
+        let size = page_size(req.page_size)?;
+        let sort = pa::SortField::try_from(req.sort_by).map_err(|_| invalid("sort_by", "is not a sort field"))?;
+        let start: usize = if req.page_token.is_empty() {
+            0
+        } else {
+            req.page_token.parse().map_err(|_| invalid("page_token", "is not a token from a previous page"))?
+        };
+        self.wait_for(&req.min_positions, wait).await?;
+        let state = self.view(req.as_of.as_ref()).await?;
+        require_read(&state, &access, tree, parent.as_ref())?;
+        let t = state.trees.get(tree);
+        let units: Vec<UnitCode> = if req.level == 0 {
+            t.children(parent.as_ref()).to_vec()
+        } else {
+            let level = convert::level_in("level", req.level).map_err(status::domain)?;
+            if !tree.has_level(level) || level == Level::Nation {
+                return Err(invalid("level", format!("the {} tree has no {level:?} level", tree.name())));
+            }
+            t.descendants_at(parent.as_ref(), level).into_iter().map(|u| u.code.clone()).collect()
+        };
+        let mut rollups: Vec<pa::Rollup> = units
+            .iter()
+            .map(|u| {
+                let r = state.rollup(tree, Some(u), period);
+                rollup_out(&state, tree, Some(u), period, req.include_unapproved, &r)
             })
-            .await
+            .collect();
+        let code = |r: &pa::Rollup| r.unit.as_ref().map(|u| u.code.clone()).unwrap_or_default();
+        rollups.sort_by(|a, b| {
+            let by = sort_value(a, sort).cmp(&sort_value(b, sort));
+            let by = if req.descending { by.reverse() } else { by };
+            by.then_with(|| code(a).cmp(&code(b)))
+        });
+        let total = rollups.len();
+        let page: Vec<pa::Rollup> = rollups.into_iter().skip(start).take(size).collect();
+        let end = start + page.len();
+        Ok(Response::new(pa::ListRollupsResponse {
+            rollups: page,
+            next_page_token: if end < total { end.to_string() } else { String::new() },
+            total_size: total as u32,
+            positions: Some(positions(&state)),
+        }))
     }
 
     async fn get_time_series(
         &self,
         request: Request<pa::GetTimeSeriesRequest>,
     ) -> Result<Response<pa::GetTimeSeriesResponse>, Status> {
-        self.core
-            .metrics
-            .clone()
-            .track("GetTimeSeries", async {
-                let caller = self.core.caller(&request)?;
-                let req = request.into_inner();
-                let tree = tree_in(req.tree)?;
-                let unit = unit_opt("unit", req.unit.as_ref())?;
-                let from = convert::period_in("from", req.from.as_ref()).map_err(status::domain)?;
-                let to = convert::period_in("to", req.to.as_ref()).map_err(status::domain)?;
-                if from.kind() != to.kind() {
-                    return Err(invalid("to", format!("{to} is not the same kind of period as {from}")));
-                }
-                if to.start() < from.start() {
-                    return Err(invalid("to", format!("{to} comes before {from}")));
-                }
-                let state = self.core.state.read().await;
-                require_read(&state, &caller, tree, unit.as_ref(), "GetTimeSeries")?;
-                let mut points = Vec::new();
-                let mut p = Some(from);
-                while let Some(period) = p {
-                    if points.len() == MAX_POINTS {
-                        return Err(invalid("to", format!("a series has at most {MAX_POINTS} points")));
-                    }
-                    let r = state.rollup(tree, unit.as_ref(), period);
-                    let (figures, counted) = if req.include_unapproved {
-                        (&r.cell.all, r.cell.all_reports)
-                    } else {
-                        (&r.cell.approved, r.cell.approved_reports)
-                    };
-                    points.push(pa::TimeSeriesPoint {
-                        period: Some(convert::period_out(period)),
-                        models: Some(counts_out(&r.models)),
-                        figures: Some(convert::figures_out(figures)),
-                        reports_counted: counted,
-                    });
-                    if period == to {
-                        break;
-                    }
-                    p = period.next();
-                }
-                Ok(Response::new(pa::GetTimeSeriesResponse { points, positions: Some(positions(&state)) }))
-            })
-            .await
+        let access = Access::of(&request)?;
+        let req = request.into_inner();
+        let tree = tree_in(req.tree)?;
+        let unit = unit_opt("unit", req.unit.as_ref())?;
+        let from = convert::period_in("from", req.from.as_ref()).map_err(status::domain)?;
+        let to = convert::period_in("to", req.to.as_ref()).map_err(status::domain)?;
+        if from.kind() != to.kind() {
+            return Err(invalid("to", format!("{to} is not the same kind of period as {from}")));
+        }
+        if to.start() < from.start() {
+            return Err(invalid("to", format!("{to} comes before {from}")));
+        }
+        let state = self.core.state.read().await;
+        require_read(&state, &access, tree, unit.as_ref())?;
+        let mut points = Vec::new();
+        let mut p = Some(from);
+        while let Some(period) = p {
+            if points.len() == MAX_POINTS {
+                return Err(invalid("to", format!("a series has at most {MAX_POINTS} points")));
+            }
+            let r = state.rollup(tree, unit.as_ref(), period);
+            let (figures, counted) = if req.include_unapproved {
+                (&r.cell.all, r.cell.all_reports)
+            } else {
+                (&r.cell.approved, r.cell.approved_reports)
+            };
+            points.push(pa::TimeSeriesPoint {
+                period: Some(convert::period_out(period)),
+                models: Some(counts_out(&r.models)),
+                figures: Some(convert::figures_out(figures)),
+                reports_counted: counted,
+            });
+            if period == to {
+                break;
+            }
+            p = period.next();
+        }
+        Ok(Response::new(pa::GetTimeSeriesResponse { points, positions: Some(positions(&state)) }))
     }
 
     async fn get_completeness(
         &self,
         request: Request<pa::GetCompletenessRequest>,
     ) -> Result<Response<pa::Completeness>, Status> {
-        self.core
-            .metrics
-            .clone()
-            .track("GetCompleteness", async {
-                let caller = self.core.caller(&request)?;
-                let req = request.into_inner();
-                let period = convert::period_in("period", req.period.as_ref()).map_err(status::domain)?;
-                let in_force = period.reporting_tree();
-                let tree = if req.tree == 0 { in_force } else { tree_in(req.tree)? };
-                if tree != in_force {
-                    return Err(invalid(
-                        "tree",
-                        format!("{period} is reported on the {} tree, in force when it closes", in_force.name()),
-                    ));
-                }
-                let unit = unit_opt("unit", req.unit.as_ref())?;
-                let state = self.core.state.read().await;
-                require_read(&state, &caller, tree, unit.as_ref(), "GetCompleteness")?;
-                let children = if req.include_children {
-                    let t = state.trees.get(tree);
-                    t.children(unit.as_ref())
-                        .iter()
-                        .map(|c| pa::UnitCompleteness {
-                            unit: Some(convert::unit_out(c)),
-                            unit_name: t.get(c).map(|u| u.name.clone()).unwrap_or_default(),
-                            figures: Some(completeness_figures(&state, tree, Some(c), period)),
-                        })
-                        .collect()
-                } else {
-                    Vec::new()
-                };
-                Ok(Response::new(pa::Completeness {
-                    unit: unit.as_ref().map(convert::unit_out),
-                    period: Some(convert::period_out(period)),
-                    tree: convert::tree_out(tree) as i32,
-                    figures: Some(completeness_figures(&state, tree, unit.as_ref(), period)),
-                    children,
-                }))
-            })
-            .await
+        let access = Access::of(&request)?;
+        let req = request.into_inner();
+        let period = convert::period_in("period", req.period.as_ref()).map_err(status::domain)?;
+        let in_force = period.reporting_tree();
+        let tree = if req.tree == 0 { in_force } else { tree_in(req.tree)? };
+        if tree != in_force {
+            return Err(invalid(
+                "tree",
+                format!("{period} is reported on the {} tree, in force when it closes", in_force.name()),
+            ));
+        }
+        let unit = unit_opt("unit", req.unit.as_ref())?;
+        let state = self.core.state.read().await;
+        require_read(&state, &access, tree, unit.as_ref())?;
+        let children = if req.include_children {
+            let t = state.trees.get(tree);
+            t.children(unit.as_ref())
+                .iter()
+                .map(|c| pa::UnitCompleteness {
+                    unit: Some(convert::unit_out(c)),
+                    unit_name: t.get(c).map(|u| u.name.clone()).unwrap_or_default(),
+                    figures: Some(completeness_figures(&state, tree, Some(c), period)),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(Response::new(pa::Completeness {
+            unit: unit.as_ref().map(convert::unit_out),
+            period: Some(convert::period_out(period)),
+            tree: convert::tree_out(tree) as i32,
+            figures: Some(completeness_figures(&state, tree, unit.as_ref(), period)),
+            children,
+        }))
     }
 
     async fn get_projection_status(
         &self,
-        request: Request<pa::GetProjectionStatusRequest>,
+        _: Request<pa::GetProjectionStatusRequest>,
     ) -> Result<Response<pa::ProjectionStatus>, Status> {
-        self.core
-            .metrics
-            .clone()
-            .track("GetProjectionStatus", async {
-                self.core.caller(&request)?;
-                let state = self.core.state.read().await;
-                Ok(Response::new(self.status(&state)))
-            })
-            .await
+        let state = self.core.state.read().await;
+        Ok(Response::new(self.status(&state)))
     }
 
     async fn rebuild_projections(
         &self,
         request: Request<pa::RebuildProjectionsRequest>,
     ) -> Result<Response<pa::RebuildProjectionsResponse>, Status> {
-        self.core
-            .metrics
-            .clone()
-            .track("RebuildProjections", async {
-                let caller = self.core.caller(&request)?;
-                caller.require_role(&[Role::Admin], "RebuildProjections")?;
-                // One rebuild at a time; asking again while one runs reports on it.
-                if !self.rebuild.running.swap(true, Ordering::SeqCst) {
-                    tracing::info!(subject = %caller.subject, "rebuild of the projections requested");
-                    let core = self.core.clone();
-                    let progress = self.rebuild.clone();
-                    tokio::spawn(async move {
-                        match asof::rebuild(&core, &progress).await {
-                            Ok(same) => {
-                                progress.completed.fetch_add(1, Ordering::SeqCst);
-                                *progress.last_time.lock().expect("lock") =
-                                    Some(prost_types::Timestamp::from(SystemTime::now()));
-                                if same {
-                                    tracing::info!("rebuild done: the rebuilt projection equals the live one");
-                                } else {
-                                    tracing::error!(
-                                        "rebuild done: the rebuilt projection differed from the live one and replaced it"
-                                    );
-                                }
-                            }
-                            Err(e) => tracing::error!(error = %e, "rebuild failed; the live projection stays"),
+        let access = Access::of(&request)?;
+        // One rebuild at a time; asking again while one runs reports on it.
+        if !self.rebuild.running.swap(true, Ordering::SeqCst) {
+            tracing::info!(subject = %access.caller.subject, "rebuild of the projections requested");
+            let core = self.core.clone();
+            let progress = self.rebuild.clone();
+            tokio::spawn(async move {
+                match asof::rebuild(&core, &progress).await {
+                    Ok(same) => {
+                        progress.completed.fetch_add(1, Ordering::SeqCst);
+                        *progress.last_time.lock().expect("lock") =
+                            Some(prost_types::Timestamp::from(SystemTime::now()));
+                        if same {
+                            tracing::info!("rebuild done: the rebuilt projection equals the live one");
+                        } else {
+                            tracing::error!(
+                                "rebuild done: the rebuilt projection differed from the live one and replaced it"
+                            );
                         }
-                        progress.running.store(false, Ordering::SeqCst);
-                    });
+                    }
+                    Err(e) => tracing::error!(error = %e, "rebuild failed; the live projection stays"),
                 }
-                let state = self.core.state.read().await;
-                Ok(Response::new(pa::RebuildProjectionsResponse { status: Some(self.status(&state)) }))
-            })
-            .await
+                progress.running.store(false, Ordering::SeqCst);
+            });
+        }
+        let state = self.core.state.read().await;
+        Ok(Response::new(pa::RebuildProjectionsResponse { status: Some(self.status(&state)) }))
     }
 }
 

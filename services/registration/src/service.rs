@@ -1,6 +1,8 @@
-//! The gRPC adapter: authenticates, parses requests into domain commands, decides
-//! against the read models, appends to the log and answers once the read models
-//! include the write (so the caller's next read sees it).
+//! The gRPC adapter: parses requests into domain commands, names what each acts on
+//! for the policy's scope check (`crate::POLICY`; the guard in front has authenticated
+//! the caller and checked its role), decides against the read models, appends to the
+//! log and answers once the read models include the write (so the caller's next read
+//! sees it).
 
 use dvk_codec::convert;
 use dvk_domain::model::{
@@ -13,7 +15,7 @@ use dvk_proto::common::v1 as pc;
 use dvk_proto::events::v1::{self as pe, envelope::Payload};
 use dvk_proto::registration::v1::{self as pr, registration_service_server::RegistrationService};
 use dvk_runtime::host::{ChangeRequest, Core, Decision, page_size};
-use dvk_runtime::{Caller, Role, status};
+use dvk_runtime::{Access, Target, status};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::state::{ModelEntry, REORG_STREAM, SOURCE, State, tree_stream};
@@ -43,12 +45,21 @@ fn invalid(field: &str, why: &str) -> Status {
     status::domain(DomainError::invalid(field, why))
 }
 
-/// The model `id`, if it exists and lies in the caller's subtree.
-fn readable_model<'s>(state: &'s State, caller: &Caller, id: &ModelId, method: &str) -> Result<&'s ModelEntry, Status> {
-    let entry =
-        state.models.get(id.as_str()).ok_or_else(|| Status::not_found(format!("model {} not found", id.as_str())))?;
+/// The model `id`, if it exists.
+fn model<'s>(state: &'s State, id: &ModelId) -> Result<&'s ModelEntry, Status> {
+    state.models.get(id.as_str()).ok_or_else(|| Status::not_found(format!("model {} not found", id.as_str())))
+}
+
+/// Where a model lies: its unit, in its tree.
+fn model_unit(entry: &ModelEntry) -> Target {
     let m = entry.model.state().expect("stored models are registered");
-    caller.require_scope(&state.trees, m.tree, &m.unit, method)?;
+    Target::unit(m.tree, m.unit.clone())
+}
+
+/// The model `id`, if it exists and the caller may read it.
+fn readable_model<'s>(state: &'s State, access: &Access, id: &ModelId) -> Result<&'s ModelEntry, Status> {
+    let entry = model(state, id)?;
+    access.check(&state.trees, &model_unit(entry))?;
     Ok(entry)
 }
 
@@ -58,7 +69,7 @@ fn optional_date(field: &str, d: Option<&pc::Date>) -> Result<Date, Status> {
 }
 
 /// The unit a change request names that the caller acts for, with its field (the
-/// recognising or awarding unit): it must lie in the caller's subtree, like the model.
+/// recognising or awarding unit): the policy's scope holds for it as for the model.
 type ActingUnit<R> = fn(&R) -> Option<(&'static str, Option<&pc::UnitCode>)>;
 
 /// A change request that names no unit besides its model.
@@ -67,73 +78,58 @@ fn no_acting_unit<R>(_: &R) -> Option<(&'static str, Option<&pc::UnitCode>)> {
 }
 
 impl Registration {
-    /// One RPC that changes a model: metrics, authentication, role; then, before a
-    /// retry may be answered, the caller's scope over the model and over the unit it
-    /// acts for (`acting`); then the version, and `command` turns the request into a
-    /// domain command.
+    /// One RPC that changes a model: before a retry may be answered, the caller's
+    /// scope over the model and over the unit it acts for (`acting`); then the version,
+    /// and `command` turns the request into a domain command.
     async fn model_rpc<R: ChangeRequest>(
         &self,
-        method: &'static str,
-        roles: &[Role],
         acting: ActingUnit<R>,
         request: Request<R>,
         command: impl FnOnce(&R) -> Result<ModelCommand, Status> + Send,
     ) -> Result<Response<pr::WriteModelResponse>, Status> {
-        self.core
-            .metrics
-            .clone()
-            .track(method, async {
-                let caller = self.core.caller(&request)?;
-                caller.require_role(roles, method)?;
-                let req = request.into_inner();
-                let acting =
-                    acting(&req).map(|(field, u)| convert::unit_in(field, u)).transpose().map_err(status::domain)?;
-                let (request_id, model_id, expected_version) = req.target();
-                let body = req.body();
-                let id = ModelId::parse("model_id", model_id).map_err(status::domain)?;
-                if expected_version == 0 {
-                    return Err(invalid("expected_version", "is required: the model's current version"));
-                }
-                let authorize = |state: &State, caller: &Caller| {
-                    let entry = readable_model(state, caller, &id, method)?;
-                    match &acting {
-                        Some(unit) => {
-                            let tree = entry.model.state().expect("stored models are registered").tree;
-                            caller.require_scope(&state.trees, tree, unit, method)
-                        }
-                        None => Ok(()),
-                    }
-                };
-                let receipt = self
-                    .core
-                    .write(&caller, method, request_id, &body, authorize, |state| {
-                        let entry = state
-                            .models
-                            .get(id.as_str())
-                            .ok_or_else(|| Status::not_found(format!("model {model_id} not found")))?;
-                        if entry.version != expected_version {
-                            return Err(Status::aborted(format!(
-                                "model {model_id} is at version {}, not {expected_version}: read it again and retry",
-                                entry.version
-                            )));
-                        }
-                        let command = command(&req)?;
-                        let ctx = ModelContext { units: &state.trees, today: today() };
-                        let events = entry.model.handle(command, ctx).map_err(status::domain)?;
-                        Ok(Decision {
-                            stream: id.stream_id(),
-                            expected: ExpectedVersion::Exact(expected_version),
-                            payloads: events.iter().map(convert::model_event_out).collect(),
-                        })
-                    })
-                    .await?;
-                Ok(Response::new(pr::WriteModelResponse {
-                    model_id: id.as_str().to_owned(),
-                    version: receipt.last_version,
-                    position: Some(position(receipt.last_source_position)),
-                }))
+        let access = Access::of(&request)?;
+        let req = request.into_inner();
+        let acting = acting(&req).map(|(field, u)| convert::unit_in(field, u)).transpose().map_err(status::domain)?;
+        let (request_id, model_id, expected_version) = req.target();
+        let body = req.body();
+        let id = ModelId::parse("model_id", model_id).map_err(status::domain)?;
+        if expected_version == 0 {
+            return Err(invalid("expected_version", "is required: the model's current version"));
+        }
+        // The model's unit, and the unit the caller acts for, in the model's tree.
+        let target = |state: &State| -> Result<Target, Status> {
+            let entry = model(state, &id)?;
+            let tree = entry.model.state().expect("stored models are registered").tree;
+            Ok(match acting {
+                Some(unit) => model_unit(entry).and(tree, unit),
+                None => model_unit(entry),
             })
-            .await
+        };
+        let receipt = self
+            .core
+            .write(&access, request_id, &body, target, |state| {
+                let entry = model(state, &id)?;
+                if entry.version != expected_version {
+                    return Err(Status::aborted(format!(
+                        "model {model_id} is at version {}, not {expected_version}: read it again and retry",
+                        entry.version
+                    )));
+                }
+                let command = command(&req)?;
+                let ctx = ModelContext { units: &state.trees, today: today() };
+                let events = entry.model.handle(command, ctx).map_err(status::domain)?;
+                Ok(Decision {
+                    stream: id.stream_id(),
+                    expected: ExpectedVersion::Exact(expected_version),
+                    payloads: events.iter().map(convert::model_event_out).collect(),
+                })
+            })
+            .await?;
+        Ok(Response::new(pr::WriteModelResponse {
+            model_id: id.as_str().to_owned(),
+            version: receipt.last_version,
+            position: Some(position(receipt.last_source_position)),
+        }))
     }
 
     fn model_out(id: &str, entry: &ModelEntry) -> pr::Model {
@@ -293,324 +289,281 @@ impl RegistrationService for Registration {
         &self,
         request: Request<Streaming<pr::ImportUnitsRequest>>,
     ) -> Result<Response<pr::ImportUnitsResponse>, Status> {
-        self.core
-            .metrics
-            .clone()
-            .track("ImportUnits", async {
-                let caller = self.core.caller(&request)?;
-                caller.require_role(&[Role::Admin], "ImportUnits")?;
-                let mut stream = request.into_inner();
-                let mut first: Option<pr::ImportUnitsRequest> = None;
-                let mut records = Vec::new();
-                while let Some(msg) = stream.message().await? {
-                    records.extend(msg.units.iter().cloned());
-                    if records.len() > MAX_IMPORT {
-                        return Err(invalid("units", &format!("an import holds at most {MAX_IMPORT} units")));
-                    }
-                    if first.is_none() {
-                        first = Some(pr::ImportUnitsRequest { units: Vec::new(), ..msg });
-                    }
-                }
-                let head = first.ok_or_else(|| invalid("request_id", "the stream sent no message"))?;
-                let tree = convert::tree_in("tree", head.tree).map_err(status::domain)?;
-                let received = records.len() as u64;
-                let body = pr::ImportUnitsRequest {
-                    request_id: String::new(),
-                    tree: head.tree,
-                    origin: head.origin.clone(),
-                    units: records.clone(),
-                };
-                // A no-op (everything already there) answers without writing.
-                {
-                    let state = self.core.state.read().await;
-                    let (added, unchanged) = plan_import(tree, state.trees.get(tree), &records)?;
-                    if added.is_empty() {
-                        return Ok(Response::new(pr::ImportUnitsResponse {
-                            units_received: received,
-                            units_added: 0,
-                            units_unchanged: unchanged,
-                            position: Some(position(state.position)),
-                        }));
-                    }
-                }
-                let mut counts = (0u64, 0u64);
-                let receipt = self
-                    .core
-                    // Admins manage the whole tree: the role, checked above, is the rule.
-                    .write(
-                        &caller,
-                        "ImportUnits",
-                        &head.request_id,
-                        &body,
-                        |_, _| Ok(()),
-                        |state| {
-                            let (added, unchanged) = plan_import(tree, state.trees.get(tree), &records)?;
-                            counts = (added.len() as u64, unchanged);
-                            let stream = tree_stream(tree);
-                            let payloads = added
-                                .chunks(UNITS_PER_EVENT)
-                                .map(|c| {
-                                    Payload::UnitsImported(pe::UnitsImported {
-                                        tree: head.tree,
-                                        units: c.to_vec(),
-                                        origin: head.origin.clone(),
-                                    })
-                                })
-                                .collect();
-                            Ok(Decision {
-                                stream: stream.into(),
-                                expected: ExpectedVersion::Exact(state.version(stream)),
-                                payloads,
-                            })
-                        },
-                    )
-                    .await?;
-                let (added, unchanged) = if receipt.deduplicated { (received, 0) } else { counts };
-                Ok(Response::new(pr::ImportUnitsResponse {
+        let access = Access::of(&request)?;
+        let mut stream = request.into_inner();
+        let mut first: Option<pr::ImportUnitsRequest> = None;
+        let mut records = Vec::new();
+        while let Some(msg) = stream.message().await? {
+            records.extend(msg.units.iter().cloned());
+            if records.len() > MAX_IMPORT {
+                return Err(invalid("units", &format!("an import holds at most {MAX_IMPORT} units")));
+            }
+            if first.is_none() {
+                first = Some(pr::ImportUnitsRequest { units: Vec::new(), ..msg });
+            }
+        }
+        let head = first.ok_or_else(|| invalid("request_id", "the stream sent no message"))?;
+        let tree = convert::tree_in("tree", head.tree).map_err(status::domain)?;
+        let received = records.len() as u64;
+        let body = pr::ImportUnitsRequest {
+            request_id: String::new(),
+            tree: head.tree,
+            origin: head.origin.clone(),
+            units: records.clone(),
+        };
+        // A no-op (everything already there) answers without writing.
+        {
+            let state = self.core.state.read().await;
+            let (added, unchanged) = plan_import(tree, state.trees.get(tree), &records)?;
+            if added.is_empty() {
+                return Ok(Response::new(pr::ImportUnitsResponse {
                     units_received: received,
-                    units_added: added,
+                    units_added: 0,
                     units_unchanged: unchanged,
-                    position: Some(position(receipt.last_source_position)),
-                }))
-            })
-            .await
+                    position: Some(position(state.position)),
+                }));
+            }
+        }
+        let mut counts = (0u64, 0u64);
+        let receipt = self
+            .core
+            // The trees are managed whole: the rule names no unit to check.
+            .write(
+                &access,
+                &head.request_id,
+                &body,
+                |_| Ok(Target::none()),
+                |state| {
+                    let (added, unchanged) = plan_import(tree, state.trees.get(tree), &records)?;
+                    counts = (added.len() as u64, unchanged);
+                    let stream = tree_stream(tree);
+                    let payloads = added
+                        .chunks(UNITS_PER_EVENT)
+                        .map(|c| {
+                            Payload::UnitsImported(pe::UnitsImported {
+                                tree: head.tree,
+                                units: c.to_vec(),
+                                origin: head.origin.clone(),
+                            })
+                        })
+                        .collect();
+                    Ok(Decision {
+                        stream: stream.into(),
+                        expected: ExpectedVersion::Exact(state.version(stream)),
+                        payloads,
+                    })
+                },
+            )
+            .await?;
+        let (added, unchanged) = if receipt.deduplicated { (received, 0) } else { counts };
+        Ok(Response::new(pr::ImportUnitsResponse {
+            units_received: received,
+            units_added: added,
+            units_unchanged: unchanged,
+            position: Some(position(receipt.last_source_position)),
+        }))
     }
 
     async fn reorganize_units(
         &self,
         request: Request<pr::ReorganizeUnitsRequest>,
     ) -> Result<Response<pr::ReorganizeUnitsResponse>, Status> {
-        self.core
-            .metrics
-            .clone()
-            .track("ReorganizeUnits", async {
-                let caller = self.core.caller(&request)?;
-                caller.require_role(&[Role::Admin], "ReorganizeUnits")?;
-                let req = request.into_inner();
-                if convert::tree_in("from_tree", req.from_tree).map_err(status::domain)? != Tree::Pre2025 {
-                    return Err(invalid("from_tree", "the reorganisation maps the pre-2025 tree"));
-                }
-                if convert::tree_in("to_tree", req.to_tree).map_err(status::domain)? != Tree::Y2025 {
-                    return Err(invalid("to_tree", "the reorganisation maps onto the 2025 tree"));
-                }
-                let effective =
-                    convert::date_required("effective_date", req.effective_date.as_ref()).map_err(status::domain)?;
-                let mut links = Vec::with_capacity(req.links.len());
-                for (i, l) in req.links.iter().enumerate() {
-                    links.push(convert::reorg_link_in(&format!("links[{i}]"), l).map_err(status::domain)?);
-                }
-                let received = links.len() as u64;
-                // A mapping already recorded in full answers without writing (a re-import).
-                {
-                    let state = self.core.state.read().await;
-                    let mut scratch = state.trees.reorganization.clone();
-                    if links.iter().all(|l| scratch.add(l.clone()) == Inserted::Unchanged) {
-                        return Ok(Response::new(pr::ReorganizeUnitsResponse {
-                            links_received: received,
-                            links_added: 0,
-                            position: Some(position(state.position)),
-                        }));
-                    }
-                }
-                let body = pr::ReorganizeUnitsRequest { request_id: String::new(), ..req.clone() };
-                let mut added_count = 0u64;
-                let receipt = self
-                    .core
-                    // Admins manage the whole tree: the role, checked above, is the rule.
-                    .write(
-                        &caller,
-                        "ReorganizeUnits",
-                        &req.request_id,
-                        &body,
-                        |_, _| Ok(()),
-                        |state| {
-                            let mut scratch = state.trees.reorganization.clone();
-                            let mut added = Vec::new();
-                            for (i, link) in links.into_iter().enumerate() {
-                                if state.trees.y2025.get(&link.new).is_none() {
-                                    return Err(invalid(
-                                        &format!("links[{i}].new_code"),
-                                        &format!("{} is not a unit of the 2025 tree", link.new),
-                                    ));
-                                }
-                                // Old codes missing from the pre-2025 list are kept: the GSO
-                                // mapping names units created between the list and the merger.
-                                // An operator's own link, though, must name a unit there, or it
-                                // would re-express nothing.
-                                if link.basis != LinkBasis::Official && state.trees.pre2025.get(&link.old).is_none() {
-                                    return Err(invalid(
-                                        &format!("links[{i}].old_code"),
-                                        &format!("{} is not a unit of the pre-2025 tree", link.old),
-                                    ));
-                                }
-                                if scratch.add(link.clone()) == Inserted::Added {
-                                    let rank = scratch.successors(&link.old).len() as u32 - 1;
-                                    added.push(convert::reorg_link_out(&link, rank));
-                                }
-                            }
-                            added_count = added.len() as u64;
-                            if added.is_empty() {
-                                return Err(Status::already_exists("every link of this mapping is already recorded"));
-                            }
-                            let payloads = added
-                                .chunks(UNITS_PER_EVENT)
-                                .map(|c| {
-                                    Payload::UnitsReorganized(pe::UnitsReorganized {
-                                        from_tree: req.from_tree,
-                                        to_tree: req.to_tree,
-                                        effective_date: Some(convert::date_out(effective)),
-                                        links: c.to_vec(),
-                                        origin: req.origin.clone(),
-                                    })
-                                })
-                                .collect();
-                            Ok(Decision {
-                                stream: REORG_STREAM.into(),
-                                expected: ExpectedVersion::Exact(state.version(REORG_STREAM)),
-                                payloads,
-                            })
-                        },
-                    )
-                    .await?;
-                Ok(Response::new(pr::ReorganizeUnitsResponse {
+        let access = Access::of(&request)?;
+        let req = request.into_inner();
+        if convert::tree_in("from_tree", req.from_tree).map_err(status::domain)? != Tree::Pre2025 {
+            return Err(invalid("from_tree", "the reorganisation maps the pre-2025 tree"));
+        }
+        if convert::tree_in("to_tree", req.to_tree).map_err(status::domain)? != Tree::Y2025 {
+            return Err(invalid("to_tree", "the reorganisation maps onto the 2025 tree"));
+        }
+        let effective =
+            convert::date_required("effective_date", req.effective_date.as_ref()).map_err(status::domain)?;
+        let mut links = Vec::with_capacity(req.links.len());
+        for (i, l) in req.links.iter().enumerate() {
+            links.push(convert::reorg_link_in(&format!("links[{i}]"), l).map_err(status::domain)?);
+        }
+        let received = links.len() as u64;
+        // A mapping already recorded in full answers without writing (a re-import).
+        {
+            let state = self.core.state.read().await;
+            let mut scratch = state.trees.reorganization.clone();
+            if links.iter().all(|l| scratch.add(l.clone()) == Inserted::Unchanged) {
+                return Ok(Response::new(pr::ReorganizeUnitsResponse {
                     links_received: received,
-                    links_added: if receipt.deduplicated { received } else { added_count },
-                    position: Some(position(receipt.last_source_position)),
-                }))
-            })
-            .await
+                    links_added: 0,
+                    position: Some(position(state.position)),
+                }));
+            }
+        }
+        let body = pr::ReorganizeUnitsRequest { request_id: String::new(), ..req.clone() };
+        let mut added_count = 0u64;
+        let receipt = self
+            .core
+            // The trees are managed whole: the rule names no unit to check.
+            .write(
+                &access,
+                &req.request_id,
+                &body,
+                |_| Ok(Target::none()),
+                |state| {
+                    let mut scratch = state.trees.reorganization.clone();
+                    let mut added = Vec::new();
+                    for (i, link) in links.into_iter().enumerate() {
+                        if state.trees.y2025.get(&link.new).is_none() {
+                            return Err(invalid(
+                                &format!("links[{i}].new_code"),
+                                &format!("{} is not a unit of the 2025 tree", link.new),
+                            ));
+                        }
+                        // Old codes missing from the pre-2025 list are kept: the GSO
+                        // mapping names units created between the list and the merger.
+                        // An operator's own link, though, must name a unit there, or it
+                        // would re-express nothing.
+                        if link.basis != LinkBasis::Official && state.trees.pre2025.get(&link.old).is_none() {
+                            return Err(invalid(
+                                &format!("links[{i}].old_code"),
+                                &format!("{} is not a unit of the pre-2025 tree", link.old),
+                            ));
+                        }
+                        if scratch.add(link.clone()) == Inserted::Added {
+                            let rank = scratch.successors(&link.old).len() as u32 - 1;
+                            added.push(convert::reorg_link_out(&link, rank));
+                        }
+                    }
+                    added_count = added.len() as u64;
+                    if added.is_empty() {
+                        return Err(Status::already_exists("every link of this mapping is already recorded"));
+                    }
+                    let payloads = added
+                        .chunks(UNITS_PER_EVENT)
+                        .map(|c| {
+                            Payload::UnitsReorganized(pe::UnitsReorganized {
+                                from_tree: req.from_tree,
+                                to_tree: req.to_tree,
+                                effective_date: Some(convert::date_out(effective)),
+                                links: c.to_vec(),
+                                origin: req.origin.clone(),
+                            })
+                        })
+                        .collect();
+                    Ok(Decision {
+                        stream: REORG_STREAM.into(),
+                        expected: ExpectedVersion::Exact(state.version(REORG_STREAM)),
+                        payloads,
+                    })
+                },
+            )
+            .await?;
+        Ok(Response::new(pr::ReorganizeUnitsResponse {
+            links_received: received,
+            links_added: if receipt.deduplicated { received } else { added_count },
+            position: Some(position(receipt.last_source_position)),
+        }))
     }
 
     async fn get_unit(&self, request: Request<pr::GetUnitRequest>) -> Result<Response<pr::Unit>, Status> {
-        self.core
-            .metrics
-            .clone()
-            .track("GetUnit", async {
-                self.core.caller(&request)?;
-                let req = request.into_inner();
-                let tree = convert::tree_in("tree", req.tree).map_err(status::domain)?;
-                let code = convert::unit_in("code", req.code.as_ref()).map_err(status::domain)?;
-                let state = self.core.state.read().await;
-                Self::unit_out(&state, tree, &code)
-                    .map(Response::new)
-                    .ok_or_else(|| Status::not_found(format!("{code} is not a unit of the {} tree", tree.name())))
-            })
-            .await
+        let req = request.into_inner();
+        let tree = convert::tree_in("tree", req.tree).map_err(status::domain)?;
+        let code = convert::unit_in("code", req.code.as_ref()).map_err(status::domain)?;
+        let state = self.core.state.read().await;
+        Self::unit_out(&state, tree, &code)
+            .map(Response::new)
+            .ok_or_else(|| Status::not_found(format!("{code} is not a unit of the {} tree", tree.name())))
     }
 
     async fn list_units(
         &self,
         request: Request<pr::ListUnitsRequest>,
     ) -> Result<Response<pr::ListUnitsResponse>, Status> {
-        self.core
-            .metrics
-            .clone()
-            .track("ListUnits", async {
-                self.core.caller(&request)?;
-                let req = request.into_inner();
-                let tree = convert::tree_in("tree", req.tree).map_err(status::domain)?;
-                let size = page_size(req.page_size)?;
-                let parent = match req.parent.as_ref() {
-                    Some(p) if !p.code.is_empty() => Some(UnitCode::parse("parent", &p.code).map_err(status::domain)?),
-                    _ => None,
-                };
-                let state = self.core.state.read().await;
-                let t = state.trees.get(tree);
-                if let Some(p) = &parent
-                    && t.get(p).is_none()
-                {
-                    return Err(Status::not_found(format!("{p} is not a unit of the {} tree", tree.name())));
-                }
-                let codes: Vec<UnitCode> = if req.level == 0 {
-                    t.children(parent.as_ref()).to_vec()
-                } else {
-                    let level = convert::level_in("level", req.level).map_err(status::domain)?;
-                    if !tree.has_level(level) || level == Level::Nation {
-                        return Err(invalid("level", &format!("the {} tree has no {level:?} level", tree.name())));
-                    }
-                    t.descendants_at(parent.as_ref(), level).into_iter().map(|u| u.code.clone()).collect::<Vec<_>>()
-                };
-                let mut codes = codes;
-                codes.sort();
-                let start = if req.page_token.is_empty() {
-                    0
-                } else {
-                    let after = UnitCode::parse("page_token", &req.page_token).map_err(status::domain)?;
-                    codes.partition_point(|c| *c <= after)
-                };
-                let page: Vec<pr::Unit> =
-                    codes[start..].iter().take(size).filter_map(|c| Self::unit_out(&state, tree, c)).collect();
-                let end = start + page.len();
-                let next_page_token =
-                    if end < codes.len() { codes[end - 1].as_str().to_owned() } else { String::new() };
-                Ok(Response::new(pr::ListUnitsResponse {
-                    units: page,
-                    next_page_token,
-                    total_size: codes.len() as u32,
-                }))
-            })
-            .await
+        let req = request.into_inner();
+        let tree = convert::tree_in("tree", req.tree).map_err(status::domain)?;
+        let size = page_size(req.page_size)?;
+        let parent = match req.parent.as_ref() {
+            Some(p) if !p.code.is_empty() => Some(UnitCode::parse("parent", &p.code).map_err(status::domain)?),
+            _ => None,
+        };
+        let state = self.core.state.read().await;
+        let t = state.trees.get(tree);
+        if let Some(p) = &parent
+            && t.get(p).is_none()
+        {
+            return Err(Status::not_found(format!("{p} is not a unit of the {} tree", tree.name())));
+        }
+        let codes: Vec<UnitCode> = if req.level == 0 {
+            t.children(parent.as_ref()).to_vec()
+        } else {
+            let level = convert::level_in("level", req.level).map_err(status::domain)?;
+            if !tree.has_level(level) || level == Level::Nation {
+                return Err(invalid("level", &format!("the {} tree has no {level:?} level", tree.name())));
+            }
+            t.descendants_at(parent.as_ref(), level).into_iter().map(|u| u.code.clone()).collect::<Vec<_>>()
+        };
+        let mut codes = codes;
+        codes.sort();
+        let start = if req.page_token.is_empty() {
+            0
+        } else {
+            let after = UnitCode::parse("page_token", &req.page_token).map_err(status::domain)?;
+            codes.partition_point(|c| *c <= after)
+        };
+        let page: Vec<pr::Unit> =
+            codes[start..].iter().take(size).filter_map(|c| Self::unit_out(&state, tree, c)).collect();
+        let end = start + page.len();
+        let next_page_token = if end < codes.len() { codes[end - 1].as_str().to_owned() } else { String::new() };
+        Ok(Response::new(pr::ListUnitsResponse { units: page, next_page_token, total_size: codes.len() as u32 }))
     }
 
     async fn register_model(
         &self,
         request: Request<pr::RegisterModelRequest>,
     ) -> Result<Response<pr::WriteModelResponse>, Status> {
-        self.core
-            .metrics
-            .clone()
-            .track("RegisterModel", async {
-                let caller = self.core.caller(&request)?;
-                caller.require_role(&[Role::Reporter, Role::Admin], "RegisterModel")?;
-                let req = request.into_inner();
-                let unit = convert::unit_in("unit", req.unit.as_ref());
-                let registered_on = convert::date_in("registered_on", req.registered_on.as_ref());
-                let details = convert::details_in(req.details.as_ref());
-                let mut v = dvk_domain::error::Violations::new();
-                let unit = v.check(unit);
-                let registered_on = v.check(registered_on).flatten().unwrap_or_else(today);
-                let details = v.check(details);
-                let (unit, details) =
-                    v.finish(|| (unit.expect("checked"), details.expect("checked"))).map_err(status::domain)?;
-                let id = ModelId::parse("model_id", &uuid::Uuid::now_v7().to_string()).expect("a UUID is a model id");
-                let body = pr::RegisterModelRequest { request_id: String::new(), ..req.clone() };
-                let tree = Tree::in_force_on(registered_on);
-                let authorize = |state: &State, caller: &Caller| {
-                    // A unit the tree lacks is refused below, naming the field.
-                    match state.trees.get(tree).get(&unit) {
-                        Some(_) => caller.require_scope(&state.trees, tree, &unit, "RegisterModel"),
-                        None => Ok(()),
-                    }
-                };
-                let receipt = self
-                    .core
-                    .write(&caller, "RegisterModel", &req.request_id, &body, authorize, |state| {
-                        let ctx = ModelContext { units: &state.trees, today: today() };
-                        let command =
-                            ModelCommand::Register { id: id.clone(), unit: unit.clone(), registered_on, details };
-                        let events = Model::default().handle(command, ctx).map_err(status::domain)?;
-                        Ok(Decision {
-                            stream: id.stream_id(),
-                            expected: ExpectedVersion::NoStream,
-                            payloads: events.iter().map(convert::model_event_out).collect(),
-                        })
-                    })
-                    .await?;
-                let model_id = receipt.stream_id.strip_prefix("model-").unwrap_or(&receipt.stream_id).to_owned();
-                Ok(Response::new(pr::WriteModelResponse {
-                    model_id,
-                    version: receipt.last_version,
-                    position: Some(position(receipt.last_source_position)),
-                }))
+        let access = Access::of(&request)?;
+        let req = request.into_inner();
+        let unit = convert::unit_in("unit", req.unit.as_ref());
+        let registered_on = convert::date_in("registered_on", req.registered_on.as_ref());
+        let details = convert::details_in(req.details.as_ref());
+        let mut v = dvk_domain::error::Violations::new();
+        let unit = v.check(unit);
+        let registered_on = v.check(registered_on).flatten().unwrap_or_else(today);
+        let details = v.check(details);
+        let (unit, details) =
+            v.finish(|| (unit.expect("checked"), details.expect("checked"))).map_err(status::domain)?;
+        let id = ModelId::parse("model_id", &uuid::Uuid::now_v7().to_string()).expect("a UUID is a model id");
+        let body = pr::RegisterModelRequest { request_id: String::new(), ..req.clone() };
+        let tree = Tree::in_force_on(registered_on);
+        let target = |state: &State| -> Result<Target, Status> {
+            // A unit the tree lacks is refused below, naming the field.
+            Ok(match state.trees.get(tree).get(&unit) {
+                Some(_) => Target::unit(tree, unit.clone()),
+                None => Target::none(),
             })
-            .await
+        };
+        let receipt = self
+            .core
+            .write(&access, &req.request_id, &body, target, |state| {
+                let ctx = ModelContext { units: &state.trees, today: today() };
+                let command = ModelCommand::Register { id: id.clone(), unit: unit.clone(), registered_on, details };
+                let events = Model::default().handle(command, ctx).map_err(status::domain)?;
+                Ok(Decision {
+                    stream: id.stream_id(),
+                    expected: ExpectedVersion::NoStream,
+                    payloads: events.iter().map(convert::model_event_out).collect(),
+                })
+            })
+            .await?;
+        let model_id = receipt.stream_id.strip_prefix("model-").unwrap_or(&receipt.stream_id).to_owned();
+        Ok(Response::new(pr::WriteModelResponse {
+            model_id,
+            version: receipt.last_version,
+            position: Some(position(receipt.last_source_position)),
+        }))
     }
 
     async fn amend_model(
         &self,
         request: Request<pr::AmendModelRequest>,
     ) -> Result<Response<pr::WriteModelResponse>, Status> {
-        self.model_rpc("AmendModel", &[Role::Reporter, Role::Admin], no_acting_unit, request, |req| {
+        self.model_rpc(no_acting_unit, request, |req| {
             let details = convert::details_in(req.details.as_ref()).map_err(status::domain)?;
             Ok(ModelCommand::Amend { details, reason: req.reason.clone() })
         })
@@ -621,7 +574,7 @@ impl RegistrationService for Registration {
         &self,
         request: Request<pr::StartModelRequest>,
     ) -> Result<Response<pr::WriteModelResponse>, Status> {
-        self.model_rpc("StartModel", &[Role::Reporter, Role::Admin], no_acting_unit, request, |req| {
+        self.model_rpc(no_acting_unit, request, |req| {
             let started_on = optional_date("started_on", req.started_on.as_ref())?;
             Ok(ModelCommand::Start { started_on })
         })
@@ -634,7 +587,7 @@ impl RegistrationService for Registration {
     ) -> Result<Response<pr::WriteModelResponse>, Status> {
         let acting: ActingUnit<pr::RecognizeModelRequest> =
             |req| Some(("recognizing_unit", req.recognizing_unit.as_ref()));
-        self.model_rpc("RecognizeModel", &[Role::Approver, Role::Admin], acting, request, |req| {
+        self.model_rpc(acting, request, |req| {
             let level = convert::level_in("level", req.level).map_err(status::domain)?;
             let unit = convert::unit_in("recognizing_unit", req.recognizing_unit.as_ref()).map_err(status::domain)?;
             let decision = convert::decision_in("decision", req.decision.as_ref()).map_err(status::domain)?;
@@ -653,7 +606,7 @@ impl RegistrationService for Registration {
         request: Request<pr::CommendModelRequest>,
     ) -> Result<Response<pr::WriteModelResponse>, Status> {
         let acting: ActingUnit<pr::CommendModelRequest> = |req| Some(("awarding_unit", req.awarding_unit.as_ref()));
-        self.model_rpc("CommendModel", &[Role::Approver, Role::Admin], acting, request, |req| {
+        self.model_rpc(acting, request, |req| {
             let form = convert::award_in("form", req.form).map_err(status::domain)?;
             let level = convert::level_in("level", req.level).map_err(status::domain)?;
             let unit = convert::unit_in("awarding_unit", req.awarding_unit.as_ref()).map_err(status::domain)?;
@@ -667,7 +620,7 @@ impl RegistrationService for Registration {
         &self,
         request: Request<pr::ReplicateModelRequest>,
     ) -> Result<Response<pr::WriteModelResponse>, Status> {
-        self.model_rpc("ReplicateModel", &[Role::Reporter, Role::Admin], no_acting_unit, request, |req| {
+        self.model_rpc(no_acting_unit, request, |req| {
             let target_unit = convert::unit_in("target_unit", req.target_unit.as_ref()).map_err(status::domain)?;
             let replicated_on = optional_date("replicated_on", req.replicated_on.as_ref())?;
             Ok(ModelCommand::Replicate(Replication { target_unit, replicated_on, note: req.note.clone() }))
@@ -679,7 +632,7 @@ impl RegistrationService for Registration {
         &self,
         request: Request<pr::RetireModelRequest>,
     ) -> Result<Response<pr::WriteModelResponse>, Status> {
-        self.model_rpc("RetireModel", &[Role::Reporter, Role::Admin], no_acting_unit, request, |req| {
+        self.model_rpc(no_acting_unit, request, |req| {
             let retired_on = optional_date("retired_on", req.retired_on.as_ref())?;
             Ok(ModelCommand::Retire { reason: req.reason.clone(), retired_on })
         })
@@ -687,127 +640,101 @@ impl RegistrationService for Registration {
     }
 
     async fn get_model(&self, request: Request<pr::GetModelRequest>) -> Result<Response<pr::Model>, Status> {
-        self.core
-            .metrics
-            .clone()
-            .track("GetModel", async {
-                let caller = self.core.caller(&request)?;
-                let req = request.into_inner();
-                let id = ModelId::parse("model_id", &req.model_id).map_err(status::domain)?;
-                let state = self.core.state.read().await;
-                let entry = readable_model(&state, &caller, &id, "GetModel")?;
-                Ok(Response::new(Self::model_out(id.as_str(), entry)))
-            })
-            .await
+        let access = Access::of(&request)?;
+        let req = request.into_inner();
+        let id = ModelId::parse("model_id", &req.model_id).map_err(status::domain)?;
+        let state = self.core.state.read().await;
+        let entry = readable_model(&state, &access, &id)?;
+        Ok(Response::new(Self::model_out(id.as_str(), entry)))
     }
 
     async fn list_models(
         &self,
         request: Request<pr::ListModelsRequest>,
     ) -> Result<Response<pr::ListModelsResponse>, Status> {
-        self.core
-            .metrics
-            .clone()
-            .track("ListModels", async {
-                let caller = self.core.caller(&request)?;
-                let req = request.into_inner();
-                let size = page_size(req.page_size)?;
-                let unit = match req.unit.as_ref() {
-                    Some(u) if !u.code.is_empty() => Some(UnitCode::parse("unit", &u.code).map_err(status::domain)?),
-                    _ => None,
-                };
-                let tree = if req.tree == 0 {
-                    None
-                } else {
-                    Some(convert::tree_in("tree", req.tree).map_err(status::domain)?)
-                };
-                let field = if req.field == 0 {
-                    None
-                } else {
-                    Some(
-                        convert::field_in(req.field)
-                            .ok_or_else(|| invalid("field", "is not one of the four fields"))?,
-                    )
-                };
-                let status_filter = match pr::ModelStatus::try_from(req.status) {
-                    Ok(pr::ModelStatus::Unspecified) => None,
-                    Ok(pr::ModelStatus::Registered) => Some(ModelStatus::Registered),
-                    Ok(pr::ModelStatus::Implementing) => Some(ModelStatus::Implementing),
-                    Ok(pr::ModelStatus::Recognized) => Some(ModelStatus::Recognized),
-                    Ok(pr::ModelStatus::Retired) => Some(ModelStatus::Retired),
-                    Err(_) => return Err(invalid("status", "is not a model status")),
-                };
-                let period = match req.period.as_ref() {
-                    Some(p) if !p.code.is_empty() => Some(Period::parse("period", &p.code).map_err(status::domain)?),
-                    _ => None,
-                };
-                let state = self.core.state.read().await;
-                if let Some(u) = &unit {
-                    let t = tree.unwrap_or(Tree::Y2025);
-                    let in_some_tree =
-                        state.trees.get(t).get(u).is_some() || state.trees.get(Tree::Pre2025).get(u).is_some();
-                    if !in_some_tree {
-                        return Err(Status::not_found(format!("{u} is not a unit")));
-                    }
-                }
-                let matches = |m: &dvk_domain::model::ModelState| {
-                    tree.is_none_or(|t| m.tree == t)
-                        && field.is_none_or(|f| m.details.field == f)
-                        && status_filter.is_none_or(|s| m.status == s)
-                        && period.is_none_or(|p| p.contains_date(m.registered_on))
-                        && unit.as_ref().is_none_or(|u| state.trees.get(m.tree).is_within(u, &m.unit))
-                        && caller.covers(&state.trees, m.tree, &m.unit)
-                };
-                // One pass: count every match (total_size) and keep the page after the token.
-                let after = req.page_token.as_str();
-                let mut models = Vec::new();
-                let mut last = None;
-                let mut more = false;
-                let mut total = 0usize;
-                for (id, entry) in &state.models {
-                    let Some(m) = entry.model.state() else { continue };
-                    if !matches(m) {
-                        continue;
-                    }
-                    total += 1;
-                    if !after.is_empty() && id.as_str() <= after {
-                        continue;
-                    }
-                    if models.len() == size {
-                        more = true;
-                    } else {
-                        models.push(Self::model_out(id, entry));
-                        last = Some(id.clone());
-                    }
-                }
-                Ok(Response::new(pr::ListModelsResponse {
-                    models,
-                    next_page_token: if more { last.unwrap_or_default() } else { String::new() },
-                    total_size: total as u32,
-                }))
-            })
-            .await
+        let access = Access::of(&request)?;
+        let req = request.into_inner();
+        let size = page_size(req.page_size)?;
+        let unit = match req.unit.as_ref() {
+            Some(u) if !u.code.is_empty() => Some(UnitCode::parse("unit", &u.code).map_err(status::domain)?),
+            _ => None,
+        };
+        let tree = if req.tree == 0 { None } else { Some(convert::tree_in("tree", req.tree).map_err(status::domain)?) };
+        let field = if req.field == 0 {
+            None
+        } else {
+            Some(convert::field_in(req.field).ok_or_else(|| invalid("field", "is not one of the four fields"))?)
+        };
+        let status_filter = match pr::ModelStatus::try_from(req.status) {
+            Ok(pr::ModelStatus::Unspecified) => None,
+            Ok(pr::ModelStatus::Registered) => Some(ModelStatus::Registered),
+            Ok(pr::ModelStatus::Implementing) => Some(ModelStatus::Implementing),
+            Ok(pr::ModelStatus::Recognized) => Some(ModelStatus::Recognized),
+            Ok(pr::ModelStatus::Retired) => Some(ModelStatus::Retired),
+            Err(_) => return Err(invalid("status", "is not a model status")),
+        };
+        let period = match req.period.as_ref() {
+            Some(p) if !p.code.is_empty() => Some(Period::parse("period", &p.code).map_err(status::domain)?),
+            _ => None,
+        };
+        let state = self.core.state.read().await;
+        if let Some(u) = &unit {
+            let t = tree.unwrap_or(Tree::Y2025);
+            let in_some_tree = state.trees.get(t).get(u).is_some() || state.trees.get(Tree::Pre2025).get(u).is_some();
+            if !in_some_tree {
+                return Err(Status::not_found(format!("{u} is not a unit")));
+            }
+        }
+        let matches = |m: &dvk_domain::model::ModelState| {
+            tree.is_none_or(|t| m.tree == t)
+                && field.is_none_or(|f| m.details.field == f)
+                && status_filter.is_none_or(|s| m.status == s)
+                && period.is_none_or(|p| p.contains_date(m.registered_on))
+                && unit.as_ref().is_none_or(|u| state.trees.get(m.tree).is_within(u, &m.unit))
+                && access.sees(&state.trees, m.tree, &m.unit)
+        };
+        // One pass: count every match (total_size) and keep the page after the token.
+        let after = req.page_token.as_str();
+        let mut models = Vec::new();
+        let mut last = None;
+        let mut more = false;
+        let mut total = 0usize;
+        for (id, entry) in &state.models {
+            let Some(m) = entry.model.state() else { continue };
+            if !matches(m) {
+                continue;
+            }
+            total += 1;
+            if !after.is_empty() && id.as_str() <= after {
+                continue;
+            }
+            if models.len() == size {
+                more = true;
+            } else {
+                models.push(Self::model_out(id, entry));
+                last = Some(id.clone());
+            }
+        }
+        Ok(Response::new(pr::ListModelsResponse {
+            models,
+            next_page_token: if more { last.unwrap_or_default() } else { String::new() },
+            total_size: total as u32,
+        }))
     }
 
     async fn get_model_history(
         &self,
         request: Request<pr::GetModelHistoryRequest>,
     ) -> Result<Response<pr::GetModelHistoryResponse>, Status> {
-        self.core
-            .metrics
-            .clone()
-            .track("GetModelHistory", async {
-                let caller = self.core.caller(&request)?;
-                let req = request.into_inner();
-                let id = ModelId::parse("model_id", &req.model_id).map_err(status::domain)?;
-                let size = page_size(req.page_size)?;
-                {
-                    let state = self.core.state.read().await;
-                    readable_model(&state, &caller, &id, "GetModelHistory")?;
-                }
-                let (events, next) = self.core.history(&id.stream_id(), size, &req.page_token)?;
-                Ok(Response::new(pr::GetModelHistoryResponse { events, next_page_token: next }))
-            })
-            .await
+        let access = Access::of(&request)?;
+        let req = request.into_inner();
+        let id = ModelId::parse("model_id", &req.model_id).map_err(status::domain)?;
+        let size = page_size(req.page_size)?;
+        {
+            let state = self.core.state.read().await;
+            readable_model(&state, &access, &id)?;
+        }
+        let (events, next) = self.core.history(&id.stream_id(), size, &req.page_token)?;
+        Ok(Response::new(pr::GetModelHistoryResponse { events, next_page_token: next }))
     }
 }

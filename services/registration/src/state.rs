@@ -60,6 +60,12 @@ impl State {
     }
 }
 
+impl dvk_runtime::policy::KnowsUnits for State {
+    fn units(&self) -> &dyn dvk_domain::unit::UnitLookup {
+        &self.trees
+    }
+}
+
 impl dvk_runtime::host::ReadModel for State {
     fn apply(&mut self, position: u64, env: &Envelope) {
         self.position = position;

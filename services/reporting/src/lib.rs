@@ -15,8 +15,12 @@ use std::path::PathBuf;
 
 use dvk_domain::schedule::Schedule;
 use dvk_eventlog::{EventLog, LogConfig};
+use dvk_proto::reporting::v1::reporting_service_client::ReportingServiceClient;
 use dvk_proto::reporting::v1::reporting_service_server::ReportingServiceServer;
+use dvk_runtime::Role;
+use dvk_runtime::guard::Guard;
 use dvk_runtime::host::{Host, Upstream};
+use dvk_runtime::policy::{ANY_ROLE, Rule, Scope};
 use dvk_runtime::settings::{KafkaSettings, ServerSettings};
 
 pub use dvk_runtime::host::HostError as Error;
@@ -25,6 +29,22 @@ pub use state::{SOURCE, State};
 
 /// The gRPC service name, as health checks ask for it.
 pub const SERVICE_NAME: &str = "dvk.reporting.v1.ReportingService";
+
+/// Who may call what, one rule per RPC: the guard checks the role before a handler
+/// runs, and the scope is checked at the report's unit.
+pub const POLICY: &[Rule] = &[
+    // A unit's reporters (or those above it, and admins) write its report...
+    Rule { method: "SubmitReport", roles: &[Role::Reporter, Role::Admin], scope: Scope::Subtree },
+    Rule { method: "AmendReport", roles: &[Role::Reporter, Role::Admin], scope: Scope::Subtree },
+    // ...the approvers of a unit above it decide on it...
+    Rule { method: "ReturnReport", roles: &[Role::Approver], scope: Scope::Below },
+    Rule { method: "ApproveReport", roles: &[Role::Approver], scope: Scope::Below },
+    Rule { method: "ReopenReport", roles: &[Role::Approver], scope: Scope::Below },
+    // ...and every caller reads the reports of its subtree.
+    Rule { method: "GetReport", roles: ANY_ROLE, scope: Scope::Subtree },
+    Rule { method: "ListReports", roles: ANY_ROLE, scope: Scope::Subtree },
+    Rule { method: "GetReportHistory", roles: ANY_ROLE, scope: Scope::Subtree },
+];
 
 /// Settings of the reporting service (flags or `DVK_*` variables).
 #[derive(Debug, Clone, clap::Args)]
@@ -80,20 +100,24 @@ pub async fn run(
     serve(listener, settings.server, schedule, log, links, shutdown, || {}).await
 }
 
-/// The service's handlers without a listener, for a caller in the same process (the
-/// comparison benchmarks call the `ReportingService` methods directly), learning the
-/// trees from `registration`. Keep the returned host alive while calling (its tasks
-/// end with the runtime).
+/// A client of the service in the same process: its calls go through the guard to the
+/// handlers, with no listener.
+pub type InProcess = ReportingServiceClient<Guard<ReportingServiceServer<Reporting>>>;
+
+/// The service without a listener, for a caller in the same process (the comparison
+/// benchmarks), learning the trees from `registration`. Keep the returned host alive
+/// while calling (its tasks end with the runtime).
 pub async fn in_process(
     settings: &ServerSettings,
     schedule: Schedule,
     log: EventLog,
     registration: Upstream,
-) -> Result<(Host<State>, Reporting), Error> {
+) -> Result<(Host<State>, InProcess), Error> {
     let (mut host, _router) = Host::<State>::start(SERVICE_NAME, state::SOURCE, log, settings, None).await?;
     host.follow("registration", registration);
-    let service = Reporting::new(host.core(), schedule);
-    Ok((host, service))
+    let grpc = ReportingServiceServer::new(Reporting::new(host.core(), schedule));
+    let client = ReportingServiceClient::new(host.guard(POLICY, grpc));
+    Ok((host, client))
 }
 
 /// Serves the reporting service over `log`; calls `ready` once the log is replayed and
@@ -117,5 +141,14 @@ pub async fn serve(
     let grpc = ReportingServiceServer::new(Reporting::new(host.core(), schedule))
         .max_decoding_message_size(settings.max_message_bytes)
         .max_encoding_message_size(settings.max_message_bytes);
-    host.serve(router.add_service(grpc), listener, shutdown, ready).await
+    let guarded = host.guard(POLICY, grpc);
+    host.serve(router.add_service(guarded), listener, shutdown, ready).await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_rpc_of_the_service_has_exactly_one_rule() {
+        dvk_runtime::policy::verify(super::POLICY, dvk_proto::FILE_DESCRIPTOR_SET, super::SERVICE_NAME).unwrap();
+    }
 }

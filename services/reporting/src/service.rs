@@ -1,6 +1,7 @@
-//! The gRPC adapter: authenticates, parses requests into domain commands, checks the
-//! schedule and the caller's place in the tree, decides against the read models,
-//! appends to the log and answers once the read models include the write.
+//! The gRPC adapter: parses requests into domain commands, names the report's unit
+//! for the policy's scope check (`crate::POLICY`; the guard in front has authenticated
+//! the caller and checked its role), checks the schedule, decides against the read
+//! models, appends to the log and answers once the read models include the write.
 
 use dvk_codec::convert;
 use dvk_domain::report::{Figures, Report, ReportCommand, ReportContext, ReportId, ReportStatus};
@@ -10,13 +11,10 @@ use dvk_domain::{Aggregate, DomainError, Period, Tree, UnitCode};
 use dvk_eventlog::ExpectedVersion;
 use dvk_proto::reporting::v1::{self as pr, reporting_service_server::ReportingService};
 use dvk_runtime::host::{ChangeRequest, Core, Decision, page_size, today};
-use dvk_runtime::{Caller, Role, status};
+use dvk_runtime::{Access, Target, status};
 use tonic::{Request, Response, Status};
 
 use crate::state::{ReportEntry, State};
-
-const WRITERS: &[Role] = &[Role::Reporter, Role::Admin];
-const APPROVERS: &[Role] = &[Role::Approver];
 
 pub struct Reporting {
     core: Core<State>,
@@ -33,20 +31,15 @@ fn invalid(field: &str, why: impl Into<String>) -> Status {
     status::domain(DomainError::invalid(field, why))
 }
 
-/// The report `id`, if it exists and lies in the caller's subtree, with its id in
-/// canonical form: an id reads in every form a write accepts (`report-001-2024-h1` is
+/// The report `id`, if it exists and the caller may read it, with its id in canonical
+/// form: an id reads in every form a write accepts (`report-001-2024-h1` is
 /// `report-001-2024-H1`).
-fn readable<'s>(
-    state: &'s State,
-    caller: &Caller,
-    id: &str,
-    method: &str,
-) -> Result<(String, &'s ReportEntry), Status> {
+fn readable<'s>(state: &'s State, access: &Access, id: &str) -> Result<(String, &'s ReportEntry), Status> {
     let parsed = ReportId::parse("report_id", id).map_err(status::domain)?;
     let id = parsed.as_string();
     let entry = state.reports.get(&id).ok_or_else(|| Status::not_found(format!("report {id} not found")))?;
     let tree = entry.report.state().map_or(parsed.period.reporting_tree(), |r| r.tree);
-    caller.require_scope(&state.trees, tree, &parsed.unit, method)?;
+    access.check(&state.trees, &Target::unit(tree, parsed.unit))?;
     Ok((id, entry))
 }
 
@@ -76,15 +69,6 @@ fn status_out(s: ReportStatus) -> pr::ReportStatus {
         ReportStatus::Approved => pr::ReportStatus::Approved,
         ReportStatus::Reopened => pr::ReportStatus::Reopened,
     }
-}
-
-/// Who may act on a report, besides holding the role.
-#[derive(Debug, Clone, Copy)]
-enum Scope {
-    /// The caller's subtree holds the unit (reporters).
-    Within,
-    /// The caller's unit is strictly above the unit (approvers).
-    Above,
 }
 
 impl Reporting {
@@ -164,61 +148,48 @@ impl Reporting {
         })
     }
 
-    /// One RPC that changes a report: metrics, authentication, role, scope (before a
-    /// retry may be answered), version, then `command` turns the request into a
-    /// domain command.
+    /// One RPC that changes a report: the policy's scope over the report's unit
+    /// (before a retry may be answered), the version, then `command` turns the request
+    /// into a domain command.
     async fn change<R: ChangeRequest>(
         &self,
-        method: &'static str,
-        roles: &[Role],
-        scope: Scope,
         request: Request<R>,
         command: impl FnOnce(&R, &ReportEntry, &Schedule) -> Result<ReportCommand, Status> + Send,
     ) -> Result<Response<pr::WriteReportResponse>, Status> {
-        self.core
-            .metrics
-            .clone()
-            .track(method, async {
-                let caller = self.core.caller(&request)?;
-                caller.require_role(roles, method)?;
-                let req = request.into_inner();
-                let (request_id, report_id, expected) = req.target();
-                let body = req.body();
-                let id = ReportId::parse("report_id", report_id).map_err(status::domain)?;
-                let stream = id.as_string();
-                if expected == 0 {
-                    return Err(invalid("expected_version", "is required: the report's current version"));
+        let access = Access::of(&request)?;
+        let req = request.into_inner();
+        let (request_id, report_id, expected) = req.target();
+        let body = req.body();
+        let id = ReportId::parse("report_id", report_id).map_err(status::domain)?;
+        let stream = id.as_string();
+        if expected == 0 {
+            return Err(invalid("expected_version", "is required: the report's current version"));
+        }
+        let target = |state: &State| -> Result<Target, Status> {
+            let r = changed(state, &stream)?.report.state().expect("stored reports are submitted");
+            Ok(Target::unit(r.tree, r.id.unit.clone()))
+        };
+        let receipt = self
+            .core
+            .write(&access, request_id, &body, target, |state| {
+                let entry = changed(state, &stream)?;
+                if entry.version != expected {
+                    return Err(Status::aborted(format!(
+                        "report {stream} is at version {}, not {expected}: read it again and retry",
+                        entry.version
+                    )));
                 }
-                let authorize = |state: &State, caller: &Caller| {
-                    let r = changed(state, &stream)?.report.state().expect("stored reports are submitted");
-                    match scope {
-                        Scope::Within => caller.require_scope(&state.trees, r.tree, &r.id.unit, method),
-                        Scope::Above => caller.require_above(&state.trees, r.tree, &r.id.unit, method),
-                    }
-                };
-                let receipt = self
-                    .core
-                    .write(&caller, method, request_id, &body, authorize, |state| {
-                        let entry = changed(state, &stream)?;
-                        if entry.version != expected {
-                            return Err(Status::aborted(format!(
-                                "report {stream} is at version {}, not {expected}: read it again and retry",
-                                entry.version
-                            )));
-                        }
-                        let command = command(&req, entry, &self.schedule)?;
-                        let ctx = ReportContext { units: &state.trees, today: today() };
-                        let events = entry.report.handle(command, ctx).map_err(status::domain)?;
-                        Ok(Decision {
-                            stream: stream.clone(),
-                            expected: ExpectedVersion::Exact(expected),
-                            payloads: events.iter().map(convert::report_event_out).collect(),
-                        })
-                    })
-                    .await?;
-                Ok(Response::new(self.answer(&receipt, &stream, self.revision_of(&receipt)?)))
+                let command = command(&req, entry, &self.schedule)?;
+                let ctx = ReportContext { units: &state.trees, today: today() };
+                let events = entry.report.handle(command, ctx).map_err(status::domain)?;
+                Ok(Decision {
+                    stream: stream.clone(),
+                    expected: ExpectedVersion::Exact(expected),
+                    payloads: events.iter().map(convert::report_event_out).collect(),
+                })
             })
-            .await
+            .await?;
+        Ok(Response::new(self.answer(&receipt, &stream, self.revision_of(&receipt)?)))
     }
 }
 
@@ -228,74 +199,60 @@ impl ReportingService for Reporting {
         &self,
         request: Request<pr::SubmitReportRequest>,
     ) -> Result<Response<pr::WriteReportResponse>, Status> {
-        self.core
-            .metrics
-            .clone()
-            .track("SubmitReport", async {
-                let caller = self.core.caller(&request)?;
-                caller.require_role(WRITERS, "SubmitReport")?;
-                let req = request.into_inner();
-                let mut v = dvk_domain::error::Violations::new();
-                let unit = v.check(convert::unit_in("unit", req.unit.as_ref()));
-                let period = v.check(convert::period_in("period", req.period.as_ref()));
-                let figures = convert::figures_in(req.figures.as_ref());
-                v.check(figures.validate("figures"));
-                let (unit, period) =
-                    v.finish(|| (unit.expect("checked"), period.expect("checked"))).map_err(status::domain)?;
-                let id = ReportId { unit, period };
-                let stream = id.as_string();
-                let body = pr::SubmitReportRequest { request_id: String::new(), ..req.clone() };
-                let tree = period.reporting_tree();
-                let authorize = |state: &State, caller: &Caller| {
-                    let Some(u) = state.trees.get(tree).get(&id.unit) else {
-                        return Err(invalid(
-                            "unit",
-                            format!(
-                                "{} is not a unit of the {} tree, in force when {period} closes",
-                                id.unit,
-                                tree.name()
-                            ),
-                        ));
-                    };
-                    if u.level == Level::Nation {
-                        return Err(invalid("unit", "the nation does not report; its figures are the roll-up"));
-                    }
-                    caller.require_scope(&state.trees, tree, &id.unit, "SubmitReport")
+        let access = Access::of(&request)?;
+        let req = request.into_inner();
+        let mut v = dvk_domain::error::Violations::new();
+        let unit = v.check(convert::unit_in("unit", req.unit.as_ref()));
+        let period = v.check(convert::period_in("period", req.period.as_ref()));
+        let figures = convert::figures_in(req.figures.as_ref());
+        v.check(figures.validate("figures"));
+        let (unit, period) = v.finish(|| (unit.expect("checked"), period.expect("checked"))).map_err(status::domain)?;
+        let id = ReportId { unit, period };
+        let stream = id.as_string();
+        let body = pr::SubmitReportRequest { request_id: String::new(), ..req.clone() };
+        let tree = period.reporting_tree();
+        let target = |state: &State| -> Result<Target, Status> {
+            let Some(u) = state.trees.get(tree).get(&id.unit) else {
+                return Err(invalid(
+                    "unit",
+                    format!("{} is not a unit of the {} tree, in force when {period} closes", id.unit, tree.name()),
+                ));
+            };
+            if u.level == Level::Nation {
+                return Err(invalid("unit", "the nation does not report; its figures are the roll-up"));
+            }
+            Ok(Target::unit(tree, id.unit.clone()))
+        };
+        let receipt = self
+            .core
+            .write(&access, &req.request_id, &body, target, |state| {
+                if state.reports.contains_key(&stream) {
+                    return Err(Status::already_exists(format!("{stream} is already submitted; amend it instead")));
+                }
+                let timing = self.schedule.check(period, today(), false).map_err(status::domain)?;
+                let command = ReportCommand::Submit {
+                    id: id.clone(),
+                    figures,
+                    summary: req.summary.clone(),
+                    on_time: timing.on_time,
                 };
-                let receipt = self
-                    .core
-                    .write(&caller, "SubmitReport", &req.request_id, &body, authorize, |state| {
-                        if state.reports.contains_key(&stream) {
-                            return Err(Status::already_exists(format!(
-                                "{stream} is already submitted; amend it instead"
-                            )));
-                        }
-                        let timing = self.schedule.check(period, today(), false).map_err(status::domain)?;
-                        let command = ReportCommand::Submit {
-                            id: id.clone(),
-                            figures,
-                            summary: req.summary.clone(),
-                            on_time: timing.on_time,
-                        };
-                        let ctx = ReportContext { units: &state.trees, today: today() };
-                        let events = Report::default().handle(command, ctx).map_err(status::domain)?;
-                        Ok(Decision {
-                            stream: stream.clone(),
-                            expected: ExpectedVersion::NoStream,
-                            payloads: events.iter().map(convert::report_event_out).collect(),
-                        })
-                    })
-                    .await?;
-                Ok(Response::new(self.answer(&receipt, &stream, 1)))
+                let ctx = ReportContext { units: &state.trees, today: today() };
+                let events = Report::default().handle(command, ctx).map_err(status::domain)?;
+                Ok(Decision {
+                    stream: stream.clone(),
+                    expected: ExpectedVersion::NoStream,
+                    payloads: events.iter().map(convert::report_event_out).collect(),
+                })
             })
-            .await
+            .await?;
+        Ok(Response::new(self.answer(&receipt, &stream, 1)))
     }
 
     async fn amend_report(
         &self,
         request: Request<pr::AmendReportRequest>,
     ) -> Result<Response<pr::WriteReportResponse>, Status> {
-        self.change("AmendReport", WRITERS, Scope::Within, request, |req, entry, schedule| {
+        self.change(request, |req, entry, schedule| {
             let figures: Figures = convert::figures_in(req.figures.as_ref());
             figures.validate("figures").map_err(status::domain)?;
             let r = entry.report.state().expect("stored reports are submitted");
@@ -314,202 +271,171 @@ impl ReportingService for Reporting {
         &self,
         request: Request<pr::ReturnReportRequest>,
     ) -> Result<Response<pr::WriteReportResponse>, Status> {
-        self.change("ReturnReport", APPROVERS, Scope::Above, request, |req, _, _| {
-            Ok(ReportCommand::Return { reason: req.reason.clone() })
-        })
-        .await
+        self.change(request, |req, _, _| Ok(ReportCommand::Return { reason: req.reason.clone() })).await
     }
 
     async fn approve_report(
         &self,
         request: Request<pr::ApproveReportRequest>,
     ) -> Result<Response<pr::WriteReportResponse>, Status> {
-        self.change("ApproveReport", APPROVERS, Scope::Above, request, |_, _, _| Ok(ReportCommand::Approve)).await
+        self.change(request, |_, _, _| Ok(ReportCommand::Approve)).await
     }
 
     async fn reopen_report(
         &self,
         request: Request<pr::ReopenReportRequest>,
     ) -> Result<Response<pr::WriteReportResponse>, Status> {
-        self.change("ReopenReport", APPROVERS, Scope::Above, request, |req, _, _| {
-            Ok(ReportCommand::Reopen { reason: req.reason.clone() })
-        })
-        .await
+        self.change(request, |req, _, _| Ok(ReportCommand::Reopen { reason: req.reason.clone() })).await
     }
 
     async fn get_report(&self, request: Request<pr::GetReportRequest>) -> Result<Response<pr::Report>, Status> {
-        self.core
-            .metrics
-            .clone()
-            .track("GetReport", async {
-                let caller = self.core.caller(&request)?;
-                let req = request.into_inner();
-                let state = self.core.state.read().await;
-                let (id, entry) = readable(&state, &caller, &req.report_id, "GetReport")?;
-                let revision = (req.revision != 0).then_some(req.revision);
-                Ok(Response::new(Self::report_out(&id, entry, revision)?))
-            })
-            .await
+        let access = Access::of(&request)?;
+        let req = request.into_inner();
+        let state = self.core.state.read().await;
+        let (id, entry) = readable(&state, &access, &req.report_id)?;
+        let revision = (req.revision != 0).then_some(req.revision);
+        Ok(Response::new(Self::report_out(&id, entry, revision)?))
     }
 
     async fn list_reports(
         &self,
         request: Request<pr::ListReportsRequest>,
     ) -> Result<Response<pr::ListReportsResponse>, Status> {
-        self.core
-            .metrics
-            .clone()
-            .track("ListReports", async {
-                let caller = self.core.caller(&request)?;
-                let req = request.into_inner();
-                let size = page_size(req.page_size)?;
-                let unit = match req.unit.as_ref() {
-                    Some(u) if !u.code.is_empty() => Some(UnitCode::parse("unit", &u.code).map_err(status::domain)?),
-                    _ => caller.unit.clone(),
-                };
-                let period = match req.period.as_ref() {
-                    Some(p) if !p.code.is_empty() => Some(Period::parse("period", &p.code).map_err(status::domain)?),
-                    _ => None,
-                };
-                let mut tree = if req.tree == 0 {
-                    None
-                } else {
-                    Some(convert::tree_in("tree", req.tree).map_err(status::domain)?)
-                };
-                if let Some(p) = period {
-                    let in_force = p.reporting_tree();
-                    if tree.is_some_and(|t| t != in_force) {
-                        return Err(invalid(
-                            "tree",
-                            format!("{p} is reported on the {} tree, in force when it closes", in_force.name()),
-                        ));
-                    }
-                    tree = Some(in_force);
-                }
-                let status_filter = match pr::ReportStatus::try_from(req.status) {
-                    Ok(pr::ReportStatus::Unspecified) => None,
-                    Ok(s) => Some(s),
-                    Err(_) => return Err(invalid("status", "is not a report status")),
-                };
-                let after = match req.page_token.as_str() {
-                    "" => String::new(),
-                    t => ReportId::parse("page_token", t).map_err(status::domain)?.as_string(),
-                };
-                let after = after.as_str();
-                let state = self.core.state.read().await;
-                if let Some(u) = &unit {
-                    let known = match tree {
-                        Some(t) => state.trees.get(t).get(u).is_some(),
-                        None => [Tree::Pre2025, Tree::Y2025].iter().any(|t| state.trees.get(*t).get(u).is_some()),
-                    };
-                    if !known {
-                        let which = tree.map_or("any".to_owned(), |t| format!("the {}", t.name()));
-                        return Err(Status::not_found(format!("{u} is not a unit of {which} tree")));
-                    }
-                    let t = tree.unwrap_or(if state.trees.get(Tree::Y2025).get(u).is_some() {
-                        Tree::Y2025
-                    } else {
-                        Tree::Pre2025
-                    });
-                    caller.require_scope(&state.trees, t, u, "ListReports")?;
-                }
-                let in_subtree = |t: Tree, code: &UnitCode| {
-                    unit.as_ref().is_none_or(|u| state.trees.get(t).is_within(u, code))
-                        && caller.covers(&state.trees, t, code)
-                };
+        let access = Access::of(&request)?;
+        let req = request.into_inner();
+        let size = page_size(req.page_size)?;
+        let unit = match req.unit.as_ref() {
+            Some(u) if !u.code.is_empty() => Some(UnitCode::parse("unit", &u.code).map_err(status::domain)?),
+            _ => access.caller.unit.clone(),
+        };
+        let period = match req.period.as_ref() {
+            Some(p) if !p.code.is_empty() => Some(Period::parse("period", &p.code).map_err(status::domain)?),
+            _ => None,
+        };
+        let mut tree =
+            if req.tree == 0 { None } else { Some(convert::tree_in("tree", req.tree).map_err(status::domain)?) };
+        if let Some(p) = period {
+            let in_force = p.reporting_tree();
+            if tree.is_some_and(|t| t != in_force) {
+                return Err(invalid(
+                    "tree",
+                    format!("{p} is reported on the {} tree, in force when it closes", in_force.name()),
+                ));
+            }
+            tree = Some(in_force);
+        }
+        let status_filter = match pr::ReportStatus::try_from(req.status) {
+            Ok(pr::ReportStatus::Unspecified) => None,
+            Ok(s) => Some(s),
+            Err(_) => return Err(invalid("status", "is not a report status")),
+        };
+        let after = match req.page_token.as_str() {
+            "" => String::new(),
+            t => ReportId::parse("page_token", t).map_err(status::domain)?.as_string(),
+        };
+        let after = after.as_str();
+        let state = self.core.state.read().await;
+        if let Some(u) = &unit {
+            let known = match tree {
+                Some(t) => state.trees.get(t).get(u).is_some(),
+                None => [Tree::Pre2025, Tree::Y2025].iter().any(|t| state.trees.get(*t).get(u).is_some()),
+            };
+            if !known {
+                let which = tree.map_or("any".to_owned(), |t| format!("the {}", t.name()));
+                return Err(Status::not_found(format!("{u} is not a unit of {which} tree")));
+            }
+            let t =
+                tree.unwrap_or(if state.trees.get(Tree::Y2025).get(u).is_some() { Tree::Y2025 } else { Tree::Pre2025 });
+            access.check(&state.trees, &Target::unit(t, u.clone()))?;
+        }
+        let in_subtree = |t: Tree, code: &UnitCode| {
+            unit.as_ref().is_none_or(|u| state.trees.get(t).is_within(u, code)) && access.sees(&state.trees, t, code)
+        };
 
-                // Expected reports: every unit below the nation in the subtree.
-                let completeness = match (period, tree) {
-                    (Some(p), Some(t)) => {
-                        let mut c = pr::Completeness::default();
-                        for u in expected_units(&state, t, unit.as_ref()) {
-                            if !caller.covers(&state.trees, t, u) {
-                                continue;
-                            }
-                            c.expected += 1;
-                            let id = ReportId { unit: u.clone(), period: p }.as_string();
-                            if let Some(r) = state.reports.get(&id).and_then(|e| e.report.state()) {
-                                c.submitted += 1;
-                                c.on_time += u32::from(r.revisions[0].on_time);
-                                c.approved += u32::from(r.status == ReportStatus::Approved);
-                            }
-                        }
-                        Some(c)
+        // Expected reports: every unit below the nation in the subtree.
+        let completeness = match (period, tree) {
+            (Some(p), Some(t)) => {
+                let mut c = pr::Completeness::default();
+                for u in expected_units(&state, t, unit.as_ref()) {
+                    if !access.sees(&state.trees, t, u) {
+                        continue;
                     }
-                    _ => None,
-                };
-
-                let mut reports = Vec::new();
-                let mut total = 0usize;
-                let mut more = false;
-                let mut last = String::new();
-                let mut take = |id: &str, make: &dyn Fn() -> Result<pr::Report, Status>| -> Result<(), Status> {
-                    total += 1;
-                    if !after.is_empty() && id <= after {
-                        return Ok(());
-                    }
-                    if reports.len() == size {
-                        more = true;
-                    } else {
-                        reports.push(make()?);
-                        last = id.to_owned();
-                    }
-                    Ok(())
-                };
-                if status_filter == Some(pr::ReportStatus::Missing) {
-                    let (Some(p), Some(t)) = (period, tree) else {
-                        return Err(invalid("period", "is required to list missing reports"));
-                    };
-                    let mut ids: Vec<ReportId> = expected_units(&state, t, unit.as_ref())
-                        .into_iter()
-                        .filter(|u| caller.covers(&state.trees, t, u))
-                        .map(|u| ReportId { unit: u.clone(), period: p })
-                        .filter(|id| !state.reports.contains_key(&id.as_string()))
-                        .collect();
-                    ids.sort_by_key(ReportId::as_string);
-                    for id in &ids {
-                        take(&id.as_string(), &|| Ok(Self::missing_out(id, t)))?;
-                    }
-                } else {
-                    for (id, entry) in &state.reports {
-                        let Some(r) = entry.report.state() else { continue };
-                        let matches = tree.is_none_or(|t| r.tree == t)
-                            && period.is_none_or(|p| r.id.period == p)
-                            && status_filter.is_none_or(|s| status_out(r.status) == s)
-                            && in_subtree(r.tree, &r.id.unit);
-                        if matches {
-                            take(id, &|| Self::report_out(id, entry, None))?;
-                        }
+                    c.expected += 1;
+                    let id = ReportId { unit: u.clone(), period: p }.as_string();
+                    if let Some(r) = state.reports.get(&id).and_then(|e| e.report.state()) {
+                        c.submitted += 1;
+                        c.on_time += u32::from(r.revisions[0].on_time);
+                        c.approved += u32::from(r.status == ReportStatus::Approved);
                     }
                 }
-                Ok(Response::new(pr::ListReportsResponse {
-                    reports,
-                    next_page_token: if more { last } else { String::new() },
-                    total_size: total as u32,
-                    completeness,
-                }))
-            })
-            .await
+                Some(c)
+            }
+            _ => None,
+        };
+
+        let mut reports = Vec::new();
+        let mut total = 0usize;
+        let mut more = false;
+        let mut last = String::new();
+        let mut take = |id: &str, make: &dyn Fn() -> Result<pr::Report, Status>| -> Result<(), Status> {
+            total += 1;
+            if !after.is_empty() && id <= after {
+                return Ok(());
+            }
+            if reports.len() == size {
+                more = true;
+            } else {
+                reports.push(make()?);
+                last = id.to_owned();
+            }
+            Ok(())
+        };
+        if status_filter == Some(pr::ReportStatus::Missing) {
+            let (Some(p), Some(t)) = (period, tree) else {
+                return Err(invalid("period", "is required to list missing reports"));
+            };
+            let mut ids: Vec<ReportId> = expected_units(&state, t, unit.as_ref())
+                .into_iter()
+                .filter(|u| access.sees(&state.trees, t, u))
+                .map(|u| ReportId { unit: u.clone(), period: p })
+                .filter(|id| !state.reports.contains_key(&id.as_string()))
+                .collect();
+            ids.sort_by_key(ReportId::as_string);
+            for id in &ids {
+                take(&id.as_string(), &|| Ok(Self::missing_out(id, t)))?;
+            }
+        } else {
+            for (id, entry) in &state.reports {
+                let Some(r) = entry.report.state() else { continue };
+                let matches = tree.is_none_or(|t| r.tree == t)
+                    && period.is_none_or(|p| r.id.period == p)
+                    && status_filter.is_none_or(|s| status_out(r.status) == s)
+                    && in_subtree(r.tree, &r.id.unit);
+                if matches {
+                    take(id, &|| Self::report_out(id, entry, None))?;
+                }
+            }
+        }
+        Ok(Response::new(pr::ListReportsResponse {
+            reports,
+            next_page_token: if more { last } else { String::new() },
+            total_size: total as u32,
+            completeness,
+        }))
     }
 
     async fn get_report_history(
         &self,
         request: Request<pr::GetReportHistoryRequest>,
     ) -> Result<Response<pr::GetReportHistoryResponse>, Status> {
-        self.core
-            .metrics
-            .clone()
-            .track("GetReportHistory", async {
-                let caller = self.core.caller(&request)?;
-                let req = request.into_inner();
-                let size = page_size(req.page_size)?;
-                let id = {
-                    let state = self.core.state.read().await;
-                    readable(&state, &caller, &req.report_id, "GetReportHistory")?.0
-                };
-                let (events, next) = self.core.history(&id, size, &req.page_token)?;
-                Ok(Response::new(pr::GetReportHistoryResponse { events, next_page_token: next }))
-            })
-            .await
+        let access = Access::of(&request)?;
+        let req = request.into_inner();
+        let size = page_size(req.page_size)?;
+        let id = {
+            let state = self.core.state.read().await;
+            readable(&state, &access, &req.report_id)?.0
+        };
+        let (events, next) = self.core.history(&id, size, &req.page_token)?;
+        Ok(Response::new(pr::GetReportHistoryResponse { events, next_page_token: next }))
     }
 }
