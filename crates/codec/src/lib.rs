@@ -6,3 +6,6 @@
 #![forbid(unsafe_code)]
 
 pub mod convert;
+pub mod stream;
+
+pub use stream::StreamId;

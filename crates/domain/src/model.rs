@@ -68,10 +68,6 @@ impl ModelId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-    /// The log stream that holds this model's events.
-    pub fn stream_id(&self) -> String {
-        format!("model-{}", self.0)
-    }
 }
 
 /// The registration form as a client sent it, before validation.

@@ -165,7 +165,7 @@ pub fn prepare_log(dir: &Path, rt: &tokio::runtime::Runtime) -> EventLog {
             let month = if *tree == Tree::Pre2025 { 1 + (n % 12) as u32 } else { 8 + (n % 4) as u32 };
             let d0 = Date::new("d", year, month, 1 + (n % 27) as u32).unwrap();
             let id = ModelId::parse("id", &format!("00000000-0000-7000-8000-{n:012}")).unwrap();
-            let stream = id.stream_id();
+            let stream = dvk_codec::StreamId::Model(id.clone()).to_string();
             let field = Field::ALL[(n % 4) as usize];
             let mut events = vec![ModelEvent::Registered {
                 id,

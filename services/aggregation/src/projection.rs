@@ -27,7 +27,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use dvk_codec::convert;
+use dvk_codec::{StreamId, convert};
 use dvk_domain::model::Field;
 use dvk_domain::period::Half;
 use dvk_domain::report::{Figure, Figures, ReportEvent};
@@ -619,7 +619,11 @@ impl State {
     }
 
     fn model_event(&mut self, stream: &str, event: ModelChange) {
-        let id = stream.strip_prefix("model-").unwrap_or(stream);
+        let Some(StreamId::Model(model)) = StreamId::parse(stream) else {
+            tracing::error!(stream, "a model event outside a model's stream");
+            return;
+        };
+        let id = model.as_str();
         let changes = match (self.models.get_mut(id), event) {
             (None, ModelChange::Registered { unit, tree, on, field }) => {
                 let flow = Flow::Registered(field);
@@ -980,10 +984,20 @@ mod tests {
                         )
                         .unwrap(),
                     };
-                    push("registration", &mut reg, id.stream_id(), convert::model_event_out(&registered));
+                    push(
+                        "registration",
+                        &mut reg,
+                        StreamId::Model(id.clone()).to_string(),
+                        convert::model_event_out(&registered),
+                    );
                     if *started {
                         let e = ModelEvent::Started { started_on: on.add_days(200).unwrap() };
-                        push("registration", &mut reg, id.stream_id(), convert::model_event_out(&e));
+                        push(
+                            "registration",
+                            &mut reg,
+                            StreamId::Model(id.clone()).to_string(),
+                            convert::model_event_out(&e),
+                        );
                     }
                 }
                 Gen::Report { y2025, unit, registered, approve } => {

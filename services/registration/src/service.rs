@@ -18,7 +18,8 @@ use dvk_runtime::host::{ChangeRequest, Core, Decision, page_size};
 use dvk_runtime::{Access, Target, status};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::state::{ModelEntry, REORG_STREAM, SOURCE, State, tree_stream};
+use crate::state::{ModelEntry, SOURCE, State};
+use dvk_codec::StreamId;
 
 /// Units per `UnitsImported` event: a full import is several events in one append.
 const UNITS_PER_EVENT: usize = 1000;
@@ -119,7 +120,7 @@ impl Registration {
                 let ctx = ModelContext { units: &state.trees, today: today() };
                 let events = entry.model.handle(command, ctx).map_err(status::domain)?;
                 Ok(Decision {
-                    stream: id.stream_id(),
+                    stream: StreamId::Model(id.clone()).into(),
                     expected: ExpectedVersion::Exact(expected_version),
                     payloads: events.iter().map(convert::model_event_out).collect(),
                 })
@@ -336,7 +337,7 @@ impl RegistrationService for Registration {
                 |state| {
                     let (added, unchanged) = plan_import(tree, state.trees.get(tree), &records)?;
                     counts = (added.len() as u64, unchanged);
-                    let stream = tree_stream(tree);
+                    let stream = StreamId::Units(tree);
                     let payloads = added
                         .chunks(UNITS_PER_EVENT)
                         .map(|c| {
@@ -348,8 +349,8 @@ impl RegistrationService for Registration {
                         })
                         .collect();
                     Ok(Decision {
-                        stream: stream.into(),
-                        expected: ExpectedVersion::Exact(state.version(stream)),
+                        stream: stream.to_string(),
+                        expected: ExpectedVersion::Exact(state.version(&stream)),
                         payloads,
                     })
                 },
@@ -447,8 +448,8 @@ impl RegistrationService for Registration {
                         })
                         .collect();
                     Ok(Decision {
-                        stream: REORG_STREAM.into(),
-                        expected: ExpectedVersion::Exact(state.version(REORG_STREAM)),
+                        stream: StreamId::Reorganization.into(),
+                        expected: ExpectedVersion::Exact(state.version(&StreamId::Reorganization)),
                         payloads,
                     })
                 },
@@ -545,13 +546,16 @@ impl RegistrationService for Registration {
                 let command = ModelCommand::Register { id: id.clone(), unit: unit.clone(), registered_on, details };
                 let events = Model::default().handle(command, ctx).map_err(status::domain)?;
                 Ok(Decision {
-                    stream: id.stream_id(),
+                    stream: StreamId::Model(id.clone()).into(),
                     expected: ExpectedVersion::NoStream,
                     payloads: events.iter().map(convert::model_event_out).collect(),
                 })
             })
             .await?;
-        let model_id = receipt.stream_id.strip_prefix("model-").unwrap_or(&receipt.stream_id).to_owned();
+        let model_id = match StreamId::parse(&receipt.stream_id) {
+            Some(StreamId::Model(id)) => id.as_str().to_owned(),
+            _ => return Err(Status::internal("a registration was stored outside a model's stream")),
+        };
         Ok(Response::new(pr::WriteModelResponse {
             model_id,
             version: receipt.last_version,
@@ -734,7 +738,7 @@ impl RegistrationService for Registration {
             let state = self.core.state.read().await;
             readable_model(&state, &access, &id)?;
         }
-        let (events, next) = self.core.history(&id.stream_id(), size, &req.page_token)?;
+        let (events, next) = self.core.history(&StreamId::Model(id).to_string(), size, &req.page_token)?;
         Ok(Response::new(pr::GetModelHistoryResponse { events, next_page_token: next }))
     }
 }

@@ -1,27 +1,15 @@
 //! The registration service's read models, rebuilt by folding its log in order: both
 //! administrative trees, the reorganisation mapping, and every model with its version.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
-use dvk_codec::convert;
+use dvk_codec::{StreamId, convert};
 use dvk_domain::Aggregate;
-use dvk_domain::Tree;
 use dvk_domain::model::Model;
 use dvk_domain::unit::{CrossTree, ReorgLink, Trees};
 use dvk_proto::events::v1::Envelope;
 
 pub const SOURCE: &str = "registration";
-
-/// The stream of the units of a tree.
-pub fn tree_stream(tree: Tree) -> &'static str {
-    match tree {
-        Tree::Pre2025 => "tree-pre2025",
-        Tree::Y2025 => "tree-2025",
-    }
-}
-
-/// The stream of the 2025 reorganisation mapping.
-pub const REORG_STREAM: &str = "reorg-2025";
 
 #[derive(Debug, Clone)]
 pub struct ModelEntry {
@@ -36,7 +24,7 @@ pub struct State {
     /// Models by id; ids are UUIDv7, so this is also registration order.
     pub models: BTreeMap<String, ModelEntry>,
     /// Stream versions of the tree and mapping streams.
-    pub versions: BTreeMap<&'static str, u64>,
+    pub versions: HashMap<StreamId, u64>,
     /// The last log position folded in.
     pub position: u64,
     /// The provinces matched across the trees, derived when first asked for after the
@@ -45,7 +33,8 @@ pub struct State {
 }
 
 impl State {
-    pub fn version(&self, stream: &'static str) -> u64 {
+    /// The version of a tree or mapping stream (0: no event yet).
+    pub fn version(&self, stream: &StreamId) -> u64 {
         self.versions.get(stream).copied().unwrap_or(0)
     }
 
@@ -80,18 +69,22 @@ impl dvk_runtime::host::ReadModel for State {
         }
         match change {
             Some(convert::TreeChange::Units(tree)) => {
-                self.versions.insert(tree_stream(tree), env.stream_version);
+                self.versions.insert(StreamId::Units(tree), env.stream_version);
                 return;
             }
             Some(convert::TreeChange::Reorganization) => {
-                self.versions.insert(REORG_STREAM, env.stream_version);
+                self.versions.insert(StreamId::Reorganization, env.stream_version);
                 return;
             }
             None => {}
         }
         match convert::model_event_in(payload) {
             Ok(Some(event)) => {
-                let id = env.stream_id.strip_prefix("model-").unwrap_or(&env.stream_id).to_owned();
+                let Some(StreamId::Model(id)) = StreamId::parse(&env.stream_id) else {
+                    tracing::error!(position, stream = %env.stream_id, "a model event outside a model's stream");
+                    return;
+                };
+                let id = id.as_str().to_owned();
                 let entry = self.models.entry(id).or_insert_with(|| ModelEntry {
                     model: Model::default(),
                     version: 0,
