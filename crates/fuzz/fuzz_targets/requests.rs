@@ -33,7 +33,7 @@ fuzz_target!(|data: &[u8]| {
             v.check(convert::period_in("period", req.period.as_ref()));
             let figures = convert::figures_in(req.figures.as_ref());
             if figures.validate("figures").is_ok() {
-                for (_, value) in figures.named() {
+                for (_, value) in figures.iter() {
                     assert!((0..=100_000_000_000_000).contains(&value));
                 }
             }
