@@ -7,7 +7,7 @@ use dvk_domain::model::{
     Replication, RunnerKind, Sponsor,
 };
 use dvk_domain::report::{Figure, Figures, ReportEvent, ReportId, Revision};
-use dvk_domain::unit::{LinkBasis, MergeKind, ReorgLink, Unit, UnitKind};
+use dvk_domain::unit::{LinkBasis, MappingStatus, MergeKind, ReorgLink, Unit, UnitKind};
 use dvk_domain::{Date, DomainError, Level, Period, Tree, UnitCode};
 
 use dvk_proto::aggregation::v1 as pa;
@@ -290,6 +290,18 @@ pub fn reorg_link_in(prefix: &str, l: &pe::ReorgLink) -> Result<ReorgLink, Domai
     Ok(ReorgLink { old, new, kind, note, basis })
 }
 
+pub fn mapping_status_out(s: MappingStatus) -> dvk_proto::registration::v1::MappingStatus {
+    use dvk_proto::registration::v1::MappingStatus as W;
+    match s {
+        MappingStatus::Whole => W::Whole,
+        MappingStatus::Split => W::Split,
+        MappingStatus::Recoded => W::Recoded,
+        MappingStatus::Inferred => W::Inferred,
+        MappingStatus::Supplementary => W::Supplementary,
+        MappingStatus::Unassigned => W::Unassigned,
+    }
+}
+
 pub fn basis_out(b: LinkBasis) -> pe::LinkBasis {
     match b {
         LinkBasis::Official => pe::LinkBasis::Official,
@@ -443,29 +455,26 @@ pub fn model_event_out(e: &ModelEvent) -> pe::envelope::Payload {
 /// written, and today's rules (text bounds, say) must not refuse what an earlier
 /// release accepted. Only a missing or unknown value where one is required fails.
 fn recorded_details(d: Option<&pe::ModelDetails>) -> Result<ModelDetails, DecodeError> {
-    let d = d.ok_or_else(|| bad("model details", "absent"))?;
-    let resources = d.resources.unwrap_or_default();
-    let timeline = d.timeline.unwrap_or_default();
-    let date = |what: &'static str, x: Option<&pc::Date>| date_in(what, x).map_err(|e| bad(what, e));
+    let wire = d.ok_or_else(|| bad("model details", "absent"))?;
+    let draft = details_draft(d);
     Ok(ModelDetails {
-        name: d.name.clone(),
-        field: field_in(d.field).ok_or_else(|| bad("details.field", d.field))?,
-        runner_kind: runner_in(d.runner_kind).ok_or_else(|| bad("details.runner_kind", d.runner_kind))?,
-        runner_name: d.runner_name.clone(),
-        sponsor: sponsor_in(d.sponsor).ok_or_else(|| bad("details.sponsor", d.sponsor))?,
-        sponsor_name: d.sponsor_name.clone(),
-        rationale: d.rationale.clone(),
-        objectives: d.objectives.clone(),
-        method: d.method.clone(),
-        area: d.area.clone(),
-        target_group: d.target_group.clone(),
-        implementing_forces: d.implementing_forces.clone(),
-        funds_vnd: resources.funds.map_or(0, |m| m.vnd),
-        workdays: resources.workdays,
-        timeline_start: date("details.timeline.start", timeline.start.as_ref())?
-            .ok_or_else(|| bad("details.timeline.start", "absent"))?,
-        timeline_end: date("details.timeline.end", timeline.end.as_ref())?,
-        expected_outputs: d.expected_outputs.clone(),
+        field: draft.field.ok_or_else(|| bad("details.field", wire.field))?,
+        runner_kind: draft.runner_kind.ok_or_else(|| bad("details.runner_kind", wire.runner_kind))?,
+        sponsor: draft.sponsor.ok_or_else(|| bad("details.sponsor", wire.sponsor))?,
+        timeline_start: draft.timeline_start.ok_or_else(|| bad("details.timeline.start", "absent or invalid"))?,
+        timeline_end: draft.timeline_end,
+        name: draft.name,
+        runner_name: draft.runner_name,
+        sponsor_name: draft.sponsor_name,
+        rationale: draft.rationale,
+        objectives: draft.objectives,
+        method: draft.method,
+        area: draft.area,
+        target_group: draft.target_group,
+        implementing_forces: draft.implementing_forces,
+        funds_vnd: draft.funds_vnd,
+        workdays: draft.workdays,
+        expected_outputs: draft.expected_outputs,
     })
 }
 

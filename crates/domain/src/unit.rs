@@ -83,6 +83,14 @@ impl Tree {
         }
     }
 
+    /// The tree on the other side of the 2025 reorganisation.
+    pub fn other(self) -> Tree {
+        match self {
+            Tree::Pre2025 => Tree::Y2025,
+            Tree::Y2025 => Tree::Pre2025,
+        }
+    }
+
     pub fn has_level(self, level: Level) -> bool {
         level == Level::Nation || self.levels().contains(&level)
     }
@@ -617,24 +625,30 @@ impl CrossTree {
 
     /// How `unit` of `tree` maps onto the other tree (None: not a unit of `tree`).
     pub fn mapping_status(&self, trees: &Trees, tree: Tree, unit: &UnitCode) -> Option<MappingStatus> {
-        let other = match tree {
-            Tree::Pre2025 => Tree::Y2025,
-            Tree::Y2025 => Tree::Pre2025,
-        };
-        let expressed = self.express(trees, tree, unit, other)?;
+        self.mapping(trees, tree, unit).map(|(status, _)| status)
+    }
+
+    /// How `unit` of `tree` maps onto the other tree, and where it stands there.
+    pub fn mapping(&self, trees: &Trees, tree: Tree, unit: &UnitCode) -> Option<(MappingStatus, Expressed)> {
+        let expressed = self.express(trees, tree, unit, tree.other())?;
         let level = trees.get(tree).get(unit)?.level;
+        let status = Self::status(trees, tree, unit, level, &expressed);
+        Some((status, expressed))
+    }
+
+    fn status(trees: &Trees, tree: Tree, unit: &UnitCode, level: Level, expressed: &Expressed) -> MappingStatus {
         if expressed.unit().is_none() {
-            return Some(MappingStatus::Unassigned);
+            return MappingStatus::Unassigned;
         }
         if level != Level::Commune {
-            return Some(MappingStatus::Inferred);
+            return MappingStatus::Inferred;
         }
         let r = &trees.reorganization;
         let links: Vec<&ReorgLink> = match tree {
             Tree::Pre2025 => r.successors(unit).iter().collect(),
             Tree::Y2025 => r.predecessors(unit).iter().filter_map(|old| r.link(old, unit)).collect(),
         };
-        Some(if links.iter().any(|l| l.basis == LinkBasis::Inferred) {
+        if links.iter().any(|l| l.basis == LinkBasis::Inferred) {
             MappingStatus::Recoded
         } else if links.iter().any(|l| l.basis == LinkBasis::Supplementary) {
             MappingStatus::Supplementary
@@ -642,7 +656,7 @@ impl CrossTree {
             MappingStatus::Whole
         } else {
             MappingStatus::Split
-        })
+        }
     }
 }
 

@@ -190,10 +190,7 @@ fn unassigned_out(
     } else {
         Some(UnitCode::parse("unassigned_page_token", page_token).map_err(status::domain)?)
     };
-    let from = match tree {
-        Tree::Pre2025 => Tree::Y2025,
-        Tree::Y2025 => Tree::Pre2025,
-    };
+    let from = tree.other();
     let per_unit = state.unassigned_rollups(tree, unit, period);
     if per_unit.is_empty() {
         return Ok(None);

@@ -214,27 +214,12 @@ impl Registration {
                 (Vec::new(), links)
             }
         };
-        let other = match tree {
-            Tree::Pre2025 => Tree::Y2025,
-            Tree::Y2025 => Tree::Pre2025,
-        };
-        let cross = state.cross();
-        let mapping_status =
-            cross.mapping_status(&state.trees, tree, code).map_or(pr::MappingStatus::Unspecified, |s| {
-                use dvk_domain::unit::MappingStatus as M;
-                match s {
-                    M::Whole => pr::MappingStatus::Whole,
-                    M::Split => pr::MappingStatus::Split,
-                    M::Recoded => pr::MappingStatus::Recoded,
-                    M::Inferred => pr::MappingStatus::Inferred,
-                    M::Supplementary => pr::MappingStatus::Supplementary,
-                    M::Unassigned => pr::MappingStatus::Unassigned,
-                }
-            });
-        let counterpart = match cross.express(&state.trees, tree, code, other) {
-            Some(Expressed::Exact(c) | Expressed::Allocated(c)) => Some(c),
-            Some(Expressed::Unassigned { province }) => province,
-            None => None,
+        let (mapping_status, counterpart) = match state.cross().mapping(&state.trees, tree, code) {
+            Some((status, Expressed::Exact(c) | Expressed::Allocated(c))) => {
+                (convert::mapping_status_out(status), Some(c))
+            }
+            Some((status, Expressed::Unassigned { province })) => (convert::mapping_status_out(status), province),
+            None => (pr::MappingStatus::Unspecified, None),
         };
         Some(pr::Unit {
             tree: convert::tree_out(tree) as i32,
