@@ -2,7 +2,7 @@
 //! that passed its checksum, from a client) decodes or is refused, and converting
 //! what decodes into domain events never panics.
 
-use dvk_codec::convert;
+use dvk_codec::recorded;
 use dvk_domain::report::{Figure, Figures};
 use dvk_proto::events::v1::Envelope;
 use proptest::prelude::*;
@@ -14,13 +14,11 @@ proptest! {
     #[test]
     fn any_bytes_decode_or_are_refused_without_a_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
         if let Ok(env) = Envelope::decode(bytes.as_slice())
-            && let Some(p) = &env.payload
+            && let Ok(r) = recorded::decode(1, env)
         {
-            let _ = convert::model_event_in(p);
-            let _ = convert::report_event_in(p);
             let mut trees = dvk_domain::unit::Trees::default();
             let mut problems = Vec::new();
-            let _ = convert::apply_tree_event(&mut trees, p, &mut problems);
+            let _ = trees.apply(&r.event, &mut problems);
         }
     }
 
@@ -46,11 +44,8 @@ proptest! {
         let i = flip % bytes.len();
         bytes[i] ^= 1 << bit;
         bytes.truncate(cut.max(1).min(bytes.len()));
-        if let Ok(env) = Envelope::decode(bytes.as_slice())
-            && let Some(p) = &env.payload
-        {
-            let _ = convert::model_event_in(p);
-            let _ = convert::report_event_in(p);
+        if let Ok(env) = Envelope::decode(bytes.as_slice()) {
+            let _ = recorded::decode(1, env);
         }
     }
 

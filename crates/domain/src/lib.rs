@@ -7,6 +7,7 @@
 pub mod aggregate;
 pub mod date;
 pub mod error;
+pub mod event;
 pub mod figures;
 pub mod model;
 pub mod period;
@@ -19,5 +20,6 @@ pub mod unit;
 pub use aggregate::Aggregate;
 pub use date::Date;
 pub use error::{DomainError, FieldViolation};
+pub use event::DomainEvent;
 pub use period::Period;
 pub use unit::{Level, Tree, UnitCode, UnitKind};

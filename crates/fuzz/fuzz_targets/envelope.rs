@@ -4,19 +4,17 @@
 
 #![no_main]
 
-use dvk_codec::convert;
+use dvk_codec::recorded;
 use dvk_proto::events::v1::Envelope;
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(env) = Envelope::decode(data)
-        && let Some(p) = &env.payload
+        && let Ok(r) = recorded::decode(1, env)
     {
-        let _ = convert::model_event_in(p);
-        let _ = convert::report_event_in(p);
         let mut trees = dvk_domain::unit::Trees::default();
         let mut problems = Vec::new();
-        let _ = convert::apply_tree_event(&mut trees, p, &mut problems);
+        let _ = trees.apply(&r.event, &mut problems);
     }
 });

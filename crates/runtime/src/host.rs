@@ -12,10 +12,10 @@ use crate::server::ServiceRouter;
 use dvk_bus::Ingestor;
 use dvk_bus::kafka::{KafkaConfig, KafkaSource, RelayConfig};
 use dvk_bus::local::LocalSource;
-use dvk_codec::convert;
-use dvk_domain::DomainError;
+use dvk_codec::{Recorded, StreamId, Unreadable, recorded};
+use dvk_domain::{DomainError, DomainEvent};
 use dvk_eventlog::{AppendRequest, EventLog, ExpectedVersion, LogError, Receipt};
-use dvk_proto::events::v1::{Envelope, envelope::Payload};
+use dvk_proto::events::v1::Envelope;
 use prost::Message;
 use sha2::Digest;
 use tokio::sync::{RwLock, watch};
@@ -34,9 +34,12 @@ const PROJECT_BATCH: usize = 512;
 
 /// Read models rebuilt by folding a log in order.
 pub trait ReadModel: Default + Send + Sync + 'static {
-    /// Folds the event at `position` in. Events were checked when written; one that no
-    /// longer decodes is reported and skipped, never half-applied.
-    fn apply(&mut self, position: u64, env: &Envelope);
+    /// Folds an event in (its `position` is the read models' new position).
+    fn apply(&mut self, event: &Recorded);
+
+    /// Passes over an event that does not decode (reported by the caller as an error):
+    /// the read models still move past its position.
+    fn skip(&mut self, unreadable: &Unreadable);
 
     /// The read models at start and the last position they include: by default a
     /// replay of the whole log; a projection with snapshots loads the latest and
@@ -68,9 +71,9 @@ pub enum HostError {
 /// What a write decided: the stream, the expected version and the events.
 #[derive(Debug)]
 pub struct Decision {
-    pub stream: String,
+    pub stream: StreamId,
     pub expected: ExpectedVersion,
-    pub payloads: Vec<Payload>,
+    pub events: Vec<DomainEvent>,
 }
 
 /// What a service's RPC handlers share: the log, the read models and how far they
@@ -174,20 +177,9 @@ impl<S: ReadModel> Core<S> {
             }
         };
         let now = prost_types::Timestamp::from(SystemTime::now());
-        let events = decision
-            .payloads
-            .into_iter()
-            .map(|p| Envelope {
-                event_type: convert::event_type(&p).into(),
-                schema_version: 1,
-                occurred_at: Some(now),
-                actor: Some(access.caller.actor()),
-                correlation_id: request_id.to_owned(),
-                payload: Some(p),
-                ..Envelope::default()
-            })
-            .collect();
-        let append = AppendRequest::new(decision.stream, decision.expected, events)
+        let actor = access.caller.actor();
+        let events = decision.events.iter().map(|e| recorded::envelope(e, actor.clone(), now, request_id)).collect();
+        let append = AppendRequest::new(decision.stream.to_string(), decision.expected, events)
             .with_request_id(request_id, fingerprint.clone());
         let receipt = match self.log.append(append).await {
             Ok(r) => r,
@@ -446,11 +438,27 @@ pub fn replay_onto<S: ReadModel>(
     for decoded in log.replay_range(from, log.head()) {
         let (position, env) = decoded?;
         if keep(&env) {
-            state.apply(position, &env);
+            fold(state, position, env);
         }
         last = position;
     }
     Ok(last)
+}
+
+/// Decodes the event stored at `position` and folds it into `state`; one that does
+/// not decode is logged and passed over.
+pub fn fold<S: ReadModel>(state: &mut S, position: u64, env: Envelope) {
+    fold_decoded(state, &recorded::decode(position, env));
+}
+
+fn fold_decoded<S: ReadModel>(state: &mut S, event: &Result<Recorded, Unreadable>) {
+    match event {
+        Ok(event) => state.apply(event),
+        Err(unreadable) => {
+            tracing::error!(%unreadable, "a stored event does not decode; passed over");
+            state.skip(unreadable);
+        }
+    }
 }
 
 impl<S: ReadModel> Host<S> {
@@ -726,8 +734,9 @@ async fn project<S: ReadModel>(
 ) {
     let from = *projected.borrow() + 1;
     let mut sub = log.subscribe(from);
-    // Reused: a fresh batch of envelopes each round costs fresh pages of memory.
-    let mut batch = Vec::with_capacity(PROJECT_BATCH);
+    // Reused: a fresh batch each round costs fresh pages of memory. Events are decoded
+    // here, before the write lock is taken, so readers wait only for the fold.
+    let mut batch: Vec<Result<Recorded, Unreadable>> = Vec::with_capacity(PROJECT_BATCH);
     loop {
         let first = tokio::select! {
             r = sub.next() => r,
@@ -735,9 +744,13 @@ async fn project<S: ReadModel>(
         };
         batch.clear();
         let mut next = first;
+        let mut last;
         loop {
             match next.and_then(|r| Ok((r.position(), r.envelope()?))) {
-                Ok(item) => batch.push(item),
+                Ok((position, env)) => {
+                    last = position;
+                    batch.push(recorded::decode(position, env));
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "cannot follow the log; read models stop here");
                     return;
@@ -752,11 +765,10 @@ async fn project<S: ReadModel>(
                 Err(e) => next = Err(e),
             }
         }
-        let last = batch.last().map_or(0, |(p, _)| *p);
         {
             let mut s = state.write().await;
-            for (p, env) in &batch {
-                s.apply(*p, env);
+            for event in &batch {
+                fold_decoded(&mut *s, event);
             }
         }
         metrics.projected.set(last as i64);
@@ -782,7 +794,8 @@ mod tests {
     struct Nothing(Trees);
 
     impl ReadModel for Nothing {
-        fn apply(&mut self, _: u64, _: &Envelope) {}
+        fn apply(&mut self, _: &Recorded) {}
+        fn skip(&mut self, _: &Unreadable) {}
     }
 
     impl KnowsUnits for Nothing {
@@ -819,10 +832,11 @@ mod tests {
     }
 
     fn decision(day: i32) -> Result<Decision, Status> {
+        let started_on = dvk_domain::Date::new("started_on", 2024, 3, day as u32).unwrap();
         Ok(Decision {
-            stream: "model-m".into(),
+            stream: StreamId::Model(dvk_domain::model::ModelId::parse("id", "m").unwrap()),
             expected: ExpectedVersion::Any,
-            payloads: vec![Payload::ModelStarted(body(day))],
+            events: vec![DomainEvent::Model(dvk_domain::model::ModelEvent::Started { started_on })],
         })
     }
 

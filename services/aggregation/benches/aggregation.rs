@@ -34,7 +34,7 @@ use dvk_domain::schedule::{Deadline, Schedule};
 use dvk_domain::{Period, Tree};
 use dvk_proto::aggregation::v1::{self as pa, aggregation_service_client::AggregationServiceClient};
 use dvk_proto::common::v1 as pc;
-use dvk_runtime::host::{ReadModel, Upstream};
+use dvk_runtime::host::Upstream;
 use dvk_testkit::{median, percentile_ms};
 use tonic::transport::Channel;
 use workload::{details, gso_file, prepare_log};
@@ -342,7 +342,7 @@ fn main() {
         let to = (from + 124_999).min(head);
         for r in log.read_range(from, to) {
             let r = r.unwrap();
-            s.apply(r.position(), &r.envelope().unwrap());
+            dvk_runtime::host::fold(&mut s, r.position(), r.envelope().unwrap());
         }
         snapshot::save(&log, snapshot::encode(&s)).unwrap();
         from = to + 1;

@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use dvk_client::import;
-use dvk_codec::convert;
 use dvk_domain::model::{Decision, Field, ModelDetails, ModelDetailsDraft, ModelEvent, ModelId, Recognition};
 use dvk_domain::report::{Figure, Figures, ReportEvent, ReportId, Revision};
 use dvk_domain::unit::Level;
@@ -192,7 +191,12 @@ pub fn prepare_log(dir: &Path, rt: &tokio::runtime::Runtime) -> EventLog {
             for e in events {
                 reg_position += 1;
                 count += 1;
-                batch.push(envelope("registration", reg_position, stream.clone(), convert::model_event_out(&e)));
+                batch.push(envelope(
+                    "registration",
+                    reg_position,
+                    stream.clone(),
+                    dvk_codec::event::encode(&dvk_domain::DomainEvent::Model(e)),
+                ));
             }
         } else {
             // A report: submitted, and mostly approved.
@@ -228,7 +232,12 @@ pub fn prepare_log(dir: &Path, rt: &tokio::runtime::Runtime) -> EventLog {
             for e in events {
                 rep_position += 1;
                 count += 1;
-                batch.push(envelope("reporting", rep_position, stream.clone(), convert::report_event_out(&e)));
+                batch.push(envelope(
+                    "reporting",
+                    rep_position,
+                    stream.clone(),
+                    dvk_codec::event::encode(&dvk_domain::DomainEvent::Report(e)),
+                ));
             }
         }
         if batch.len() >= 2000 {

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 
 use dvk_eventlog::{EventLog, LogError};
 use dvk_proto::events::v1::Envelope;
-use dvk_runtime::host::{Core, ReadModel};
+use dvk_runtime::host::{Core, fold};
 
 use crate::projection::State;
 use crate::service::RebuildStatus;
@@ -70,7 +70,7 @@ pub fn state_at(log: &EventLog, point: &Point) -> Result<State, LogError> {
     for decoded in log.replay_range(from, log.head()) {
         let (position, env) = decoded?;
         if point.keeps(&env) {
-            state.apply(position, &env);
+            fold(&mut state, position, env);
             if point.reached(&state) {
                 break;
             }
@@ -93,7 +93,7 @@ pub async fn rebuild(core: &Core<State>, progress: &Arc<RebuildStatus>) -> Resul
         let mut state = State::default();
         for decoded in log.replay_range(1, total) {
             let (position, env) = decoded?;
-            state.apply(position, &env);
+            fold(&mut state, position, env);
             p.done.fetch_add(1, Ordering::Relaxed);
         }
         Ok(state)
@@ -103,7 +103,7 @@ pub async fn rebuild(core: &Core<State>, progress: &Arc<RebuildStatus>) -> Resul
     let mut live = core.state.write().await;
     for record in core.log.read_range(fresh.position + 1, live.position) {
         let record = record?;
-        fresh.apply(record.position(), &record.envelope()?);
+        fold(&mut fresh, record.position(), record.envelope()?);
     }
     let same = *live == fresh;
     *live = fresh;

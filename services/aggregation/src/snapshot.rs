@@ -6,7 +6,7 @@
 //! head saying which positions it includes): the newest starts the service, and
 //! `as_of` questions about the past start from the newest one before their point.
 
-use dvk_codec::convert;
+use dvk_codec::{convert, recorded};
 use dvk_domain::{DomainError, Period};
 use dvk_eventlog::{EventLog, LogError, Snapshot};
 use dvk_proto::common::v1 as pc;
@@ -182,7 +182,7 @@ pub fn encode(state: &State) -> Encoded {
     let mut pb = SnapshotPb {
         position: state.position,
         events: state.events,
-        tree_events: state.tree_events.clone(),
+        tree_events: state.tree_events.iter().map(recorded::tree_envelope).collect(),
         models: state
             .models
             .iter()
@@ -258,7 +258,8 @@ pub fn decode(bytes: &[u8]) -> Result<State, String> {
     state.position = pb.position;
     state.events = pb.events;
     for env in pb.tree_events {
-        state.replay_tree_event(env);
+        let event = recorded::tree_event(env).map_err(|e| format!("a tree event of the snapshot: {e}"))?;
+        state.replay_tree_event(event);
     }
     state.models.reserve(pb.models.len());
     state.reports.reserve(pb.reports.len());

@@ -8,11 +8,11 @@ use dvk_codec::convert;
 use dvk_domain::model::{
     Commendation, Model, ModelCommand, ModelContext, ModelId, ModelStatus, Recognition, Replication,
 };
-use dvk_domain::unit::{AdminTree, Expressed, Inserted, Level, LinkBasis};
-use dvk_domain::{Aggregate, Date, DomainError, Period, Tree, UnitCode};
+use dvk_domain::unit::{AdminTree, Expressed, Inserted, Level, LinkBasis, Unit};
+use dvk_domain::{Aggregate, Date, DomainError, DomainEvent, Period, Tree, UnitCode};
 use dvk_eventlog::ExpectedVersion;
 use dvk_proto::common::v1 as pc;
-use dvk_proto::events::v1::{self as pe, envelope::Payload};
+use dvk_proto::events::v1 as pe;
 use dvk_proto::registration::v1::{self as pr, registration_service_server::RegistrationService};
 use dvk_runtime::host::{ChangeRequest, Core, Decision, page_size};
 use dvk_runtime::{Access, Target, status};
@@ -120,9 +120,9 @@ impl Registration {
                 let ctx = ModelContext { units: &state.trees, today: today() };
                 let events = entry.model.handle(command, ctx).map_err(status::domain)?;
                 Ok(Decision {
-                    stream: StreamId::Model(id.clone()).into(),
+                    stream: StreamId::Model(id.clone()),
                     expected: ExpectedVersion::Exact(expected_version),
-                    payloads: events.iter().map(convert::model_event_out).collect(),
+                    events: events.into_iter().map(DomainEvent::Model).collect(),
                 })
             })
             .await?;
@@ -164,18 +164,11 @@ impl Registration {
             commendations: m
                 .commendations
                 .iter()
-                .map(|c| {
-                    let Payload::ModelCommended(p) =
-                        convert::model_event_out(&dvk_domain::model::ModelEvent::Commended(c.clone()))
-                    else {
-                        unreachable!("a commendation encodes as ModelCommended")
-                    };
-                    pr::Commendation {
-                        form: p.form,
-                        level: p.level,
-                        awarding_unit: p.awarding_unit,
-                        decision: p.decision,
-                    }
+                .map(|c| pr::Commendation {
+                    form: convert::award_out(c.form) as i32,
+                    level: convert::level_out(c.level) as i32,
+                    awarding_unit: Some(convert::unit_out(&c.awarding_unit)),
+                    decision: Some(decision(&c.decision)),
                 })
                 .collect(),
             replications: m
@@ -234,11 +227,7 @@ impl Registration {
 }
 
 /// Checks and orders an import: parents before children, every record valid.
-fn plan_import(
-    tree: Tree,
-    current: &AdminTree,
-    records: &[pe::UnitRecord],
-) -> Result<(Vec<pe::UnitRecord>, u64), Status> {
+fn plan_import(tree: Tree, current: &AdminTree, records: &[pe::UnitRecord]) -> Result<(Vec<Unit>, u64), Status> {
     let mut units = Vec::with_capacity(records.len());
     for (i, r) in records.iter().enumerate() {
         let unit = convert::unit_record_in(&format!("units[{i}]"), tree, r).map_err(status::domain)?;
@@ -249,9 +238,8 @@ fn plan_import(
     let mut added = Vec::new();
     let mut unchanged = 0u64;
     for (i, unit) in units {
-        let record = convert::unit_record_out(&unit);
-        match scratch.insert(unit) {
-            Ok(Inserted::Added) => added.push(record),
+        match scratch.insert(unit.clone()) {
+            Ok(Inserted::Added) => added.push(unit),
             Ok(Inserted::Unchanged) => unchanged += 1,
             Err(DomainError::Invalid(v)) => {
                 let v: Vec<_> = v
@@ -323,21 +311,12 @@ impl RegistrationService for Registration {
                     let (added, unchanged) = plan_import(tree, state.trees.get(tree), &records)?;
                     counts = (added.len() as u64, unchanged);
                     let stream = StreamId::Units(tree);
-                    let payloads = added
+                    let events = added
                         .chunks(UNITS_PER_EVENT)
-                        .map(|c| {
-                            Payload::UnitsImported(pe::UnitsImported {
-                                tree: head.tree,
-                                units: c.to_vec(),
-                                origin: head.origin.clone(),
-                            })
-                        })
+                        .map(|c| DomainEvent::UnitsImported { tree, units: c.to_vec(), origin: head.origin.clone() })
                         .collect();
-                    Ok(Decision {
-                        stream: stream.to_string(),
-                        expected: ExpectedVersion::Exact(state.version(&stream)),
-                        payloads,
-                    })
+                    let expected = ExpectedVersion::Exact(state.version(&stream));
+                    Ok(Decision { stream, expected, events })
                 },
             )
             .await?;
@@ -413,29 +392,25 @@ impl RegistrationService for Registration {
                         }
                         if scratch.add(link.clone()) == Inserted::Added {
                             let rank = scratch.successors(&link.old).len() as u32 - 1;
-                            added.push(convert::reorg_link_out(&link, rank));
+                            added.push((link, rank));
                         }
                     }
                     added_count = added.len() as u64;
                     if added.is_empty() {
                         return Err(Status::already_exists("every link of this mapping is already recorded"));
                     }
-                    let payloads = added
+                    let events = added
                         .chunks(UNITS_PER_EVENT)
-                        .map(|c| {
-                            Payload::UnitsReorganized(pe::UnitsReorganized {
-                                from_tree: req.from_tree,
-                                to_tree: req.to_tree,
-                                effective_date: Some(convert::date_out(effective)),
-                                links: c.to_vec(),
-                                origin: req.origin.clone(),
-                            })
+                        .map(|c| DomainEvent::UnitsReorganized {
+                            effective: Some(effective),
+                            links: c.to_vec(),
+                            origin: req.origin.clone(),
                         })
                         .collect();
                     Ok(Decision {
-                        stream: StreamId::Reorganization.into(),
+                        stream: StreamId::Reorganization,
                         expected: ExpectedVersion::Exact(state.version(&StreamId::Reorganization)),
-                        payloads,
+                        events,
                     })
                 },
             )
@@ -531,9 +506,9 @@ impl RegistrationService for Registration {
                 let command = ModelCommand::Register { id: id.clone(), unit: unit.clone(), registered_on, details };
                 let events = Model::default().handle(command, ctx).map_err(status::domain)?;
                 Ok(Decision {
-                    stream: StreamId::Model(id.clone()).into(),
+                    stream: StreamId::Model(id.clone()),
                     expected: ExpectedVersion::NoStream,
-                    payloads: events.iter().map(convert::model_event_out).collect(),
+                    events: events.into_iter().map(DomainEvent::Model).collect(),
                 })
             })
             .await?;

@@ -3,11 +3,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use dvk_codec::{StreamId, convert};
-use dvk_domain::Aggregate;
+use dvk_codec::{Recorded, StreamId, Unreadable};
+use dvk_domain::event::TreeChange;
 use dvk_domain::model::Model;
 use dvk_domain::unit::{CrossTree, ReorgLink, Trees};
-use dvk_proto::events::v1::Envelope;
+use dvk_domain::{Aggregate, DomainEvent};
 
 pub const SOURCE: &str = "registration";
 
@@ -56,46 +56,40 @@ impl dvk_runtime::policy::KnowsUnits for State {
 }
 
 impl dvk_runtime::host::ReadModel for State {
-    fn apply(&mut self, position: u64, env: &Envelope) {
-        self.position = position;
-        let Some(payload) = &env.payload else { return };
+    fn apply(&mut self, r: &Recorded) {
+        self.position = r.position;
         let mut problems = Vec::new();
-        let change = convert::apply_tree_event(&mut self.trees, payload, &mut problems);
+        let change = self.trees.apply(&r.event, &mut problems);
         for problem in problems {
-            tracing::error!(position, "{problem}");
-        }
-        if change.is_some() {
-            self.cross = std::sync::OnceLock::new();
+            tracing::error!(position = r.position, "{problem}");
         }
         match change {
-            Some(convert::TreeChange::Units(tree)) => {
-                self.versions.insert(StreamId::Units(tree), env.stream_version);
-                return;
+            Some(TreeChange::Units(tree)) => {
+                self.cross = std::sync::OnceLock::new();
+                self.versions.insert(StreamId::Units(tree), r.version);
             }
-            Some(convert::TreeChange::Reorganization) => {
-                self.versions.insert(StreamId::Reorganization, env.stream_version);
-                return;
+            Some(TreeChange::Reorganization) => {
+                self.cross = std::sync::OnceLock::new();
+                self.versions.insert(StreamId::Reorganization, r.version);
             }
-            None => {}
-        }
-        match convert::model_event_in(payload) {
-            Ok(Some(event)) => {
-                let Some(StreamId::Model(id)) = StreamId::parse(&env.stream_id) else {
-                    tracing::error!(position, stream = %env.stream_id, "a model event outside a model's stream");
+            None => {
+                let (DomainEvent::Model(event), StreamId::Model(id)) = (&r.event, &r.stream) else {
+                    tracing::error!(position = r.position, stream = %r.stream, "not an event of the registration service");
                     return;
                 };
-                let id = id.as_str().to_owned();
-                let entry = self.models.entry(id).or_insert_with(|| ModelEntry {
+                let entry = self.models.entry(id.as_str().to_owned()).or_insert_with(|| ModelEntry {
                     model: Model::default(),
                     version: 0,
                     updated: None,
                 });
-                entry.model.apply(&event);
-                entry.version = env.stream_version;
-                entry.updated = env.recorded_at;
+                entry.model.apply(event);
+                entry.version = r.version;
+                entry.updated = r.recorded_at;
             }
-            Ok(None) => {}
-            Err(e) => tracing::error!(position, error = %e, "stored model event does not decode"),
         }
+    }
+
+    fn skip(&mut self, unreadable: &Unreadable) {
+        self.position = unreadable.position;
     }
 }

@@ -3,11 +3,11 @@
 //! the caller and checked its role), checks the schedule, decides against the read
 //! models, appends to the log and answers once the read models include the write.
 
-use dvk_codec::convert;
+use dvk_codec::{StreamId, convert};
 use dvk_domain::report::{Figures, Report, ReportCommand, ReportContext, ReportId, ReportStatus};
 use dvk_domain::schedule::Schedule;
 use dvk_domain::unit::Level;
-use dvk_domain::{Aggregate, DomainError, Period, Tree, UnitCode};
+use dvk_domain::{Aggregate, DomainError, DomainEvent, Period, Tree, UnitCode};
 use dvk_eventlog::ExpectedVersion;
 use dvk_proto::reporting::v1::{self as pr, reporting_service_server::ReportingService};
 use dvk_runtime::host::{ChangeRequest, Core, Decision, page_size, today};
@@ -183,9 +183,9 @@ impl Reporting {
                 let ctx = ReportContext { units: &state.trees, today: today() };
                 let events = entry.report.handle(command, ctx).map_err(status::domain)?;
                 Ok(Decision {
-                    stream: stream.clone(),
+                    stream: StreamId::Report(id.clone()),
                     expected: ExpectedVersion::Exact(expected),
-                    payloads: events.iter().map(convert::report_event_out).collect(),
+                    events: events.into_iter().map(DomainEvent::Report).collect(),
                 })
             })
             .await?;
@@ -239,9 +239,9 @@ impl ReportingService for Reporting {
                 let ctx = ReportContext { units: &state.trees, today: today() };
                 let events = Report::default().handle(command, ctx).map_err(status::domain)?;
                 Ok(Decision {
-                    stream: stream.clone(),
+                    stream: StreamId::Report(id.clone()),
                     expected: ExpectedVersion::NoStream,
-                    payloads: events.iter().map(convert::report_event_out).collect(),
+                    events: events.into_iter().map(DomainEvent::Report).collect(),
                 })
             })
             .await?;

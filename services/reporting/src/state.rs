@@ -4,12 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use dvk_codec::convert;
-use dvk_domain::Aggregate;
+use dvk_codec::{Recorded, Unreadable};
 use dvk_domain::report::{Report, ReportEvent};
 use dvk_domain::unit::Trees;
+use dvk_domain::{Aggregate, DomainEvent};
 use dvk_proto::common::v1::Actor;
-use dvk_proto::events::v1::Envelope;
 
 pub const SOURCE: &str = "reporting";
 
@@ -48,35 +47,35 @@ impl dvk_runtime::policy::KnowsUnits for State {
 }
 
 impl dvk_runtime::host::ReadModel for State {
-    fn apply(&mut self, position: u64, env: &Envelope) {
-        self.position = position;
-        let Some(payload) = &env.payload else { return };
+    fn apply(&mut self, r: &Recorded) {
+        self.position = r.position;
         let mut problems = Vec::new();
-        let tree_event = convert::apply_tree_event(&mut self.trees, payload, &mut problems).is_some();
+        let tree_event = self.trees.apply(&r.event, &mut problems).is_some();
         for problem in problems {
-            tracing::error!(position, "{problem}");
+            tracing::error!(position = r.position, "{problem}");
         }
         if tree_event {
             return;
         }
-        let event = match convert::report_event_in(payload) {
-            Ok(Some(e)) => e,
-            Ok(None) => return,
-            Err(e) => {
-                tracing::error!(position, error = %e, "stored report event does not decode");
-                return;
-            }
+        let DomainEvent::Report(event) = &r.event else {
+            tracing::error!(position = r.position, stream = %r.stream, "not an event of the reporting service");
+            return;
         };
-        let entry = self.reports.entry(env.stream_id.clone()).or_default();
-        match &event {
+        let entry = self.reports.entry(r.stream.to_string()).or_default();
+        let at = r.recorded_at.or(r.occurred_at);
+        match event {
             ReportEvent::Submitted { .. } | ReportEvent::Amended { .. } => {
-                entry.authors.push(Authorship { actor: env.actor.clone(), at: env.recorded_at.or(env.occurred_at) });
+                entry.authors.push(Authorship { actor: r.actor.clone(), at });
             }
             ReportEvent::Returned { .. } | ReportEvent::Reopened { .. } => entry.unlocked = true,
             ReportEvent::Approved { .. } => entry.unlocked = false,
         }
-        entry.report.apply(&event);
-        entry.version = env.stream_version;
-        entry.updated = env.recorded_at.or(env.occurred_at);
+        entry.report.apply(event);
+        entry.version = r.version;
+        entry.updated = at;
+    }
+
+    fn skip(&mut self, unreadable: &Unreadable) {
+        self.position = unreadable.position;
     }
 }

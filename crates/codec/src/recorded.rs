@@ -1,0 +1,119 @@
+//! A stored event as the application reads it: [`Recorded<DomainEvent>`], decoded
+//! from an `Envelope` once (upcast, then read by structure), and the envelope a new
+//! event is written as.
+
+use dvk_domain::DomainEvent;
+use dvk_proto::common::v1::Actor;
+use dvk_proto::events::v1::Envelope;
+use prost_types::Timestamp;
+
+use crate::convert::{DecodeError, bad};
+use crate::{StreamId, event, upcast};
+
+/// An event in a log, with where and by whom it was recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recorded<E = DomainEvent> {
+    /// Its position in the log it was read from.
+    pub position: u64,
+    pub stream: StreamId,
+    /// Its version in its stream (1: the stream's first event).
+    pub version: u64,
+    /// The service that wrote it and its position there (for an event received from
+    /// another service's log; this log's own events carry this log's source).
+    pub source: String,
+    pub source_position: u64,
+    pub actor: Option<Actor>,
+    pub occurred_at: Option<Timestamp>,
+    pub recorded_at: Option<Timestamp>,
+    pub event: E,
+}
+
+/// A stored event that does not decode (a corrupt or foreign log, or one written by a
+/// later release), with what is known of where it came from.
+#[derive(Debug, thiserror::Error)]
+#[error("event at position {position} ({source_name} {source_position}): {error}")]
+pub struct Unreadable {
+    pub position: u64,
+    pub source_name: String,
+    pub source_position: u64,
+    pub recorded_at: Option<Timestamp>,
+    pub error: DecodeError,
+}
+
+/// Decodes the event stored at `position`.
+pub fn decode(position: u64, env: Envelope) -> Result<Recorded, Unreadable> {
+    let Envelope {
+        stream_id,
+        stream_version,
+        source,
+        source_position,
+        event_type,
+        schema_version,
+        occurred_at,
+        recorded_at,
+        actor,
+        payload,
+        ..
+    } = env;
+    let event = (|| {
+        let stream =
+            StreamId::parse(&stream_id).ok_or_else(|| bad("stream id", format!("{stream_id:?} is unknown")))?;
+        let mut payload = payload.ok_or_else(|| bad("event", "no payload"))?;
+        upcast::upcast(&event_type, schema_version, &mut payload)?;
+        Ok((stream.clone(), event::decode(&stream, payload)?))
+    })();
+    match event {
+        Ok((stream, event)) => Ok(Recorded {
+            position,
+            stream,
+            version: stream_version,
+            source,
+            source_position,
+            actor,
+            occurred_at,
+            recorded_at,
+            event,
+        }),
+        Err(error) => Err(Unreadable { position, source_name: source, source_position, recorded_at, error }),
+    }
+}
+
+/// The envelope a new event is appended as (the log stamps its id, stream, version,
+/// source and position).
+pub fn envelope(event: &DomainEvent, actor: Actor, occurred_at: Timestamp, correlation_id: &str) -> Envelope {
+    let payload = event::encode(event);
+    Envelope {
+        event_type: event::event_type(&payload).into(),
+        schema_version: upcast::SCHEMA_VERSION,
+        occurred_at: Some(occurred_at),
+        actor: Some(actor),
+        correlation_id: correlation_id.to_owned(),
+        payload: Some(payload),
+        ..Envelope::default()
+    }
+}
+
+/// A tree event kept outside a log (a snapshot's copy of the trees), written as an
+/// envelope of its type and this release's schema version.
+pub fn tree_envelope(event: &DomainEvent) -> Envelope {
+    let payload = event::encode(event);
+    Envelope {
+        event_type: event::event_type(&payload).into(),
+        schema_version: upcast::SCHEMA_VERSION,
+        payload: Some(payload),
+        ..Envelope::default()
+    }
+}
+
+/// A tree event read back from [`tree_envelope`]'s form (or an older snapshot's, which
+/// kept the payload alone).
+pub fn tree_event(env: Envelope) -> Result<DomainEvent, DecodeError> {
+    let mut payload = env.payload.ok_or_else(|| bad("event", "no payload"))?;
+    upcast::upcast(&env.event_type, env.schema_version, &mut payload)?;
+    let stream = match &payload {
+        dvk_proto::events::v1::envelope::Payload::UnitsImported(_) => StreamId::Units(dvk_domain::Tree::Pre2025),
+        dvk_proto::events::v1::envelope::Payload::UnitsReorganized(_) => StreamId::Reorganization,
+        other => return Err(bad("tree event", event::event_type(other))),
+    };
+    event::decode(&stream, payload)
+}
