@@ -130,24 +130,28 @@ impl<S: ReadModel> Core<S> {
     /// callers sends it; another body is refused. `decide` runs against the same read
     /// models; the answer comes once they include the write, so the caller's next read
     /// sees it.
-    pub async fn write(
+    ///
+    /// `target` and `decide` answer in the service's own error type `E`; what the write
+    /// path itself refuses (a missing request id, the scope, a reused id) arrives there
+    /// as the `Status` this crate maps it to.
+    pub async fn write<E: From<Status>>(
         &self,
         access: &Access,
         request_id: &str,
         body: &impl Message,
-        target: impl FnOnce(&S) -> Result<Target, Status>,
-        decide: impl FnOnce(&S) -> Result<Decision, Status>,
-    ) -> Result<Receipt, Status>
+        target: impl FnOnce(&S) -> Result<Target, E>,
+        decide: impl FnOnce(&S) -> Result<Decision, E>,
+    ) -> Result<Receipt, E>
     where
         S: KnowsUnits,
     {
         let method = access.method();
         let request_id = request_id.trim();
         if request_id.is_empty() {
-            return Err(invalid("request_id", "is required: a client-chosen id that makes retries safe"));
+            return Err(invalid("request_id", "is required: a client-chosen id that makes retries safe").into());
         }
         if request_id.len() > dvk_domain::text::MAX_CODE {
-            return Err(invalid("request_id", "is longer than 100 bytes"));
+            return Err(invalid("request_id", "is longer than 100 bytes").into());
         }
         let mut hasher = sha2::Sha256::new();
         hasher.update(method.as_bytes());
@@ -162,7 +166,7 @@ impl<S: ReadModel> Core<S> {
         // stored answer.
         let decision = {
             let state = self.state.read().await;
-            access.check(state.units(), &target(&state)?)?;
+            access.check(state.units(), &target(&state)?).map_err(E::from)?;
             decide(&state)
         };
         let decision = match decision {
@@ -187,9 +191,9 @@ impl<S: ReadModel> Core<S> {
             // answered as it was, or by another request, refused.
             Err(LogError::RequestIdReused { .. }) => match self.earlier_answer(request_id, &fingerprint).await? {
                 Some(r) => return Ok(r),
-                None => return Err(Status::aborted("concurrent request with the same request_id; retry")),
+                None => return Err(Status::aborted("concurrent request with the same request_id; retry").into()),
             },
-            Err(e) => return Err(status::log(e)),
+            Err(e) => return Err(status::log(e).into()),
         };
         self.metrics.log_head.set(receipt.last_position as i64);
         self.projected(receipt.last_position).await?;

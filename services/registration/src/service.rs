@@ -306,7 +306,7 @@ impl RegistrationService for Registration {
                 &access,
                 &head.request_id,
                 &body,
-                |_| Ok(Target::none()),
+                |_| Ok::<_, Status>(Target::none()),
                 |state| {
                     let (added, unchanged) = plan_import(tree, state.trees.get(tree), &records)?;
                     counts = (added.len() as u64, unchanged);
@@ -369,7 +369,7 @@ impl RegistrationService for Registration {
                 &access,
                 &req.request_id,
                 &body,
-                |_| Ok(Target::none()),
+                |_| Ok::<_, Status>(Target::none()),
                 |state| {
                     let mut scratch = state.trees.reorganization.clone();
                     let mut added = Vec::new();
