@@ -4,8 +4,11 @@
 
 #![forbid(unsafe_code)]
 
+mod app;
+mod error;
 mod service;
 mod state;
+mod wire;
 
 use std::future::Future;
 use std::net::SocketAddr;
