@@ -897,13 +897,13 @@ mod tests {
     }
 
     #[test]
-    fn apply_is_a_pure_fold() {
+    fn a_models_life_folds_into_what_a_reader_sees() {
         let events = vec![registered(), started(), recognized_at_district(), ModelEvent::Commended(commendation())];
-        assert_eq!(Model::replay(&events), Model::replay(&events));
-        let mut stepwise = Model::default();
-        for e in &events {
-            stepwise.apply(e);
-        }
-        assert_eq!(stepwise, Model::replay(&events));
+        let model = Model::replay(&events);
+        let m = model.state().expect("registered");
+        assert_eq!(m.status, ModelStatus::Recognized);
+        assert_eq!((m.started_on, m.recognized_level()), (Some(d("2024-03-01")), Some(Level::District)));
+        assert_eq!(m.commendations, vec![commendation()]);
+        assert_eq!(Model::replay(&events[..2]).state().unwrap().status, ModelStatus::Implementing);
     }
 }
