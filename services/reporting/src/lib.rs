@@ -5,9 +5,12 @@
 
 #![forbid(unsafe_code)]
 
+mod app;
+mod error;
 pub mod schedule;
 mod service;
 mod state;
+mod wire;
 
 use std::future::Future;
 use std::net::SocketAddr;
