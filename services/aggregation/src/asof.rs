@@ -10,8 +10,8 @@ use dvk_eventlog::{EventLog, LogError};
 use dvk_proto::events::v1::Envelope;
 use dvk_runtime::host::{Core, fold};
 
+use crate::app::RebuildStatus;
 use crate::projection::State;
-use crate::service::RebuildStatus;
 use crate::snapshot::{self, SeenPb};
 
 /// A point in the past.

@@ -5,14 +5,16 @@
 
 #![forbid(unsafe_code)]
 
+mod app;
 pub mod asof;
+mod error;
 pub mod projection;
 mod service;
 pub mod snapshot;
+mod wire;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use dvk_eventlog::{EventLog, LogConfig};
 use dvk_proto::aggregation::v1::aggregation_service_server::AggregationServiceServer;
@@ -22,9 +24,10 @@ use dvk_runtime::policy::{ANY_ROLE, Rule, Scope};
 use dvk_runtime::settings::{KafkaSettings, ServerSettings};
 use tokio::sync::watch;
 
+pub use app::SOURCES;
 pub use dvk_runtime::host::HostError as Error;
 pub use projection::State;
-pub use service::{Aggregation, SOURCES};
+pub use service::Aggregation;
 
 /// The gRPC service name, as health checks ask for it.
 pub const SERVICE_NAME: &str = "dvk.aggregation.v1.AggregationService";
@@ -113,7 +116,7 @@ pub async fn serve(
     }
     let core = host.core();
     host.spawn(snapshots(core.clone(), snapshot_every.max(1), host.stop_signal()));
-    let grpc = AggregationServiceServer::new(Aggregation { core, rebuild: Arc::default() })
+    let grpc = AggregationServiceServer::new(Aggregation { app: app::App::new(core) })
         .max_decoding_message_size(settings.max_message_bytes)
         .max_encoding_message_size(settings.max_message_bytes);
     let guarded = host.guard(POLICY, grpc);
