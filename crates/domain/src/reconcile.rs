@@ -77,52 +77,6 @@ pub struct Correction {
 /// The fields a correction may name.
 pub const CORRECTABLE: [&str; 4] = ["old_code", "old_name", "new_code", "note"];
 
-/// Reads a corrections file: CSV with the header `line,field,old,new,evidence`.
-pub fn parse_corrections(text: &str) -> Result<Vec<Correction>, String> {
-    let mut out = Vec::new();
-    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty() && !l.starts_with('#'));
-    match lines.next() {
-        Some((_, h)) if h.trim() == "line,field,old,new,evidence" => {}
-        _ => return Err("the corrections file must start with the header line,field,old,new,evidence".into()),
-    }
-    for (i, l) in lines {
-        let cells = split_csv_line(l);
-        let at = |what: &str| format!("corrections line {}: {what}", i + 1);
-        if cells.len() != 5 {
-            return Err(at(&format!("{} cells; a correction has 5", cells.len())));
-        }
-        let line = cells[0].trim().parse::<u64>().map_err(|_| at("line is not a number"))?;
-        let field = cells[1].trim().to_owned();
-        if !CORRECTABLE.contains(&field.as_str()) {
-            return Err(at(&format!("field {field:?} is not one of {}", CORRECTABLE.join(", "))));
-        }
-        let evidence = cells[4].trim().to_owned();
-        if evidence.is_empty() {
-            return Err(at("a correction needs its evidence"));
-        }
-        out.push(Correction { line, field, old: cells[2].trim().into(), new: cells[3].trim().into(), evidence });
-    }
-    Ok(out)
-}
-
-/// Splits one CSV line (double quotes protect commas; `""` is a quote).
-fn split_csv_line(l: &str) -> Vec<String> {
-    let (mut cells, mut cur, mut quoted, mut chars) = (Vec::new(), String::new(), false, l.chars().peekable());
-    while let Some(c) = chars.next() {
-        match c {
-            '"' if quoted && chars.peek() == Some(&'"') => {
-                cur.push('"');
-                chars.next();
-            }
-            '"' => quoted = !quoted,
-            ',' if !quoted => cells.push(std::mem::take(&mut cur)),
-            c => cur.push(c),
-        }
-    }
-    cells.push(cur);
-    cells
-}
-
 /// A row whose old code names another commune than its old name does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Disagreement {
@@ -457,16 +411,5 @@ mod tests {
         assert_eq!(r.count(Side::TableOld, "unused"), 1);
         let y: Vec<_> = r.unmatched.iter().filter(|u| u.side == Side::Y2025).map(|u| u.code.as_str()).collect();
         assert_eq!(y, ["03980"]);
-    }
-
-    #[test]
-    fn corrections_are_read_with_their_evidence() {
-        let text = "line,field,old,new,evidence\n426,old_code,00553,00556,\"Đặng Xá is 00556, see line 424\"\n";
-        let c = parse_corrections(text).unwrap();
-        assert_eq!(c[0].line, 426);
-        assert_eq!((c[0].old.as_str(), c[0].new.as_str()), ("00553", "00556"));
-        assert!(c[0].evidence.contains("line 424"));
-        assert!(parse_corrections("line,field,old,new,evidence\n1,name,a,b,x\n").unwrap_err().contains("field"));
-        assert!(parse_corrections("line,field,old,new,evidence\n1,note,a,b,\n").unwrap_err().contains("evidence"));
     }
 }

@@ -72,7 +72,46 @@ pub const CONVERSION_TABLE: &[u8] = include_bytes!("../data/admin-units/gso-reor
 
 /// The shipped corrections, parsed.
 pub fn shipped_corrections() -> Vec<Correction> {
-    dvk_domain::reconcile::parse_corrections(SHIPPED_CORRECTIONS).expect("the shipped corrections file is well formed")
+    parse_corrections(SHIPPED_CORRECTIONS).expect("the shipped corrections file is well formed")
+}
+
+/// Reads a corrections file: CSV with the header `line,field,old,new,evidence`
+/// (quoted cells may hold commas); blank lines and lines starting with `#` are skipped.
+/// An error names the file's line.
+pub fn parse_corrections(text: &str) -> Result<Vec<Correction>, String> {
+    const HEADER: [&str; 5] = ["line", "field", "old", "new", "evidence"];
+    let mut reader =
+        csv::ReaderBuilder::new().has_headers(true).flexible(true).comment(Some(b'#')).from_reader(text.as_bytes());
+    let header = reader.headers().map_err(|e| e.to_string())?;
+    if header.iter().map(str::trim).ne(HEADER) {
+        return Err("the corrections file must start with the header line,field,old,new,evidence".into());
+    }
+    let mut out = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| format!("corrections: {e}"))?;
+        let at = |what: &str| format!("corrections line {}: {what}", record.position().map_or(0, |p| p.line()));
+        if record.iter().all(|c| c.trim().is_empty()) {
+            continue;
+        }
+        if record.len() != HEADER.len() {
+            return Err(at(&format!("{} cells; a correction has 5", record.len())));
+        }
+        let cell = |i: usize| record[i].trim().to_owned();
+        let line = cell(0).parse::<u64>().map_err(|_| at("line is not a number"))?;
+        let field = cell(1);
+        if !dvk_domain::reconcile::CORRECTABLE.contains(&field.as_str()) {
+            return Err(at(&format!(
+                "field {field:?} is not one of {}",
+                dvk_domain::reconcile::CORRECTABLE.join(", ")
+            )));
+        }
+        let evidence = cell(4);
+        if evidence.is_empty() {
+            return Err(at("a correction needs its evidence"));
+        }
+        out.push(Correction { line, field, old: cell(2), new: cell(3), evidence });
+    }
+    Ok(out)
 }
 
 /// The column of the conversion table a correction's field names.
@@ -270,6 +309,24 @@ fn pe_unit(code: &str) -> dvk_proto::common::v1::UnitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn corrections_are_read_with_their_evidence_and_errors_name_the_line() {
+        let text =
+            "line,field,old,new,evidence\n# reviewed\n426,old_code,00553,00556,\"Đặng Xá is 00556, see line 424\"\n";
+        let c = parse_corrections(text).unwrap();
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].line, 426);
+        assert_eq!((c[0].old.as_str(), c[0].new.as_str()), ("00553", "00556"));
+        assert_eq!(c[0].evidence, "Đặng Xá is 00556, see line 424");
+        let e = parse_corrections("line,field,old,new,evidence\n1,note,a,b,x\n1,name,a,b,x\n").unwrap_err();
+        assert!(e.starts_with("corrections line 3: field \"name\""), "{e}");
+        let e = parse_corrections("line,field,old,new,evidence\n1,note,a,b,\n").unwrap_err();
+        assert!(e.contains("line 2") && e.contains("evidence"), "{e}");
+        assert!(parse_corrections("line,field,old\n").unwrap_err().contains("header"));
+        assert!(parse_corrections("line,field,old,new,evidence\n7,note,a\n").unwrap_err().contains("3 cells"));
+        assert_eq!(shipped_corrections().len(), 4);
+    }
 
     #[test]
     fn the_commune_list_gives_provinces_districts_and_communes() {
