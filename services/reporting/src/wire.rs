@@ -6,7 +6,7 @@ use dvk_codec::convert;
 use dvk_domain::report::{ReportId, ReportStatus};
 use dvk_domain::{DomainError, Period, UnitCode};
 use dvk_proto::reporting::v1 as pr;
-use dvk_runtime::host::{ChangeRequest, page_size};
+use dvk_runtime::host::page_size;
 
 use crate::app::{
     Change, Completeness, Edit, History, HistoryPage, Listed, Listing, ReportAt, ReportQuery, ReportView, StatusFilter,
@@ -55,6 +55,30 @@ pub fn reopen_report(req: pr::ReopenReportRequest) -> Result<Write<Change, pr::R
     let edit = Edit::Reopen { reason: req.reason.clone() };
     change(req, edit)
 }
+
+/// A request that changes an existing report: it names its request id, the report
+/// and the expected version; a retry must repeat its body exactly.
+trait ChangeRequest: prost::Message + Clone {
+    /// The request id, the report id and the expected version.
+    fn target(&self) -> (&str, &str, u64);
+    /// The request without its request id: what a retry must repeat exactly.
+    fn body(&self) -> Self;
+}
+
+macro_rules! change_request {
+    ($($t:ty),* $(,)?) => {$(
+        impl ChangeRequest for $t {
+            fn target(&self) -> (&str, &str, u64) {
+                (&self.request_id, &self.report_id, self.expected_version)
+            }
+            fn body(&self) -> Self {
+                Self { request_id: String::new(), ..self.clone() }
+            }
+        }
+    )*};
+}
+
+change_request!(pr::AmendReportRequest, pr::ReturnReportRequest, pr::ApproveReportRequest, pr::ReopenReportRequest);
 
 /// What every change names: the report and the version the client read.
 fn change<R: ChangeRequest>(req: R, edit: Edit) -> Result<Write<Change, R>, Error> {

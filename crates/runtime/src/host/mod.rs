@@ -13,7 +13,7 @@ mod write;
 pub use fold::{ReadModel, fold, replay, replay_onto};
 pub use paging::page_size;
 pub use process::{BoxShutdown, restore_process, run_process};
-pub use write::{ChangeRequest, Core, Decision};
+pub use write::{Core, Decision};
 
 use std::future::Future;
 use std::sync::Arc;

@@ -164,44 +164,6 @@ impl<S: ReadModel> Core<S> {
     }
 }
 
-/// A request that changes an existing stream: it names its request id, the stream's
-/// id and the expected version; a retry must repeat its body exactly.
-pub trait ChangeRequest: Message + Clone + Send + Sync + 'static {
-    /// The request id, the stream's id (model id, report id) and the expected version.
-    fn target(&self) -> (&str, &str, u64);
-    /// The request without its request id: what a retry must repeat exactly.
-    fn body(&self) -> Self;
-}
-
-/// Implements [`ChangeRequest`] for request types whose stream id is the field `$id`.
-macro_rules! change_request {
-    ($id:ident: $($t:ty),* $(,)?) => {$(
-        impl ChangeRequest for $t {
-            fn target(&self) -> (&str, &str, u64) {
-                (&self.request_id, &self.$id, self.expected_version)
-            }
-            fn body(&self) -> Self {
-                Self { request_id: String::new(), ..self.clone() }
-            }
-        }
-    )*};
-}
-
-change_request!(
-    model_id: dvk_proto::registration::v1::AmendModelRequest,
-    dvk_proto::registration::v1::StartModelRequest,
-    dvk_proto::registration::v1::RecognizeModelRequest,
-    dvk_proto::registration::v1::CommendModelRequest,
-    dvk_proto::registration::v1::ReplicateModelRequest,
-    dvk_proto::registration::v1::RetireModelRequest,
-);
-change_request!(
-    report_id: dvk_proto::reporting::v1::AmendReportRequest,
-    dvk_proto::reporting::v1::ReturnReportRequest,
-    dvk_proto::reporting::v1::ApproveReportRequest,
-    dvk_proto::reporting::v1::ReopenReportRequest,
-);
-
 #[cfg(test)]
 mod tests {
     use super::*;
