@@ -58,3 +58,56 @@ impl From<Error> for Status {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::Code;
+
+    fn answer(e: Error) -> (Code, String) {
+        let s = Status::from(e);
+        (s.code(), s.message().to_owned())
+    }
+
+    /// Clients read these messages: they are the ones the service has always sent.
+    #[test]
+    fn every_refusal_keeps_its_code_and_message() {
+        let id = ModelId::parse("model_id", "0193a1b2-0000-7000-8000-0000000000aa").unwrap();
+        let code = UnitCode::parse("code", "99999").unwrap();
+        assert_eq!(
+            answer(Error::ModelNotFound(id.clone())),
+            (Code::NotFound, "model 0193a1b2-0000-7000-8000-0000000000aa not found".into())
+        );
+        assert_eq!(
+            answer(Error::UnitNotFound { tree: Tree::Y2025, code: code.clone() }),
+            (Code::NotFound, "99999 is not a unit of the 2025 tree".into())
+        );
+        assert_eq!(answer(Error::NotAUnit(code)), (Code::NotFound, "99999 is not a unit".into()));
+        assert_eq!(
+            answer(Error::StaleModel { id, actual: 3, expected: 2 }),
+            (
+                Code::Aborted,
+                "model 0193a1b2-0000-7000-8000-0000000000aa is at version 3, not 2: read it again and retry".into()
+            )
+        );
+        assert_eq!(
+            answer(Error::NothingNew),
+            (Code::AlreadyExists, "every link of this mapping is already recorded".into())
+        );
+        // The cause of an internal error stays in the service's log.
+        assert_eq!(answer(Error::Misplaced).0, Code::Internal);
+        assert!(!answer(Error::Misplaced).1.contains("stream"));
+        assert_eq!(
+            answer(Error::Frame(Status::permission_denied("not yours"))),
+            (Code::PermissionDenied, "not yours".into())
+        );
+    }
+
+    #[test]
+    fn invalid_input_names_the_field_in_its_violations() {
+        let s = Status::from(invalid("links[3].new_code", "99999 is not a unit of the 2025 tree"));
+        assert_eq!(s.code(), Code::InvalidArgument);
+        assert_eq!(s.message(), "links[3].new_code: 99999 is not a unit of the 2025 tree");
+        assert!(!s.details().is_empty());
+    }
+}
