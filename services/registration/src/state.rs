@@ -1,11 +1,12 @@
 //! The registration service's read models, rebuilt by folding its log in order: both
 //! administrative trees, the reorganisation mapping, and every model with its version.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
 use dvk_codec::{Recorded, StreamId, Unreadable};
 use dvk_domain::event::TreeChange;
-use dvk_domain::model::Model;
+use dvk_domain::model::{Model, ModelEvent};
 use dvk_domain::unit::{CrossTree, ReorgLink, Trees};
 use dvk_domain::{Aggregate, DomainEvent};
 
@@ -77,11 +78,18 @@ impl dvk_runtime::host::ReadModel for State {
                     tracing::error!(position = r.position, stream = %r.stream, "not an event of the registration service");
                     return;
                 };
-                let entry = self.models.entry(id.as_str().to_owned()).or_insert_with(|| ModelEntry {
-                    model: Model::default(),
-                    version: 0,
-                    updated: None,
-                });
+                let entry = match self.models.entry(id.as_str().to_owned()) {
+                    Entry::Occupied(e) => e.into_mut(),
+                    Entry::Vacant(e) if matches!(event, ModelEvent::Registered { .. }) => {
+                        e.insert(ModelEntry { model: Model::default(), version: 0, updated: None })
+                    }
+                    // Its registration did not decode (and was reported): without it
+                    // there is no model to change, and none is made up.
+                    Entry::Vacant(_) => {
+                        tracing::error!(position = r.position, stream = %r.stream, "a model's event without its registration; passed over");
+                        return;
+                    }
+                };
                 entry.model.apply(event);
                 entry.version = r.version;
                 entry.updated = r.recorded_at;
@@ -91,5 +99,44 @@ impl dvk_runtime::host::ReadModel for State {
 
     fn skip(&mut self, unreadable: &Unreadable) {
         self.position = unreadable.position;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dvk_codec::convert::DecodeError;
+    use dvk_domain::Date;
+    use dvk_domain::model::ModelId;
+    use dvk_runtime::host::ReadModel;
+
+    /// A model whose registration no longer decodes is not made up from its later
+    /// events: it is absent (GetModel answers NOT_FOUND), never a model without a
+    /// registration that a reader would trip over.
+    #[test]
+    fn a_models_later_events_without_its_registration_make_no_model() {
+        let id = ModelId::parse("id", "0193a1b2-0000-7000-8000-0000000000aa").unwrap();
+        let mut state = State::default();
+        state.skip(&Unreadable {
+            position: 1,
+            source_name: SOURCE.into(),
+            source_position: 1,
+            recorded_at: None,
+            error: DecodeError { what: "details.field", why: "99".into() },
+        });
+        let started = ModelEvent::Started { started_on: Date::parse("d", "2024-03-01").unwrap() };
+        state.apply(&Recorded {
+            position: 2,
+            stream: StreamId::Model(id),
+            version: 2,
+            source: SOURCE.into(),
+            source_position: 2,
+            actor: None,
+            occurred_at: None,
+            recorded_at: None,
+            event: DomainEvent::Model(started),
+        });
+        assert!(state.models.is_empty());
+        assert_eq!(state.position, 2);
     }
 }

@@ -3,6 +3,7 @@
 //! with its revisions, their authors and its version.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 
 use dvk_codec::{Recorded, Unreadable};
 use dvk_domain::report::{Report, ReportEvent};
@@ -61,7 +62,16 @@ impl dvk_runtime::host::ReadModel for State {
             tracing::error!(position = r.position, stream = %r.stream, "not an event of the reporting service");
             return;
         };
-        let entry = self.reports.entry(r.stream.to_string()).or_default();
+        let entry = match self.reports.entry(r.stream.to_string()) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) if matches!(event, ReportEvent::Submitted { .. }) => e.insert(ReportEntry::default()),
+            // Its submission did not decode (and was reported): without it there is no
+            // report to change, and none is made up.
+            Entry::Vacant(_) => {
+                tracing::error!(position = r.position, stream = %r.stream, "a report's event without its submission; passed over");
+                return;
+            }
+        };
         let at = r.recorded_at.or(r.occurred_at);
         match event {
             ReportEvent::Submitted { .. } | ReportEvent::Amended { .. } => {
@@ -77,5 +87,43 @@ impl dvk_runtime::host::ReadModel for State {
 
     fn skip(&mut self, unreadable: &Unreadable) {
         self.position = unreadable.position;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dvk_codec::StreamId;
+    use dvk_codec::convert::DecodeError;
+    use dvk_domain::report::ReportId;
+    use dvk_runtime::host::ReadModel;
+
+    /// A report whose submission no longer decodes is not made up from its later
+    /// events: it is absent (GetReport answers NOT_FOUND), never a report without a
+    /// submission that a reader would trip over.
+    #[test]
+    fn a_reports_later_events_without_its_submission_make_no_report() {
+        let id = ReportId::parse("report_id", "report-001-2024-H1").unwrap();
+        let mut state = State::default();
+        state.skip(&Unreadable {
+            position: 1,
+            source_name: SOURCE.into(),
+            source_position: 1,
+            recorded_at: None,
+            error: DecodeError { what: "report event", why: "period".into() },
+        });
+        state.apply(&Recorded {
+            position: 2,
+            stream: StreamId::Report(id),
+            version: 2,
+            source: SOURCE.into(),
+            source_position: 2,
+            actor: None,
+            occurred_at: None,
+            recorded_at: None,
+            event: DomainEvent::Report(ReportEvent::Approved { revision: 1 }),
+        });
+        assert!(state.reports.is_empty());
+        assert_eq!(state.position, 2);
     }
 }
