@@ -482,6 +482,7 @@ pub fn period_out(p: Period) -> pc::Period {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::details;
 
     #[test]
     fn each_figure_is_the_wire_field_it_names_and_ranks_by_its_own_sort_field() {
@@ -524,30 +525,6 @@ mod tests {
         let mut stored = details_out(&details());
         stored.name = "Dân  vận khéo".into();
         assert_eq!(details_in(Some(&stored)).unwrap().name, "Dân vận khéo");
-    }
-
-    fn date(s: &str) -> Date {
-        Date::parse("d", s).unwrap()
-    }
-
-    fn details() -> ModelDetails {
-        ModelDetails::new(
-            ModelDetailsDraft {
-                name: "Dân vận khéo".into(),
-                field: Some(Field::DefenceSecurity),
-                runner_kind: Some(RunnerKind::Individual),
-                runner_name: "Nguyễn Văn A".into(),
-                sponsor: Some(Sponsor::Police),
-                objectives: "An ninh trật tự".into(),
-                funds_vnd: 5,
-                workdays: 6,
-                timeline_start: Some(date("2024-01-01")),
-                timeline_end: None,
-                ..Default::default()
-            },
-            "details",
-        )
-        .unwrap()
     }
 
     #[test]

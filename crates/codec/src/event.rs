@@ -314,10 +314,11 @@ fn report_event_in(p: P) -> Result<ReportEvent, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dvk_domain::model::{AwardForm, Field, ModelDetailsDraft, RunnerKind, Sponsor};
+    use crate::testing::{date, details};
+    use dvk_domain::model::AwardForm;
     use dvk_domain::report::{Figure, Figures};
     use dvk_domain::unit::{MergeKind, UnitKind};
-    use dvk_domain::{Date, Level, Period};
+    use dvk_domain::{Level, Period};
     use dvk_proto::common::v1 as pc;
 
     fn round_trip(stream: &StreamId, e: DomainEvent) -> DomainEvent {
@@ -370,30 +371,6 @@ mod tests {
             panic!()
         };
         assert_eq!(id.as_string(), "report-01-2020-2024");
-    }
-
-    fn date(s: &str) -> Date {
-        Date::parse("d", s).unwrap()
-    }
-
-    fn details() -> ModelDetails {
-        ModelDetails::new(
-            ModelDetailsDraft {
-                name: "Dân vận khéo".into(),
-                field: Some(Field::DefenceSecurity),
-                runner_kind: Some(RunnerKind::Individual),
-                runner_name: "Nguyễn Văn A".into(),
-                sponsor: Some(Sponsor::Police),
-                objectives: "An ninh trật tự".into(),
-                funds_vnd: 5,
-                workdays: 6,
-                timeline_start: Some(date("2024-01-01")),
-                timeline_end: None,
-                ..Default::default()
-            },
-            "details",
-        )
-        .unwrap()
     }
 
     #[test]

@@ -12,5 +12,8 @@ pub mod recorded;
 pub mod stream;
 pub mod upcast;
 
+#[cfg(test)]
+mod testing;
+
 pub use recorded::{Recorded, Unreadable};
 pub use stream::StreamId;

@@ -28,6 +28,24 @@ pub struct Recorded<E = DomainEvent> {
     pub event: E,
 }
 
+impl<E> Recorded<E> {
+    /// An event of this log's own at `position`, version `version` of `stream`, with
+    /// no actor or time (as tests and fixtures build them).
+    pub fn new(position: u64, stream: StreamId, version: u64, source: &str, event: E) -> Self {
+        Recorded {
+            position,
+            stream,
+            version,
+            source: source.to_owned(),
+            source_position: position,
+            actor: None,
+            occurred_at: None,
+            recorded_at: None,
+            event,
+        }
+    }
+}
+
 /// A stored event that does not decode (a corrupt or foreign log, or one written by a
 /// later release), with what is known of where it came from.
 #[derive(Debug, thiserror::Error)]

@@ -57,11 +57,12 @@ pub struct UnitView {
     pub mapping: Option<(MappingStatus, Expressed)>,
 }
 
+/// One page of a list: its items, the key of its last item if more follow (the next
+/// page's token), and how many items the whole list holds.
 #[derive(Debug)]
-pub struct UnitsPage {
-    pub units: Vec<UnitView>,
-    /// The last code of this page, if more follow.
-    pub next: Option<UnitCode>,
+pub struct Page<T, K> {
+    pub items: Vec<T>,
+    pub next: Option<K>,
     pub total: usize,
 }
 
@@ -69,14 +70,6 @@ pub struct UnitsPage {
 pub struct ModelView {
     pub id: String,
     pub entry: ModelEntry,
-}
-
-#[derive(Debug)]
-pub struct ModelsPage {
-    pub models: Vec<ModelView>,
-    /// The last model id of this page, if more follow.
-    pub next: Option<String>,
-    pub total: usize,
 }
 
 #[derive(Clone)]
@@ -273,7 +266,7 @@ impl Registration {
         Self::unit_view(&state, tree, &code).ok_or(Error::UnitNotFound { tree, code })
     }
 
-    pub async fn units(&self, q: UnitsQuery) -> Result<UnitsPage, Error> {
+    pub async fn units(&self, q: UnitsQuery) -> Result<Page<UnitView, UnitCode>, Error> {
         let UnitsQuery { tree, size, parent, level, after } = q;
         let state = self.core.state.read().await;
         let t = state.trees.get(tree);
@@ -292,7 +285,7 @@ impl Registration {
             codes[start..].iter().take(size).filter_map(|c| Self::unit_view(&state, tree, c)).collect();
         let end = start + units.len();
         let next = if end < codes.len() { Some(codes[end - 1].clone()) } else { None };
-        Ok(UnitsPage { units, next, total: codes.len() })
+        Ok(Page { items: units, next, total: codes.len() })
     }
 
     pub async fn register(&self, access: &Access, r: Register) -> Result<Written, Error> {
@@ -368,7 +361,7 @@ impl Registration {
         Ok(ModelView { id: id.as_str().to_owned(), entry })
     }
 
-    pub async fn models(&self, access: &Access, q: ModelsQuery) -> Result<ModelsPage, Error> {
+    pub async fn models(&self, access: &Access, q: ModelsQuery) -> Result<Page<ModelView, String>, Error> {
         let ModelsQuery { size, unit, tree, field, status, period, after } = q;
         let state = self.core.state.read().await;
         if let Some(u) = &unit {
@@ -407,7 +400,7 @@ impl Registration {
                 last = Some(id.clone());
             }
         }
-        Ok(ModelsPage { models, next: if more { last } else { None }, total })
+        Ok(Page { items: models, next: if more { last } else { None }, total })
     }
 
     pub async fn model_history(

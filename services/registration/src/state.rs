@@ -125,17 +125,7 @@ mod tests {
             error: DecodeError { what: "details.field", why: "99".into() },
         });
         let started = ModelEvent::Started { started_on: Date::parse("d", "2024-03-01").unwrap() };
-        state.apply(&Recorded {
-            position: 2,
-            stream: StreamId::Model(id),
-            version: 2,
-            source: SOURCE.into(),
-            source_position: 2,
-            actor: None,
-            occurred_at: None,
-            recorded_at: None,
-            event: DomainEvent::Model(started),
-        });
+        state.apply(&Recorded::new(2, StreamId::Model(id), 2, SOURCE, DomainEvent::Model(started)));
         assert!(state.models.is_empty());
         assert_eq!(state.position, 2);
     }

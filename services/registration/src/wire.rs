@@ -12,7 +12,7 @@ use dvk_proto::registration::v1 as pr;
 use dvk_runtime::host::{page_size, today};
 use tonic::Streaming;
 
-use crate::app::{ImportOutcome, ModelView, ModelsPage, Reorganized, UnitView, UnitsPage, Written};
+use crate::app::{ImportOutcome, ModelView, Page, Reorganized, UnitView, Written};
 use crate::error::{Error, invalid};
 use crate::state::SOURCE;
 
@@ -338,9 +338,9 @@ pub fn unit(v: UnitView) -> pr::Unit {
     }
 }
 
-pub fn units(page: UnitsPage) -> pr::ListUnitsResponse {
+pub fn units(page: Page<UnitView, UnitCode>) -> pr::ListUnitsResponse {
     pr::ListUnitsResponse {
-        units: page.units.into_iter().map(unit).collect(),
+        units: page.items.into_iter().map(unit).collect(),
         next_page_token: page.next.map(|c| c.as_str().to_owned()).unwrap_or_default(),
         total_size: page.total as u32,
     }
@@ -402,9 +402,9 @@ pub fn model(v: ModelView) -> pr::Model {
     }
 }
 
-pub fn models(page: ModelsPage) -> pr::ListModelsResponse {
+pub fn models(page: Page<ModelView, String>) -> pr::ListModelsResponse {
     pr::ListModelsResponse {
-        models: page.models.into_iter().map(model).collect(),
+        models: page.items.into_iter().map(model).collect(),
         next_page_token: page.next.unwrap_or_default(),
         total_size: page.total as u32,
     }

@@ -112,17 +112,13 @@ mod tests {
             recorded_at: None,
             error: DecodeError { what: "report event", why: "period".into() },
         });
-        state.apply(&Recorded {
-            position: 2,
-            stream: StreamId::Report(id),
-            version: 2,
-            source: SOURCE.into(),
-            source_position: 2,
-            actor: None,
-            occurred_at: None,
-            recorded_at: None,
-            event: DomainEvent::Report(ReportEvent::Approved { revision: 1 }),
-        });
+        state.apply(&Recorded::new(
+            2,
+            StreamId::Report(id),
+            2,
+            SOURCE,
+            DomainEvent::Report(ReportEvent::Approved { revision: 1 }),
+        ));
         assert!(state.reports.is_empty());
         assert_eq!(state.position, 2);
     }
