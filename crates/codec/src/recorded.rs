@@ -58,6 +58,14 @@ pub struct Unreadable {
     pub error: DecodeError,
 }
 
+impl Unreadable {
+    /// An event of `source` at `position` (its own log's, so the same source
+    /// position) that does not decode, as tests build them.
+    pub fn new(position: u64, source: &str, error: DecodeError) -> Self {
+        Unreadable { position, source_name: source.to_owned(), source_position: position, recorded_at: None, error }
+    }
+}
+
 /// Decodes the event stored at `position`.
 pub fn decode(position: u64, env: Envelope) -> Result<Recorded, Unreadable> {
     let Envelope {

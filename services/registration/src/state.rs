@@ -117,13 +117,8 @@ mod tests {
     fn a_models_later_events_without_its_registration_make_no_model() {
         let id = ModelId::parse("id", "0193a1b2-0000-7000-8000-0000000000aa").unwrap();
         let mut state = State::default();
-        state.skip(&Unreadable {
-            position: 1,
-            source_name: SOURCE.into(),
-            source_position: 1,
-            recorded_at: None,
-            error: DecodeError { what: "details.field", why: "99".into() },
-        });
+        let error = DecodeError { what: "details.field", why: "99".into() };
+        state.skip(&Unreadable::new(1, SOURCE, error));
         let started = ModelEvent::Started { started_on: Date::parse("d", "2024-03-01").unwrap() };
         state.apply(&Recorded::new(2, StreamId::Model(id), 2, SOURCE, DomainEvent::Model(started)));
         assert!(state.models.is_empty());

@@ -105,13 +105,8 @@ mod tests {
     fn a_reports_later_events_without_its_submission_make_no_report() {
         let id = ReportId::parse("report_id", "report-001-2024-H1").unwrap();
         let mut state = State::default();
-        state.skip(&Unreadable {
-            position: 1,
-            source_name: SOURCE.into(),
-            source_position: 1,
-            recorded_at: None,
-            error: DecodeError { what: "report event", why: "period".into() },
-        });
+        let error = DecodeError { what: "report event", why: "period".into() };
+        state.skip(&Unreadable::new(1, SOURCE, error));
         state.apply(&Recorded::new(
             2,
             StreamId::Report(id),
