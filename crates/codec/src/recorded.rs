@@ -86,7 +86,8 @@ pub fn decode(position: u64, env: Envelope) -> Result<Recorded, Unreadable> {
             StreamId::parse(&stream_id).ok_or_else(|| bad("stream id", format!("{stream_id:?} is unknown")))?;
         let mut payload = payload.ok_or_else(|| bad("event", "no payload"))?;
         upcast::upcast(&event_type, schema_version, &mut payload)?;
-        Ok((stream.clone(), event::decode(&stream, payload)?))
+        let event = event::decode(&stream, payload)?;
+        Ok((stream, event))
     })();
     match event {
         Ok((stream, event)) => Ok(Recorded {

@@ -332,6 +332,17 @@ fn main() {
         let reports = state.reports.len();
         let models = state.models.len();
         println!("    {models} models, {reports} reports, {} cells", state.cells.len());
+        // Every generated model and report is in the rebuilt projection: a rebuild that
+        // passed events over would be measuring nothing.
+        let (mut registered, mut streams) = (0usize, std::collections::HashSet::new());
+        for r in log.read_all(1) {
+            let env = r.unwrap().envelope().unwrap();
+            registered += usize::from(env.event_type == "dvk.events.v1.ModelRegistered");
+            if env.stream_id.starts_with("report-") {
+                streams.insert(env.stream_id);
+            }
+        }
+        assert_eq!((models, reports), (registered, streams.len()), "models and reports rebuilt");
     }
 
     // (d) as_of: the service's snapshot ring over the log (one every 125,000 events),

@@ -2,7 +2,8 @@
 //! have received. The real trees as a registration service records them (both GSO
 //! lists and the 2025 mapping, imported through a real registration service), then
 //! generated model and report events at communes of both trees in the field's
-//! proportions over 2021–2025.
+//! proportions over 2021–2025 (a unit reports once a period; a report met again is
+//! amended, reopened first if it was approved).
 //!
 //! Used by `benches/aggregation.rs` and by the side-by-side comparison
 //! (`crates/compare`, through `#[path]`), so that both measure the same log.
@@ -142,8 +143,8 @@ pub fn prepare_log(dir: &Path, rt: &tokio::runtime::Runtime) -> EventLog {
         stream_version: 1,
         source: source.into(),
         source_position: position,
-        event_type: "bench".into(),
-        schema_version: 1,
+        event_type: dvk_codec::event::event_type(&payload).into(),
+        schema_version: dvk_codec::upcast::SCHEMA_VERSION,
         recorded_at: Some(now),
         occurred_at: Some(now),
         payload: Some(payload),
@@ -151,6 +152,8 @@ pub fn prepare_log(dir: &Path, rt: &tokio::runtime::Runtime) -> EventLog {
     };
     let mut n = 0u64;
     let mut count = tree_events;
+    // Per report stream: its latest revision and whether it is approved.
+    let mut reports: std::collections::HashMap<String, (u32, bool)> = std::collections::HashMap::new();
     let periods: Vec<Period> = ["2021-H1", "2021-H2", "2022-H1", "2022-H2", "2023-H1", "2023-H2", "2024-H1", "2024-H2"]
         .iter()
         .map(|p| Period::parse("p", p).unwrap())
@@ -206,7 +209,7 @@ pub fn prepare_log(dir: &Path, rt: &tokio::runtime::Runtime) -> EventLog {
                 Period::parse("p", "2025-H2").unwrap()
             };
             let id = ReportId { unit: unit.clone(), period };
-            let stream = format!("{}-{}", id.as_string(), n);
+            let stream = id.as_string();
             let registered = (n % 40) as i64;
             let figures: Figures = [
                 (Figure::ModelsRegistered, registered),
@@ -223,11 +226,31 @@ pub fn prepare_log(dir: &Path, rt: &tokio::runtime::Runtime) -> EventLog {
             ]
             .into_iter()
             .collect();
-            let revision =
-                Revision { number: 1, figures, summary: String::new(), reason: String::new(), on_time: true };
-            let mut events = vec![ReportEvent::Submitted { id, tree: *tree, revision }];
-            if !n.is_multiple_of(4) {
-                events.push(ReportEvent::Approved { revision: 1 });
+            // A unit reports once a period: a report already there is amended (reopened
+            // first if it was approved), as its unit would correct it.
+            let (revision, approved) = reports.entry(stream.clone()).or_insert((0, false));
+            let mut events = Vec::with_capacity(3);
+            if *revision == 0 {
+                let first =
+                    Revision { number: 1, figures, summary: String::new(), reason: String::new(), on_time: true };
+                events.push(ReportEvent::Submitted { id, tree: *tree, revision: first });
+            } else {
+                if *approved {
+                    events.push(ReportEvent::Reopened { revision: *revision, reason: "bổ sung".into() });
+                }
+                let next = Revision {
+                    number: *revision + 1,
+                    figures,
+                    summary: String::new(),
+                    reason: "bổ sung".into(),
+                    on_time: false,
+                };
+                events.push(ReportEvent::Amended { revision: next });
+            }
+            *revision += 1;
+            *approved = !n.is_multiple_of(4);
+            if *approved {
+                events.push(ReportEvent::Approved { revision: *revision });
             }
             for e in events {
                 rep_position += 1;

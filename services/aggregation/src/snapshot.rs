@@ -7,6 +7,7 @@
 //! `as_of` questions about the past start from the newest one before their point.
 
 use dvk_codec::{convert, recorded};
+use dvk_domain::report::ReportId;
 use dvk_domain::{DomainError, Period};
 use dvk_eventlog::{EventLog, LogError, Snapshot};
 use dvk_proto::common::v1 as pc;
@@ -197,7 +198,7 @@ pub fn encode(state: &State) -> Encoded {
             .reports
             .iter()
             .map(|(id, r)| ReportPb {
-                id: id.clone(),
+                id: id.as_string(),
                 unit: r.unit.as_str().to_owned(),
                 tree: convert::tree_out(r.tree) as i32,
                 period: r.period.to_string(),
@@ -281,7 +282,7 @@ pub fn decode(bytes: &[u8]) -> Result<State, String> {
             approved: r.approved.as_ref().map(|f| convert::figures_in(Some(f))),
             on_time: r.on_time,
         };
-        state.reports.insert(r.id, fact);
+        state.reports.insert(ReportId { unit: fact.unit.clone(), period: fact.period }, fact);
     }
     for s in pb.seen {
         state.seen.insert(s.source.clone(), Seen { watermark: s.watermark, above: s.above.into_iter().collect() });

@@ -3,9 +3,8 @@
 //! them, its old contribution to the cells taken out and the new one put in; and the
 //! cells derived again from the facts when the trees change.
 
-use dvk_codec::StreamId;
 use dvk_domain::model::{Field, ModelEvent, ModelId};
-use dvk_domain::report::{Figures, ReportEvent};
+use dvk_domain::report::{Figures, ReportEvent, ReportId};
 use dvk_domain::unit::Level;
 use dvk_domain::{Date, Period, Tree, UnitCode};
 
@@ -114,9 +113,8 @@ impl State {
         self.count_flows(tree, &unit, &changes);
     }
 
-    pub(super) fn report_event(&mut self, stream: &StreamId, event: &ReportEvent) {
-        let stream = stream.to_string();
-        let (fact, old) = match (self.reports.get_mut(&stream), event) {
+    pub(super) fn report_event(&mut self, report: &ReportId, event: &ReportEvent) {
+        let (fact, old) = match (self.reports.get_mut(report), event) {
             (None, ReportEvent::Submitted { id, tree, revision }) => {
                 let fact = ReportFact {
                     unit: id.unit.clone(),
@@ -126,7 +124,7 @@ impl State {
                     approved: None,
                     on_time: revision.on_time,
                 };
-                (&*self.reports.entry(stream).or_insert(fact), None)
+                (&*self.reports.entry(report.clone()).or_insert(fact), None)
             }
             (None, _) => return,
             (Some(fact), event) => {

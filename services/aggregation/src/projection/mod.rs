@@ -38,6 +38,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use dvk_codec::{Recorded, StreamId, Unreadable};
+use dvk_domain::report::ReportId;
 use dvk_domain::unit::{CrossTree, Trees};
 use dvk_domain::{DomainEvent, UnitCode};
 
@@ -63,7 +64,7 @@ pub struct State {
     cross: CrossTree,
     /// Facts by model id and by report stream (hashed: looked up once per event).
     pub models: FastMap<String, ModelFact>,
-    pub reports: FastMap<String, ReportFact>,
+    pub reports: FastMap<ReportId, ReportFact>,
     pub cells: FastMap<CellKey, Cell>,
     /// Contributions of units without a counterpart in the cell's tree.
     pub unassigned: FastMap<CellKey, UnassignedCells>,
@@ -140,7 +141,7 @@ impl dvk_runtime::host::ReadModel for State {
         }
         match (&r.stream, &r.event) {
             (StreamId::Model(id), DomainEvent::Model(e)) => self.model_event(id, e),
-            (stream, DomainEvent::Report(e)) => self.report_event(stream, e),
+            (StreamId::Report(id), DomainEvent::Report(e)) => self.report_event(id, e),
             (stream, _) => tracing::error!(position = r.position, %stream, "an event on a stream not its own"),
         }
     }
