@@ -275,12 +275,12 @@ impl Registration {
         {
             return Err(Error::UnitNotFound { tree, code: p.clone() });
         }
-        let mut codes: Vec<UnitCode> = match level {
+        let mut codes: Vec<UnitCode> = match level? {
             None => t.children(parent.as_ref()).to_vec(),
             Some(level) => t.descendants_at(parent.as_ref(), level).into_iter().map(|u| u.code.clone()).collect(),
         };
         codes.sort();
-        let start = after.map_or(0, |after| codes.partition_point(|c| *c <= after));
+        let start = after?.map_or(0, |after| codes.partition_point(|c| *c <= after));
         let units: Vec<UnitView> =
             codes[start..].iter().take(size).filter_map(|c| Self::unit_view(&state, tree, c)).collect();
         let end = start + units.len();
@@ -344,7 +344,7 @@ impl Registration {
                     });
                 }
                 let ctx = ModelContext { units: &state.trees, today: today() };
-                let events = entry.model.handle(command, ctx)?;
+                let events = entry.model.handle(command?, ctx)?;
                 Ok(Decision {
                     stream: StreamId::Model(id.clone()),
                     expected: ExpectedVersion::Exact(expected_version),

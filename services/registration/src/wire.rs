@@ -110,9 +110,11 @@ pub struct UnitsQuery {
     pub tree: Tree,
     pub size: usize,
     pub parent: Option<UnitCode>,
-    pub level: Option<Level>,
+    /// The level and the page token, or why they are refused: answered once the parent
+    /// is known to exist, as the listing has always been judged.
+    pub level: Result<Option<Level>, Error>,
     /// The last code of the previous page.
-    pub after: Option<UnitCode>,
+    pub after: Result<Option<UnitCode>, Error>,
 }
 
 pub fn list_units(req: &pr::ListUnitsRequest) -> Result<UnitsQuery, Error> {
@@ -122,18 +124,18 @@ pub fn list_units(req: &pr::ListUnitsRequest) -> Result<UnitsQuery, Error> {
         Some(p) if !p.code.is_empty() => Some(UnitCode::parse("parent", &p.code)?),
         _ => None,
     };
-    let level = if req.level == 0 {
-        None
-    } else {
-        let level = convert::level_in("level", req.level)?;
-        if !tree.has_level(level) || level == Level::Nation {
-            return Err(invalid("level", format!("the {} tree has no {level:?} level", tree.name())));
-        }
-        Some(level)
+    let level = match req.level {
+        0 => Ok(None),
+        level => convert::level_in("level", level).map_err(Error::from).and_then(|level| {
+            if !tree.has_level(level) || level == Level::Nation {
+                return Err(invalid("level", format!("the {} tree has no {level:?} level", tree.name())));
+            }
+            Ok(Some(level))
+        }),
     };
     let after = match req.page_token.as_str() {
-        "" => None,
-        token => Some(UnitCode::parse("page_token", token)?),
+        "" => Ok(None),
+        token => UnitCode::parse("page_token", token).map(Some).map_err(Error::from),
     };
     Ok(UnitsQuery { tree, size, parent, level, after })
 }
@@ -166,7 +168,8 @@ pub struct ModelChange<B> {
     pub id: ModelId,
     pub expected_version: u64,
     pub acting: Option<UnitCode>,
-    pub command: ModelCommand,
+    /// The change asked for, or why it cannot be (answered after the checks above).
+    pub command: Result<ModelCommand, Error>,
     /// What a retry must repeat: the request without its request id.
     pub body: B,
 }
@@ -179,7 +182,9 @@ macro_rules! model_change {
         if $req.expected_version == 0 {
             return Err(invalid("expected_version", "is required: the model's current version"));
         }
-        let command = $command;
+        // Checked once the model is found, in scope and at the version expected, as a
+        // change has always been judged.
+        let command = (|| -> Result<ModelCommand, Error> { Ok($command) })();
         let body = Self_ { request_id: String::new(), ..$req.clone() };
         Ok(ModelChange {
             request_id: $req.request_id,
