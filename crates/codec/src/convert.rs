@@ -1,6 +1,7 @@
 //! Conversions between wire types and domain types: requests are parsed into checked
-//! domain values (errors name the request's fields), and domain events are encoded as
-//! event payloads and decoded back for replay.
+//! domain values (errors name the request's fields), and domain values are written
+//! back into answers and payloads. Events themselves go through `event` and
+//! `recorded`.
 
 use dvk_domain::model::{AwardForm, Decision, Field, ModelDetails, ModelDetailsDraft, RunnerKind, Sponsor};
 use dvk_domain::report::{Figure, Figures};
@@ -325,7 +326,7 @@ pub fn details_draft(d: Option<&pe::ModelDetails>) -> ModelDetailsDraft {
     d.cloned().map(draft_of).unwrap_or_default()
 }
 
-/// The registration form as sent or stored, taken apart without copying its texts.
+/// The registration form as sent or stored, taken apart (its texts moved, not copied).
 pub(crate) fn draft_of(d: pe::ModelDetails) -> ModelDetailsDraft {
     let resources = d.resources.unwrap_or_default();
     let timeline = d.timeline.unwrap_or_default();
@@ -364,9 +365,9 @@ pub fn details_out(d: &ModelDetails) -> pe::ModelDetails {
     pe::ModelDetails {
         name: d.name.clone(),
         field: field_out(d.field) as i32,
-        runner_kind: runner_out(d.runner_kind) as i32,
+        runner_kind: d.runner_kind.map_or(0, |r| runner_out(r) as i32),
         runner_name: d.runner_name.clone(),
-        sponsor: sponsor_out(d.sponsor) as i32,
+        sponsor: d.sponsor.map_or(0, |s| sponsor_out(s) as i32),
         sponsor_name: d.sponsor_name.clone(),
         rationale: d.rationale.clone(),
         objectives: d.objectives.clone(),
@@ -375,7 +376,7 @@ pub fn details_out(d: &ModelDetails) -> pe::ModelDetails {
         target_group: d.target_group.clone(),
         implementing_forces: d.implementing_forces.clone(),
         resources: Some(pe::Resources { funds: Some(pc::Money { vnd: d.funds_vnd }), workdays: d.workdays }),
-        timeline: Some(pe::Timeline { start: Some(date_out(d.timeline_start)), end: d.timeline_end.map(date_out) }),
+        timeline: Some(pe::Timeline { start: d.timeline_start.map(date_out), end: d.timeline_end.map(date_out) }),
         expected_outputs: d.expected_outputs.clone(),
     }
 }
@@ -512,7 +513,7 @@ mod tests {
     }
 
     #[test]
-    fn names_stored_with_double_spaces_still_decode_with_single_spaces() {
+    fn names_sent_with_double_spaces_are_single_spaced() {
         // As stored before names were collapsed.
         let record = pe::UnitRecord {
             code: Some(pc::UnitCode { code: "04138".into() }),

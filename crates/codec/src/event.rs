@@ -61,29 +61,38 @@ pub fn encode(event: &DomainEvent) -> P {
 }
 
 /// The domain event of a stored payload (already upcast to the current schema) on
-/// `stream`. A model's or report's event must be on that model's or report's stream.
-pub fn decode(stream: &StreamId, payload: P) -> Result<DomainEvent, DecodeError> {
+/// `stream`. A model's or report's event must be on that model's or report's stream,
+/// and a tree event on a tree's or the mapping's. A unit record or link of a tree event
+/// that does not read is passed over and described in `passed_over`; the others are
+/// kept, as the trees have always been folded.
+pub fn decode(stream: &StreamId, payload: P, passed_over: &mut Vec<String>) -> Result<DomainEvent, DecodeError> {
     let kind = event_type(&payload);
     let misplaced = || bad("event", format!("{kind} is not an event of stream {stream}"));
     match payload {
         P::UnitsImported(u) => {
+            let StreamId::Units(_) = stream else { return Err(misplaced()) };
             let tree = tree_in("tree", u.tree).map_err(|e| bad("units imported", e))?;
-            let units =
-                u.units.into_iter().enumerate().map(|(i, r)| recorded_unit(i, tree, r)).collect::<Result<_, _>>()?;
+            let mut units = Vec::with_capacity(u.units.len());
+            for (i, r) in u.units.into_iter().enumerate() {
+                match recorded_unit(i, tree, r) {
+                    Ok(unit) => units.push(unit),
+                    Err(e) => passed_over.push(e.to_string()),
+                }
+            }
             Ok(DomainEvent::UnitsImported { tree, units, origin: u.origin })
         }
         P::UnitsReorganized(r) => {
+            let StreamId::Reorganization = stream else { return Err(misplaced()) };
             let effective =
                 date_in("effective_date", r.effective_date.as_ref()).map_err(|e| bad("reorganisation", e))?;
-            let links = r
-                .links
-                .into_iter()
-                .enumerate()
-                .map(|(i, l)| {
-                    let rank = l.successor_rank;
-                    recorded_link(i, l).map(|l| (l, rank))
-                })
-                .collect::<Result<_, _>>()?;
+            let mut links = Vec::with_capacity(r.links.len());
+            for (i, l) in r.links.into_iter().enumerate() {
+                let rank = l.successor_rank;
+                match recorded_link(i, l) {
+                    Ok(link) => links.push((link, rank)),
+                    Err(e) => passed_over.push(e.to_string()),
+                }
+            }
             Ok(DomainEvent::UnitsReorganized { effective, links, origin: r.origin })
         }
         p @ (P::ModelRegistered(_)
@@ -176,16 +185,19 @@ fn model_event_out(e: &ModelEvent) -> P {
     }
 }
 
-/// A stored registration form, by its structure alone.
+/// A stored registration form, by its structure alone. Its field must be one this
+/// release knows (the roll-ups count models by field); a runner kind, sponsor or start
+/// that is absent or unknown (a form written before they were required, or by a later
+/// release) is `None`, never invented.
 fn recorded_details(d: Option<pe::ModelDetails>) -> Result<ModelDetails, DecodeError> {
     let wire = d.ok_or_else(|| bad("model details", "absent"))?;
-    let (field, runner_kind, sponsor) = (wire.field, wire.runner_kind, wire.sponsor);
+    let field = wire.field;
     let draft = draft_of(wire);
     Ok(ModelDetails {
         field: draft.field.ok_or_else(|| bad("details.field", field))?,
-        runner_kind: draft.runner_kind.ok_or_else(|| bad("details.runner_kind", runner_kind))?,
-        sponsor: draft.sponsor.ok_or_else(|| bad("details.sponsor", sponsor))?,
-        timeline_start: draft.timeline_start.ok_or_else(|| bad("details.timeline.start", "absent or invalid"))?,
+        runner_kind: draft.runner_kind,
+        sponsor: draft.sponsor,
+        timeline_start: draft.timeline_start,
         timeline_end: draft.timeline_end,
         name: draft.name,
         runner_name: draft.runner_name,
@@ -322,7 +334,7 @@ mod tests {
     use dvk_proto::common::v1 as pc;
 
     fn round_trip(stream: &StreamId, e: DomainEvent) -> DomainEvent {
-        decode(stream, encode(&e)).unwrap()
+        decode(stream, encode(&e), &mut Vec::new()).unwrap()
     }
 
     #[test]
@@ -367,7 +379,9 @@ mod tests {
             ..Default::default()
         });
         let stream = StreamId::parse("report-01-2020-2024").unwrap();
-        let DomainEvent::Report(ReportEvent::Submitted { id, .. }) = decode(&stream, submitted).unwrap() else {
+        let DomainEvent::Report(ReportEvent::Submitted { id, .. }) =
+            decode(&stream, submitted, &mut Vec::new()).unwrap()
+        else {
             panic!()
         };
         assert_eq!(id.as_string(), "report-01-2020-2024");
@@ -412,6 +426,39 @@ mod tests {
         }
     }
 
+    /// A unit record or link that does not read is passed over and reported; the rest
+    /// of its event is kept, as the trees have always been folded.
+    #[test]
+    fn a_tree_events_unreadable_record_is_passed_over_and_the_others_kept() {
+        use dvk_proto::common::v1 as pc;
+        let record = |code: &str, kind: i32, parent: Option<&str>| pe::UnitRecord {
+            code: Some(pc::UnitCode { code: code.into() }),
+            name: format!("Đơn vị {code}"),
+            kind,
+            parent: parent.map(|p| pc::UnitCode { code: p.into() }),
+            ..Default::default()
+        };
+        let payload = P::UnitsImported(pe::UnitsImported {
+            tree: pc::Tree::Pre2025 as i32,
+            units: vec![
+                record("01", pc::UnitKind::Province as i32, None),
+                record("001", 99, Some("01")),
+                record("002", pc::UnitKind::RuralDistrict as i32, Some("01")),
+            ],
+            origin: String::new(),
+        });
+        let mut passed_over = Vec::new();
+        let DomainEvent::UnitsImported { units, .. } =
+            decode(&StreamId::Units(Tree::Pre2025), payload, &mut passed_over).unwrap()
+        else {
+            panic!("units imported")
+        };
+        let codes: Vec<&str> = units.iter().map(|u| u.code.as_str()).collect();
+        assert_eq!(codes, ["01", "002"]);
+        assert_eq!(passed_over.len(), 1);
+        assert!(passed_over[0].contains("units[1]"), "{passed_over:?}");
+    }
+
     #[test]
     fn tree_events_round_trip_with_their_ranks_and_a_model_event_off_its_stream_is_refused() {
         let u = |s: &str| UnitCode::parse("u", s).unwrap();
@@ -435,7 +482,7 @@ mod tests {
         };
         assert_eq!(round_trip(&StreamId::Reorganization, reorganized.clone()), reorganized);
         let started = encode(&DomainEvent::Model(ModelEvent::Started { started_on: date("2024-02-02") }));
-        let e = decode(&StreamId::Reorganization, started).unwrap_err();
+        let e = decode(&StreamId::Reorganization, started, &mut Vec::new()).unwrap_err();
         assert!(e.to_string().contains("dvk.events.v1.ModelStarted is not an event of stream reorg-2025"), "{e}");
     }
 }
@@ -469,7 +516,8 @@ mod recorded_tests {
         });
         assert!(long_name.chars().count() > dvk_domain::text::MAX_NAME);
         let stream = StreamId::Model(ModelId::parse("id", "0190f5c2-7a1b-7000-8000-000000000001").unwrap());
-        let DomainEvent::Model(ModelEvent::Registered { details, .. }) = decode(&stream, registered.clone()).unwrap()
+        let DomainEvent::Model(ModelEvent::Registered { details, .. }) =
+            decode(&stream, registered.clone(), &mut Vec::new()).unwrap()
         else {
             panic!("a registration")
         };
@@ -491,12 +539,15 @@ mod recorded_tests {
             }),
             exemplary: false,
         });
-        assert!(matches!(decode(&stream, recognized), Ok(DomainEvent::Model(ModelEvent::Recognized(_)))));
+        assert!(matches!(
+            decode(&stream, recognized, &mut Vec::new()),
+            Ok(DomainEvent::Model(ModelEvent::Recognized(_)))
+        ));
         // Structure still matters: an unknown field of the movement is a corrupt event.
         let mut broken = registered.clone();
         if let pe::envelope::Payload::ModelRegistered(r) = &mut broken {
             r.details.as_mut().unwrap().field = 99;
         }
-        assert!(decode(&stream, broken).is_err());
+        assert!(decode(&stream, broken, &mut Vec::new()).is_err());
     }
 }

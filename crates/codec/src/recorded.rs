@@ -26,6 +26,9 @@ pub struct Recorded<E = DomainEvent> {
     pub occurred_at: Option<Timestamp>,
     pub recorded_at: Option<Timestamp>,
     pub event: E,
+    /// Parts of the stored event this release could not read (a unit record or a link
+    /// of a tree event), passed over: the caller reports them.
+    pub passed_over: Vec<String>,
 }
 
 impl<E> Recorded<E> {
@@ -42,6 +45,7 @@ impl<E> Recorded<E> {
             occurred_at: None,
             recorded_at: None,
             event,
+            passed_over: Vec::new(),
         }
     }
 }
@@ -49,9 +53,13 @@ impl<E> Recorded<E> {
 /// A stored event that does not decode (a corrupt or foreign log, or one written by a
 /// later release), with what is known of where it came from.
 #[derive(Debug, thiserror::Error)]
-#[error("event at position {position} ({source_name} {source_position}): {error}")]
+#[error("event at position {position} ({source_name} {source_position}, {stream} version {version}): {error}")]
 pub struct Unreadable {
     pub position: u64,
+    /// Its stream as stored, and its version there: a read model still counts the
+    /// version, so that the stream's next write expects the right one.
+    pub stream: String,
+    pub version: u64,
     pub source_name: String,
     pub source_position: u64,
     pub recorded_at: Option<Timestamp>,
@@ -61,12 +69,21 @@ pub struct Unreadable {
 impl Unreadable {
     /// An event of `source` at `position` (its own log's, so the same source
     /// position) that does not decode, as tests build them.
-    pub fn new(position: u64, source: &str, error: DecodeError) -> Self {
-        Unreadable { position, source_name: source.to_owned(), source_position: position, recorded_at: None, error }
+    pub fn new(position: u64, stream: &StreamId, version: u64, source: &str, error: DecodeError) -> Self {
+        Unreadable {
+            position,
+            stream: stream.to_string(),
+            version,
+            source_name: source.to_owned(),
+            source_position: position,
+            recorded_at: None,
+            error,
+        }
     }
 }
 
 /// Decodes the event stored at `position`.
+#[allow(clippy::result_large_err, reason = "the event decoded is larger still, and an unreadable one is rare")]
 pub fn decode(position: u64, env: Envelope) -> Result<Recorded, Unreadable> {
     let Envelope {
         stream_id,
@@ -81,12 +98,13 @@ pub fn decode(position: u64, env: Envelope) -> Result<Recorded, Unreadable> {
         payload,
         ..
     } = env;
+    let mut passed_over = Vec::new();
     let event = (|| {
         let stream =
             StreamId::parse(&stream_id).ok_or_else(|| bad("stream id", format!("{stream_id:?} is unknown")))?;
         let mut payload = payload.ok_or_else(|| bad("event", "no payload"))?;
         upcast::upcast(&event_type, schema_version, &mut payload)?;
-        let event = event::decode(&stream, payload)?;
+        let event = event::decode(&stream, payload, &mut passed_over)?;
         Ok((stream, event))
     })();
     match event {
@@ -100,8 +118,17 @@ pub fn decode(position: u64, env: Envelope) -> Result<Recorded, Unreadable> {
             occurred_at,
             recorded_at,
             event,
+            passed_over,
         }),
-        Err(error) => Err(Unreadable { position, source_name: source, source_position, recorded_at, error }),
+        Err(error) => Err(Unreadable {
+            position,
+            stream: stream_id,
+            version: stream_version,
+            source_name: source,
+            source_position,
+            recorded_at,
+            error,
+        }),
     }
 }
 
@@ -133,14 +160,18 @@ pub fn tree_envelope(event: &DomainEvent) -> Envelope {
 }
 
 /// A tree event read back from [`tree_envelope`]'s form (or an older snapshot's, which
-/// kept the payload alone).
+/// kept the payload alone). It was folded when it was first read, so nothing of it is
+/// passed over that was not reported then.
 pub fn tree_event(env: Envelope) -> Result<DomainEvent, DecodeError> {
+    use dvk_proto::events::v1::envelope::Payload as P;
     let mut payload = env.payload.ok_or_else(|| bad("event", "no payload"))?;
     upcast::upcast(&env.event_type, env.schema_version, &mut payload)?;
     let stream = match &payload {
-        dvk_proto::events::v1::envelope::Payload::UnitsImported(_) => StreamId::Units(dvk_domain::Tree::Pre2025),
-        dvk_proto::events::v1::envelope::Payload::UnitsReorganized(_) => StreamId::Reorganization,
+        P::UnitsImported(u) => {
+            StreamId::Units(crate::convert::tree_in("tree", u.tree).map_err(|e| bad("units imported", e))?)
+        }
+        P::UnitsReorganized(_) => StreamId::Reorganization,
         other => return Err(bad("tree event", event::event_type(other))),
     };
-    event::decode(&stream, payload)
+    event::decode(&stream, payload, &mut Vec::new())
 }

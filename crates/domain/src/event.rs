@@ -21,13 +21,6 @@ pub enum DomainEvent {
     Report(ReportEvent),
 }
 
-impl DomainEvent {
-    /// Whether the event changes the trees or the mapping.
-    pub fn is_tree_event(&self) -> bool {
-        matches!(self, DomainEvent::UnitsImported { .. } | DomainEvent::UnitsReorganized { .. })
-    }
-}
-
 /// What folding a tree event changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TreeChange {

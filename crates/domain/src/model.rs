@@ -98,9 +98,12 @@ pub struct ModelDetailsDraft {
 pub struct ModelDetails {
     pub name: String,
     pub field: Field,
-    pub runner_kind: RunnerKind,
+    /// Required of every registration today; a stored one may lack it (or hold a value
+    /// this release does not know): `None`.
+    pub runner_kind: Option<RunnerKind>,
     pub runner_name: String,
-    pub sponsor: Sponsor,
+    /// As `runner_kind`.
+    pub sponsor: Option<Sponsor>,
     pub sponsor_name: String,
     pub rationale: String,
     pub objectives: String,
@@ -110,7 +113,8 @@ pub struct ModelDetails {
     pub implementing_forces: String,
     pub funds_vnd: i64,
     pub workdays: i64,
-    pub timeline_start: Date,
+    /// As `runner_kind`.
+    pub timeline_start: Option<Date>,
     pub timeline_end: Option<Date>,
     pub expected_outputs: String,
 }
@@ -166,9 +170,9 @@ impl ModelDetails {
         Ok(Self {
             name,
             field: d.field.expect("checked"),
-            runner_kind: d.runner_kind.expect("checked"),
+            runner_kind: d.runner_kind,
             runner_name,
-            sponsor: d.sponsor.expect("checked"),
+            sponsor: d.sponsor,
             sponsor_name,
             rationale,
             objectives,
@@ -178,7 +182,7 @@ impl ModelDetails {
             implementing_forces,
             funds_vnd: d.funds_vnd,
             workdays: d.workdays,
-            timeline_start: d.timeline_start.expect("checked"),
+            timeline_start: d.timeline_start,
             timeline_end: d.timeline_end,
             expected_outputs,
         })

@@ -99,6 +99,19 @@ impl dvk_runtime::host::ReadModel for State {
 
     fn skip(&mut self, unreadable: &Unreadable) {
         self.position = unreadable.position;
+        // The stream's version still moves on, or its next write would expect the
+        // version before this event and be refused for good.
+        match StreamId::parse(&unreadable.stream) {
+            Some(stream @ (StreamId::Units(_) | StreamId::Reorganization)) => {
+                self.versions.insert(stream, unreadable.version);
+            }
+            Some(StreamId::Model(id)) => {
+                if let Some(entry) = self.models.get_mut(id.as_str()) {
+                    entry.version = unreadable.version;
+                }
+            }
+            Some(StreamId::Report(_)) | None => {}
+        }
     }
 }
 
@@ -117,11 +130,31 @@ mod tests {
     fn a_models_later_events_without_its_registration_make_no_model() {
         let id = ModelId::parse("id", "0193a1b2-0000-7000-8000-0000000000aa").unwrap();
         let mut state = State::default();
+        let stream = StreamId::Model(id.clone());
         let error = DecodeError { what: "details.field", why: "99".into() };
-        state.skip(&Unreadable::new(1, SOURCE, error));
+        state.skip(&Unreadable::new(1, &stream, 1, SOURCE, error));
         let started = ModelEvent::Started { started_on: Date::parse("d", "2024-03-01").unwrap() };
-        state.apply(&Recorded::new(2, StreamId::Model(id), 2, SOURCE, DomainEvent::Model(started)));
+        state.apply(&Recorded::new(2, stream, 2, SOURCE, DomainEvent::Model(started)));
         assert!(state.models.is_empty());
         assert_eq!(state.position, 2);
+    }
+}
+
+#[cfg(test)]
+mod skip_tests {
+    use super::*;
+    use dvk_codec::convert::DecodeError;
+    use dvk_runtime::host::ReadModel;
+
+    /// A tree event that does not decode still counts in its stream's version: the
+    /// next import expects the version after it, as the log does.
+    #[test]
+    fn an_unreadable_tree_event_still_moves_its_streams_version() {
+        let mut state = State::default();
+        let stream = StreamId::Units(dvk_domain::Tree::Pre2025);
+        let error = DecodeError { what: "units imported", why: "tree 9".into() };
+        state.skip(&Unreadable::new(1, &stream, 1, SOURCE, error));
+        assert_eq!(state.version(&stream), 1);
+        assert_eq!(state.position, 1);
     }
 }

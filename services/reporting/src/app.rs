@@ -3,11 +3,14 @@
 //! policy's scope check (`crate::POLICY`; the guard has authenticated the caller and
 //! checked its role), the schedule is checked, commands are decided against the read
 //! models and appended to the log, and a write is answered once the read models
-//! include it. No wire types come in, apart from the request bodies the runtime
-//! fingerprints.
+//! include it. No request type comes in, apart from the request bodies the runtime
+//! fingerprints; what goes out keeps the forms the read models and the log hold
+//! (a write's position, an author as recorded, history envelopes).
 
 use dvk_codec::StreamId;
-use dvk_domain::report::{Figures, Report, ReportCommand, ReportContext, ReportId, ReportStatus, Revision};
+use dvk_domain::report::{
+    Figures, Report, ReportCommand, ReportContext, ReportEvent, ReportId, ReportStatus, Revision,
+};
 use dvk_domain::schedule::Schedule;
 use dvk_domain::unit::Level;
 use dvk_domain::{Aggregate, DomainError, DomainEvent, Period, Tree, UnitCode};
@@ -282,14 +285,16 @@ impl App {
     /// The revision a write left the report at, read from its last event, so that a
     /// retried request is answered exactly as the first time.
     fn revision_of(&self, receipt: &Receipt) -> Result<u32, Error> {
-        use dvk_proto::events::v1::envelope::Payload as P;
         let record = self.core.log.get(receipt.last_position)?.ok_or(Error::Unacknowledged(receipt.last_position))?;
-        Ok(match record.envelope()?.payload {
-            Some(P::ReportSubmitted(e)) => e.revision,
-            Some(P::ReportAmended(e)) => e.revision,
-            Some(P::ReportReturned(e)) => e.revision,
-            Some(P::ReportApproved(e)) => e.revision,
-            Some(P::ReportReopened(e)) => e.revision,
+        let last = dvk_codec::recorded::decode(receipt.last_position, record.envelope()?);
+        Ok(match last.map(|r| r.event) {
+            Ok(DomainEvent::Report(
+                ReportEvent::Submitted { revision: Revision { number, .. }, .. }
+                | ReportEvent::Amended { revision: Revision { number, .. } }
+                | ReportEvent::Returned { revision: number, .. }
+                | ReportEvent::Approved { revision: number }
+                | ReportEvent::Reopened { revision: number, .. },
+            )) => number,
             _ => 0,
         })
     }
@@ -420,7 +425,8 @@ fn view(id: &str, entry: &ReportEntry, shown: &Revision) -> ReportView {
         tree: r.tree,
         status: r.status,
         revision: shown.clone(),
-        author: entry.authors.get(shown.number as usize - 1).cloned().unwrap_or_default(),
+        // Revisions count from 1; a stored 0 has no author.
+        author: (shown.number as usize).checked_sub(1).and_then(|i| entry.authors.get(i)).cloned().unwrap_or_default(),
         latest_revision: r.latest().number,
         approved_revision: r.approved_revision,
         return_reason: r.return_reason.clone(),

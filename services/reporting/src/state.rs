@@ -58,10 +58,8 @@ impl dvk_runtime::host::ReadModel for State {
         if tree_event {
             return;
         }
-        let DomainEvent::Report(event) = &r.event else {
-            tracing::error!(position = r.position, stream = %r.stream, "not an event of the reporting service");
-            return;
-        };
+        // Registration's model events arrive with its trees; reports need only the trees.
+        let DomainEvent::Report(event) = &r.event else { return };
         let entry = match self.reports.entry(r.stream.to_string()) {
             Entry::Occupied(e) => e.into_mut(),
             Entry::Vacant(e) if matches!(event, ReportEvent::Submitted { .. }) => e.insert(ReportEntry::default()),
@@ -87,6 +85,11 @@ impl dvk_runtime::host::ReadModel for State {
 
     fn skip(&mut self, unreadable: &Unreadable) {
         self.position = unreadable.position;
+        // The report's version still moves on, or its next change would expect the
+        // version before this event and be refused for good.
+        if let Some(entry) = self.reports.get_mut(&unreadable.stream) {
+            entry.version = unreadable.version;
+        }
     }
 }
 
@@ -105,15 +108,11 @@ mod tests {
     fn a_reports_later_events_without_its_submission_make_no_report() {
         let id = ReportId::parse("report_id", "report-001-2024-H1").unwrap();
         let mut state = State::default();
+        let stream = StreamId::Report(id);
         let error = DecodeError { what: "report event", why: "period".into() };
-        state.skip(&Unreadable::new(1, SOURCE, error));
-        state.apply(&Recorded::new(
-            2,
-            StreamId::Report(id),
-            2,
-            SOURCE,
-            DomainEvent::Report(ReportEvent::Approved { revision: 1 }),
-        ));
+        state.skip(&Unreadable::new(1, &stream, 1, SOURCE, error));
+        let approved = DomainEvent::Report(ReportEvent::Approved { revision: 1 });
+        state.apply(&Recorded::new(2, stream, 2, SOURCE, approved));
         assert!(state.reports.is_empty());
         assert_eq!(state.position, 2);
     }

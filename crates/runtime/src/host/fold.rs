@@ -65,7 +65,12 @@ pub fn fold<S: ReadModel>(state: &mut S, position: u64, env: Envelope) {
 
 fn fold_decoded<S: ReadModel>(state: &mut S, event: &Result<Recorded, Unreadable>) {
     match event {
-        Ok(event) => state.apply(event),
+        Ok(event) => {
+            for part in &event.passed_over {
+                tracing::error!(position = event.position, stream = %event.stream, "part of a stored event does not decode; passed over: {part}");
+            }
+            state.apply(event)
+        }
         Err(unreadable) => {
             tracing::error!(%unreadable, "a stored event does not decode; passed over");
             state.skip(unreadable);
