@@ -29,7 +29,7 @@ pub struct SnapshotPb {
     pub position: u64,
     #[prost(uint64, tag = "2")]
     pub events: u64,
-    /// The tree events folded in, in order (only their payloads matter).
+    /// The tree events folded in, in order, as envelopes of their type and schema version.
     #[prost(message, repeated, tag = "3")]
     pub tree_events: Vec<Envelope>,
     #[prost(message, repeated, tag = "4")]
