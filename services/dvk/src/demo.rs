@@ -23,7 +23,9 @@ const REORGANIZATION: &[u8] = gso::CONVERSION_TABLE;
 
 /// Quảng Ninh, Bắc Ninh and Hà Giang, as they were in 2024.
 pub const PROVINCES: [&str; 3] = ["22", "27", "02"];
-pub const PERIODS: [&str; 2] = ["2024-H1", "2024-H2"];
+/// What every unit reports: both half-year reviews (sơ kết 6 tháng) and the year's
+/// review (tổng kết năm), which totals its halves.
+pub const PERIODS: [&str; 3] = ["2024-H1", "2024-H2", "2024"];
 
 async fn channel(addr: SocketAddr) -> anyhow::Result<Channel> {
     Ok(Channel::from_shared(format!("http://{addr}"))?.connect().await?)
@@ -158,6 +160,14 @@ fn figures(rng: &mut Rng, level: i32, registered: i64) -> pc::Figures {
     }
 }
 
+/// Two reports' figures added up, as a year's review totals its halves.
+fn total(a: &pc::Figures, b: &pc::Figures) -> pc::Figures {
+    use dvk_domain::report::{Figure, Figures};
+    let (a, b) = (convert::figures_in(Some(a)), convert::figures_in(Some(b)));
+    let sum: Figures = Figure::ALL.into_iter().map(|f| (f, a[f] + b[f])).collect();
+    convert::figures_out(&sum)
+}
+
 /// Adds figures as sent to a summary, by the figures' names.
 fn add(into: &mut BTreeMap<String, i64>, f: &pc::Figures) {
     for (figure, value) in convert::figures_in(Some(f)).iter() {
@@ -289,12 +299,14 @@ pub async fn run(
                 }
             }
         }
-        // Each unit reports both halves; most reports are approved.
-        for (i, period) in PERIODS.iter().enumerate() {
+        // Each unit reports both halves and the year, which totals them; most reports
+        // are approved.
+        let halves = [figures(&mut rng, unit.level, per_half[0]), figures(&mut rng, unit.level, per_half[1])];
+        let year = total(&halves[0], &halves[1]);
+        for (period, f) in PERIODS.iter().zip([halves[0], halves[1], year]) {
             if !rng.chance(95) {
                 continue;
             }
-            let f = figures(&mut rng, unit.level, per_half[i]);
             let w = rep
                 .submit_report(req(
                     pp::SubmitReportRequest {
@@ -302,7 +314,11 @@ pub async fn run(
                         unit: Some(pc::UnitCode { code: unit.code.clone() }),
                         period: Some(pc::Period { code: (*period).into() }),
                         figures: Some(f),
-                        summary: format!("Báo cáo sơ kết {period}"),
+                        summary: if period.contains('H') {
+                            format!("Báo cáo sơ kết {period}")
+                        } else {
+                            format!("Báo cáo tổng kết năm {period}")
+                        },
                     },
                     token,
                 )?)

@@ -152,6 +152,12 @@ fn an_analyst_reads_the_demo_through_dvkctl_and_a_restart_shows_the_same_numbers
     // The nation's roll-up for 2024 and for its first half.
     let year = json(&run_dvkctl(&lines, &token, &["--json", "rollup", "--tree", "pre2025", "--period", "2024"]));
     assert_eq!(year["models_registered"], demo["models_registered"]);
+    // Every unit also files its year review (tổng kết năm): the year's roll-up counts
+    // those reports, not zeros.
+    let want_year = &demo["periods"]["2024"];
+    assert_eq!(year["reports_counted"], want_year["approved"]);
+    assert_eq!(year["funds_mobilized_vnd"], want_year["approved_figures"]["funds_mobilized_vnd"]);
+    assert!(year["funds_mobilized_vnd"].as_i64().unwrap() > 0, "{year}");
     let h1 = json(&run_dvkctl(&lines, &token, &["--json", "rollup", "--tree", "pre2025", "--period", "2024-H1"]));
     let want = &demo["periods"]["2024-H1"];
     assert_eq!(h1["reports_counted"], want["approved"]);
