@@ -188,7 +188,7 @@ pub fn completeness_table(c: &pa::Completeness) -> Table {
         ]);
     };
     let own = if c.unit.is_some() { unit_code(&c.unit) } else { "nation".into() };
-    row(own, String::new(), &c.figures.unwrap_or_default());
+    row(own, c.unit_name.clone(), &c.figures.unwrap_or_default());
     for child in &c.children {
         row(unit_code(&child.unit), child.unit_name.clone(), &child.figures.unwrap_or_default());
     }

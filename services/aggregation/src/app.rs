@@ -179,6 +179,7 @@ pub struct SeriesPoint {
 pub struct Completeness {
     pub tree: Tree,
     pub unit: Option<UnitCode>,
+    pub unit_name: String,
     pub period: Period,
     pub counts: CompletenessCounts,
     pub children: Vec<UnitCompleteness>,
@@ -282,10 +283,7 @@ fn rollup_view(
     include_unapproved: bool,
     r: &Rollup,
 ) -> RollupView {
-    let (unit_name, level) = match unit {
-        None => ("Việt Nam".to_owned(), Level::Nation),
-        Some(u) => state.trees.get(tree).get(u).map_or((String::new(), Level::Nation), |x| (x.name.clone(), x.level)),
-    };
+    let (unit_name, level) = name_and_level(state, tree, unit);
     let (figures, reports_counted, allocated) = counted(&r.cell, include_unapproved);
     RollupView {
         tree,
@@ -359,6 +357,14 @@ fn sort_value(r: &RollupView, by: SortBy) -> i64 {
         SortBy::Recognized => r.models.recognized(),
         SortBy::Exemplary => r.models.exemplary,
         SortBy::Figure(figure) => r.figures[figure],
+    }
+}
+
+/// A unit's name and level in `tree` (None: the nation, "Việt Nam").
+fn name_and_level(state: &State, tree: Tree, unit: Option<&UnitCode>) -> (String, Level) {
+    match unit {
+        None => ("Việt Nam".to_owned(), Level::Nation),
+        Some(u) => state.trees.get(tree).get(u).map_or((String::new(), Level::Nation), |x| (x.name.clone(), x.level)),
     }
 }
 
@@ -454,7 +460,8 @@ impl App {
             Vec::new()
         };
         let counts = completeness_counts(&state, q.tree, unit, q.period);
-        Ok(Completeness { tree: q.tree, unit: q.unit, period: q.period, counts, children })
+        let (unit_name, _) = name_and_level(&state, q.tree, unit);
+        Ok(Completeness { tree: q.tree, unit: q.unit, unit_name, period: q.period, counts, children })
     }
 
     /// How far each source has arrived and been projected, and the rebuilds' progress.

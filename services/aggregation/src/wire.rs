@@ -330,6 +330,7 @@ fn completeness_counts(c: CompletenessCounts) -> pa::CompletenessFigures {
 pub fn completeness(c: Completeness) -> pa::Completeness {
     pa::Completeness {
         unit: c.unit.as_ref().map(convert::unit_out),
+        unit_name: c.unit_name,
         period: Some(convert::period_out(c.period)),
         tree: convert::tree_out(c.tree) as i32,
         figures: Some(completeness_counts(c.counts)),

@@ -194,6 +194,7 @@ fn an_analyst_reads_the_demo_through_dvkctl_and_a_restart_shows_the_same_numbers
             &token,
             &["--json", "completeness", "--tree", "pre2025", "--period", "2024-H2", "--unit", p.as_str().unwrap()],
         ));
+        assert!(c[0]["name"].as_str().unwrap().starts_with("Tỉnh "), "the unit names itself: {c}");
         expected += c[0]["expected"].as_i64().unwrap();
         submitted += c[0]["submitted"].as_i64().unwrap();
     }
