@@ -10,6 +10,7 @@ use dvk_client::token::{Claims, ROLES, mint_hs256, now_secs};
 use dvk_client::{import, reports};
 use dvk_codec::convert;
 use dvk_domain::report::{Figure, Measure};
+use dvk_proto::aggregation::v1::GetRollupRequest;
 use dvk_proto::aggregation::v1::aggregation_service_client::AggregationServiceClient;
 use dvk_proto::registration::v1::registration_service_client::RegistrationServiceClient;
 use dvk_proto::reporting::v1::reporting_service_client::ReportingServiceClient;
@@ -119,16 +120,20 @@ impl SortBy {
         }
     }
 
-    /// A chart's title.
-    fn title(self) -> String {
+    /// What a chart of it draws, in words.
+    fn label(self, lang: chart::Lang) -> String {
         match self {
-            SortBy::Code | SortBy::ModelsRegistered => "Models registered".to_owned(),
-            SortBy::ModelsRecognized => "Models recognised".to_owned(),
-            SortBy::ModelsExemplary => "Exemplary models".to_owned(),
+            SortBy::Code | SortBy::ModelsRegistered => lang.pick("Số mô hình đăng ký", "Models registered").to_owned(),
+            SortBy::ModelsRecognized => lang.pick("Số mô hình được công nhận", "Models recognised").to_owned(),
+            SortBy::ModelsExemplary => lang.pick("Số mô hình điển hình", "Exemplary models").to_owned(),
             SortBy::Figure(f) => {
-                let unit = if f.measure() == Measure::Vnd { " (VND)" } else { "" };
-                let reported = if analyst::figure_column(f) == f.name() { "" } else { ", as reported" };
-                format!("{}{unit}{reported}", f.en())
+                let unit = if f.measure() == Measure::Vnd { lang.pick(" (đồng)", " (VND)") } else { "" };
+                let reported = if analyst::figure_column(f) == f.name() {
+                    ""
+                } else {
+                    lang.pick(", theo báo cáo", ", as reported")
+                };
+                format!("{}{unit}{reported}", lang.pick(f.vi(), f.en()))
             }
         }
     }
@@ -329,6 +334,9 @@ enum ChartCommand {
         /// The SVG file to write.
         #[arg(long)]
         out: PathBuf,
+        /// The language of the chart's words and numbers.
+        #[arg(long, value_enum, default_value = "vi")]
+        lang: chart::Lang,
     },
     /// A line of one figure over periods.
     Series {
@@ -345,6 +353,9 @@ enum ChartCommand {
         figure: SortBy,
         #[arg(long)]
         out: PathBuf,
+        /// The language of the chart's words and numbers.
+        #[arg(long, value_enum, default_value = "vi")]
+        lang: chart::Lang,
     },
 }
 
@@ -472,6 +483,34 @@ fn level_arg(level: &Option<String>) -> i32 {
         Some("district") => Level::District as i32,
         Some("commune") => Level::Commune as i32,
         _ => 0,
+    }
+}
+
+/// A unit's name as a chart writes it: the nation is "Viet Nam" in English.
+fn in_words(name: &str, lang: chart::Lang) -> String {
+    if name == "Việt Nam" { lang.pick("Việt Nam", "Viet Nam").to_owned() } else { name.to_owned() }
+}
+
+/// A period in words: `6 tháng đầu năm 2024` / `2024, first half`.
+fn period_words(period: &str, lang: chart::Lang) -> String {
+    let Ok(p) = dvk_domain::Period::parse("--period", period) else { return period.to_owned() };
+    match (p, lang) {
+        (dvk_domain::Period::Half { year, half: dvk_domain::period::Half::H1 }, chart::Lang::Vi) => {
+            format!("6 tháng đầu năm {year}")
+        }
+        (dvk_domain::Period::Half { year, half: dvk_domain::period::Half::H2 }, chart::Lang::Vi) => {
+            format!("6 tháng cuối năm {year}")
+        }
+        (dvk_domain::Period::Half { year, half: dvk_domain::period::Half::H1 }, chart::Lang::En) => {
+            format!("{year}, first half")
+        }
+        (dvk_domain::Period::Half { year, half: dvk_domain::period::Half::H2 }, chart::Lang::En) => {
+            format!("{year}, second half")
+        }
+        (dvk_domain::Period::Year(year), chart::Lang::Vi) => format!("năm {year}"),
+        (dvk_domain::Period::Year(year), chart::Lang::En) => year.to_string(),
+        (dvk_domain::Period::Stage { first, last }, chart::Lang::Vi) => format!("giai đoạn {first}–{last}"),
+        (dvk_domain::Period::Stage { first, last }, chart::Lang::En) => format!("{first}–{last}"),
     }
 }
 
@@ -619,8 +658,9 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
             print!("{}", analyst::history_table(&events).render(format));
             Ok(())
         }
-        Command::Chart { chart: ChartCommand::Ranking { ranking, out } } => {
+        Command::Chart { chart: ChartCommand::Ranking { ranking, out, lang } } => {
             let token = need_token(cli.token.clone())?;
+            let tree = tree_of(ranking.scope.tree.as_deref(), &ranking.scope.period)?;
             let request = import::authorized(list_request(&ranking)?, &token).map_err(status_error)?;
             let r = aggregation().await?.list_rollups(request).await.map_err(status_error)?.into_inner();
             let bars: Vec<(String, i64)> = r
@@ -632,16 +672,33 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
                     (x.unit_name.clone(), value)
                 })
                 .collect();
-            let title = format!("{}, {}", ranking.sort.title(), ranking.scope.period);
-            chart::ranking(&out, &title, &bars).map_err(|e| (EXIT_USAGE, e.to_string()))?;
+            let name = {
+                let request = GetRollupRequest {
+                    unit: unit_arg(&ranking.scope.unit),
+                    period: period_arg(&ranking.scope.period),
+                    tree,
+                    ..Default::default()
+                };
+                let request = import::authorized(request, &token).map_err(status_error)?;
+                aggregation().await?.get_rollup(request).await.map_err(status_error)?.into_inner().unit_name
+            };
+            let figure = ranking.sort.label(lang);
+            let labels = chart::Labels {
+                lang,
+                title: format!("{figure} — {}, {}", in_words(&name, lang), period_words(&ranking.scope.period, lang)),
+                value_axis: figure,
+                category_axis: lang.pick("Đơn vị", "Unit").to_owned(),
+            };
+            chart::ranking(&out, &labels, &bars).map_err(|e| (EXIT_USAGE, e.to_string()))?;
             println!("{}: {} bars", out.display(), bars.len());
             Ok(())
         }
-        Command::Chart { chart: ChartCommand::Series { unit, from, to, tree, figure, out } } => {
+        Command::Chart { chart: ChartCommand::Series { unit, from, to, tree, figure, out, lang } } => {
             let token = need_token(cli.token.clone())?;
+            let tree = tree_of(tree.as_deref(), &to)?;
             let request = dvk_proto::aggregation::v1::GetTimeSeriesRequest {
                 unit: unit_arg(&unit),
-                tree: tree_of(tree.as_deref(), &to)?,
+                tree,
                 from: period_arg(&from),
                 to: period_arg(&to),
                 include_unapproved: false,
@@ -656,8 +713,21 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
                     (p.period.as_ref().map(|p| p.code.clone()).unwrap_or_default(), value)
                 })
                 .collect();
-            let title = format!("{}, {} … {}", figure.title(), from, to);
-            chart::series(&out, &title, &points).map_err(|e| (EXIT_USAGE, e.to_string()))?;
+            let name = {
+                let request =
+                    GetRollupRequest { unit: unit_arg(&unit), period: period_arg(&to), tree, ..Default::default() };
+                let request = import::authorized(request, &token).map_err(status_error)?;
+                aggregation().await?.get_rollup(request).await.map_err(status_error)?.into_inner().unit_name
+            };
+            let label = figure.label(lang);
+            let span = format!("{} … {}", period_words(&from, lang), period_words(&to, lang));
+            let labels = chart::Labels {
+                lang,
+                title: format!("{label} — {}, {span}", in_words(&name, lang)),
+                value_axis: label,
+                category_axis: lang.pick("Kỳ báo cáo", "Period").to_owned(),
+            };
+            chart::series(&out, &labels, &points).map_err(|e| (EXIT_USAGE, e.to_string()))?;
             println!("{}: {} points", out.display(), points.len());
             Ok(())
         }
@@ -830,7 +900,11 @@ mod tests {
         // No two values rank by the same field.
         let fields: std::collections::HashSet<_> = SortBy::ALL.iter().map(|s| s.field()).collect();
         assert_eq!(fields.len(), SortBy::ALL.len());
-        assert_eq!(SortBy::Figure(Figure::FundsMobilized).title(), "Funds mobilised (VND)");
-        assert_eq!(SortBy::Figure(Figure::ModelsRecognized).title(), "Models recognised, as reported");
+        assert_eq!(SortBy::Figure(Figure::FundsMobilized).label(chart::Lang::En), "Funds mobilised (VND)");
+        assert_eq!(SortBy::Figure(Figure::ModelsRecognized).label(chart::Lang::En), "Models recognised, as reported");
+        assert_eq!(SortBy::Figure(Figure::FundsMobilized).label(chart::Lang::Vi), "Kinh phí huy động (đồng)");
+        assert_eq!(SortBy::ModelsRecognized.label(chart::Lang::Vi), "Số mô hình được công nhận");
+        assert_eq!(period_words("2024-H1", chart::Lang::Vi), "6 tháng đầu năm 2024");
+        assert_eq!(period_words("2021-2025", chart::Lang::En), "2021–2025");
     }
 }

@@ -215,6 +215,15 @@ fn an_analyst_reads_the_demo_through_dvkctl_and_a_restart_shows_the_same_numbers
     );
     let drawn = std::fs::read_to_string(&svg).unwrap();
     assert!(drawn.starts_with("<svg") && drawn.contains("Tỉnh Quảng Ninh"), "{drawn}");
+    // Titled in words (figure, unit, period), never with an internal name.
+    assert!(drawn.contains("Số mô hình đăng ký — Việt Nam, năm 2024"), "{drawn}");
+    assert!(!drawn.contains("ModelsRegistered"), "{drawn}");
+    // A period without reports says so instead of drawing empty axes.
+    let empty = dir.path().join("empty.svg");
+    let args = ["chart", "ranking", "--tree", "pre2025", "--period", "2023", "--sort", "funds"];
+    run_dvkctl(&lines, &token, &[&args[..], &["--lang", "en", "--out", empty.to_str().unwrap()]].concat());
+    let drawn = std::fs::read_to_string(&empty).unwrap();
+    assert!(drawn.contains("No data for this period") && drawn.contains("Viet Nam, 2023"), "{drawn}");
 
     // SIGTERM: stopped within 10 s; a restart (no demo again) shows the same numbers.
     let started = Instant::now();
