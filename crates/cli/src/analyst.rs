@@ -198,6 +198,7 @@ pub fn completeness_table(c: &pa::Completeness) -> Table {
 pub fn status_table(s: &pa::ProjectionStatus) -> Table {
     let mut t = Table::new(&[
         "source",
+        "head",
         "received",
         "projected",
         "lag",
@@ -209,6 +210,7 @@ pub fn status_table(s: &pa::ProjectionStatus) -> Table {
     for src in &s.sources {
         t.push(vec![
             src.source.clone().into(),
+            (src.source_head as i64).into(),
             (src.received as i64).into(),
             (src.projected as i64).into(),
             (src.lag as i64).into(),

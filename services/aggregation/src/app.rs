@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use dvk_domain::report::{Figure, Figures};
 use dvk_domain::unit::Level;
 use dvk_domain::{Period, Tree, UnitCode};
-use dvk_runtime::host::Core;
+use dvk_runtime::host::{Core, SourceHeads};
 use dvk_runtime::{Access, Target};
 
 use crate::asof::{self, Point};
@@ -224,6 +224,16 @@ pub struct SourceStatus {
     pub source: &'static str,
     pub received: u64,
     pub projected: u64,
+    /// The newest position the source has written, when the transport tells.
+    pub head: Option<u64>,
+}
+
+impl SourceStatus {
+    /// Events the source has written that the roll-ups do not count yet: behind its
+    /// head when known, else behind what has been received.
+    pub fn lag(&self) -> u64 {
+        self.head.unwrap_or(self.received).max(self.received).saturating_sub(self.projected)
+    }
 }
 
 /// Answers from the live projection, or from one rebuilt up to `as_of`.
@@ -247,6 +257,7 @@ impl std::ops::Deref for View<'_> {
 #[derive(Debug)]
 pub struct App {
     core: Core<State>,
+    heads: SourceHeads,
     rebuild: Arc<RebuildStatus>,
 }
 
@@ -381,8 +392,8 @@ fn completeness_counts(state: &State, tree: Tree, unit: Option<&UnitCode>, perio
 }
 
 impl App {
-    pub fn new(core: Core<State>) -> Self {
-        Self { core, rebuild: Arc::default() }
+    pub fn new(core: Core<State>, heads: SourceHeads) -> Self {
+        Self { core, heads, rebuild: Arc::default() }
     }
 
     /// One roll-up, with what is unassigned there.
@@ -543,7 +554,8 @@ impl App {
                     .and_then(|v| dvk_bus::received::Received::decode(&v))
                     .map_or(0, |(w, _)| w);
                 let projected = state.seen.get(*s).map_or(0, |x| x.watermark);
-                SourceStatus { source: s, received, projected }
+                let head = self.heads.head(s, received);
+                SourceStatus { source: s, received, projected, head }
             })
             .collect();
         let r = &self.rebuild;

@@ -116,7 +116,7 @@ pub async fn serve(
     }
     let core = host.core();
     host.spawn(snapshots(core.clone(), snapshot_every.max(1), host.stop_signal()));
-    let grpc = AggregationServiceServer::new(Aggregation { app: app::App::new(core) })
+    let grpc = AggregationServiceServer::new(Aggregation { app: app::App::new(core, host.source_heads()) })
         .max_decoding_message_size(settings.max_message_bytes)
         .max_encoding_message_size(settings.max_message_bytes);
     let guarded = host.guard(POLICY, grpc);

@@ -353,10 +353,10 @@ pub fn projection_status(s: ProjectionStatus) -> pa::ProjectionStatus {
             .into_iter()
             .map(|x| pa::SourceStatus {
                 source: x.source.to_owned(),
+                lag: x.lag(),
                 received: x.received,
                 projected: x.projected,
-                source_head: 0,
-                lag: x.received.saturating_sub(x.projected),
+                source_head: x.head.unwrap_or(0),
             })
             .collect(),
         rebuilding: s.rebuilding,

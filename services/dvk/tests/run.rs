@@ -206,6 +206,14 @@ fn an_analyst_reads_the_demo_through_dvkctl_and_a_restart_shows_the_same_numbers
         )
     );
 
+    // The projection's status names each source's head, read from its log in this
+    // process: the demo is counted up to it.
+    let status = json(&run_dvkctl(&lines, &token, &["--json", "status"]));
+    for src in status.as_array().unwrap() {
+        let (head, projected) = (src["head"].as_i64().unwrap(), src["projected"].as_i64().unwrap());
+        assert!(head > 0 && head == projected && src["lag"].as_i64() == Some(0), "{src}");
+    }
+
     // A chart of the ranking.
     let svg = dir.path().join("provinces.svg");
     run_dvkctl(

@@ -60,6 +60,37 @@ pub fn today() -> dvk_domain::Date {
         .expect("the clock is within the supported years")
 }
 
+/// How far each source this service follows has written, as far as the transport
+/// tells: in one process, the source's own log; over Kafka, what this service has
+/// received plus what its consumer has yet to read.
+#[derive(Debug, Clone, Default)]
+pub struct SourceHeads(Arc<std::sync::Mutex<std::collections::BTreeMap<&'static str, Head>>>);
+
+#[derive(Debug, Clone)]
+enum Head {
+    Log(EventLog),
+    Topic(dvk_bus::kafka::PartitionLag),
+}
+
+impl SourceHeads {
+    fn set(&self, source: &'static str, head: Head) {
+        self.0.lock().expect("heads lock").insert(source, head);
+    }
+
+    /// The newest position `source` has written, given the position up to which this
+    /// service has received it (`None`: not followed, or not yet connected).
+    pub fn head(&self, source: &str, received: u64) -> Option<u64> {
+        let head = self.0.lock().expect("heads lock").get(source).cloned()?;
+        match head {
+            Head::Log(log) => log.own_sequence().ok(),
+            Head::Topic(lag) => {
+                let behind: i64 = lag.lock().expect("lag lock").values().map(|l| (*l).max(0)).sum();
+                Some(received + behind as u64)
+            }
+        }
+    }
+}
+
 /// Where a service receives another service's events from.
 #[derive(Debug, Clone)]
 pub enum Upstream {
@@ -73,6 +104,7 @@ pub enum Upstream {
 /// `serve` is called and stops, draining, when the shutdown future resolves.
 pub struct Host<S> {
     core: Core<S>,
+    heads: SourceHeads,
     auth: Authenticator,
     readiness: Readiness,
     stop_tx: watch::Sender<bool>,
@@ -121,8 +153,16 @@ impl<S: ReadModel> Host<S> {
         let (projected_tx, projected) = watch::channel(head);
         let (stop_tx, stop) = watch::channel(false);
         let core = Core { log: log.clone(), state: state.clone(), projected, metrics: metrics.clone(), source };
-        let mut host =
-            Self { core, auth, readiness, stop_tx, tasks: Vec::new(), settings: settings.clone(), name: source };
+        let mut host = Self {
+            core,
+            heads: SourceHeads::default(),
+            auth,
+            readiness,
+            stop_tx,
+            tasks: Vec::new(),
+            settings: settings.clone(),
+            name: source,
+        };
         host.tasks.push(tokio::spawn(fold::project(log.clone(), state, projected_tx, metrics.clone(), stop.clone())));
 
         if let Some(kafka) = relay {
@@ -178,6 +218,11 @@ impl<S: ReadModel> Host<S> {
         self.core.clone()
     }
 
+    /// How far each followed source has written (see [`SourceHeads`]).
+    pub fn source_heads(&self) -> SourceHeads {
+        self.heads.clone()
+    }
+
     /// `service` behind its guard: every call is looked up in `policy`, traced,
     /// counted in the metrics, authenticated and its role checked before a handler runs.
     pub fn guard<Svc>(&self, policy: &'static [Rule], service: Svc) -> Guard<Svc> {
@@ -190,12 +235,13 @@ impl<S: ReadModel> Host<S> {
     /// progress stored in the log.
     pub fn follow(&mut self, source: &'static str, upstream: Upstream) {
         let log = self.core.log.clone();
+        let heads = self.heads.clone();
         let mut stop = self.stop_tx.subscribe();
         let group = self.name;
         let metrics = self.core.metrics.clone();
         self.tasks.push(tokio::spawn(async move {
             loop {
-                let result = receive(&log, source, group, &upstream, &metrics, stop.clone()).await;
+                let result = receive(&log, source, group, &upstream, &metrics, &heads, stop.clone()).await;
                 match result {
                     Ok(()) => return,
                     Err(e) => tracing::warn!(source, error = %e, "receiving events failed; retrying in 1 s"),
@@ -319,17 +365,20 @@ async fn receive(
     group: &str,
     upstream: &Upstream,
     metrics: &Arc<Metrics>,
+    heads: &SourceHeads,
     stop: watch::Receiver<bool>,
 ) -> Result<(), dvk_bus::BusError> {
     let ingestor = Ingestor::new(log.clone(), &[source])?;
     match upstream {
         Upstream::Local(upstream_log) => {
+            heads.set(source, Head::Log(upstream_log.clone()));
             ingestor.run(LocalSource::new(upstream_log, log)?, stop).await?;
         }
         Upstream::Kafka(kafka) => {
             let topic = dvk_bus::kafka::topic_of(source);
             let consumer = KafkaSource::new(kafka, &topic, group, log).await?;
             let lag = consumer.lag();
+            heads.set(source, Head::Topic(lag.clone()));
             let metrics = metrics.clone();
             let mut stop2 = stop.clone();
             let reporter = tokio::spawn(async move {
