@@ -40,6 +40,11 @@ pub fn event_type(p: &P) -> &'static str {
     }
 }
 
+/// Whether a stored event type is a model's (a step in a model's life).
+pub fn is_model_event(event_type: &str) -> bool {
+    event_type.starts_with("dvk.events.v1.Model")
+}
+
 /// The payload of a domain event.
 pub fn encode(event: &DomainEvent) -> P {
     match event {

@@ -204,5 +204,9 @@ fn every_event_type_as_written_by_format_v1_replays() {
         decoded.push((r.stream, r.event));
     }
     assert_eq!(decoded.len(), 14, "one event of every type");
+    for (_, event) in &decoded {
+        let stored = dvk_codec::event::event_type(&dvk_codec::event::encode(event));
+        assert_eq!(dvk_codec::event::is_model_event(stored), matches!(event, DomainEvent::Model(_)), "{stored}");
+    }
     assert_eq!(decoded, events);
 }

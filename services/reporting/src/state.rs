@@ -58,7 +58,7 @@ impl dvk_runtime::host::ReadModel for State {
         if tree_event {
             return;
         }
-        // Registration's model events arrive with its trees; reports need only the trees.
+        // A model event stored without its type was decoded all the same (see `reads`).
         let DomainEvent::Report(event) = &r.event else { return };
         let entry = match self.reports.entry(r.stream.to_string()) {
             Entry::Occupied(e) => e.into_mut(),
@@ -81,6 +81,16 @@ impl dvk_runtime::host::ReadModel for State {
         entry.report.apply(event);
         entry.version = r.version;
         entry.updated = at;
+    }
+
+    /// Registration's model events arrive with its trees; reports need only the trees,
+    /// so those are not decoded.
+    fn reads(event_type: &str) -> bool {
+        !dvk_codec::event::is_model_event(event_type)
+    }
+
+    fn pass(&mut self, position: u64) {
+        self.position = position;
     }
 
     fn skip(&mut self, unreadable: &Unreadable) {

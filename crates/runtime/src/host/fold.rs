@@ -23,6 +23,19 @@ pub trait ReadModel: Default + Send + Sync + 'static {
     /// the read models still move past its position.
     fn skip(&mut self, unreadable: &Unreadable);
 
+    /// Whether the read models fold events of this stored type at all. Events of the
+    /// others are not decoded (a service following another's log reads only what it
+    /// needs of it); the read models move past them with `pass`.
+    fn reads(event_type: &str) -> bool {
+        let _ = event_type;
+        true
+    }
+
+    /// Moves past the event at `position`, of a type the read models do not read.
+    fn pass(&mut self, position: u64) {
+        let _ = position;
+    }
+
     /// The read models at start and the last position they include: by default a
     /// replay of the whole log; a projection with snapshots loads the latest and
     /// replays the tail.
@@ -60,18 +73,31 @@ pub fn replay_onto<S: ReadModel>(
 /// Decodes the event stored at `position` and folds it into `state`; one that does
 /// not decode is logged and passed over.
 pub fn fold<S: ReadModel>(state: &mut S, position: u64, env: Envelope) {
-    fold_decoded(state, &recorded::decode(position, env));
+    fold_item(state, &decode_for::<S>(position, env));
 }
 
-fn fold_decoded<S: ReadModel>(state: &mut S, event: &Result<Recorded, Unreadable>) {
-    match event {
-        Ok(event) => {
+/// A stored event as read models of type `S` take it.
+#[allow(clippy::large_enum_variant, reason = "almost every item is read; boxing each would cost more")]
+enum Item {
+    Read(Result<Recorded, Unreadable>),
+    NotRead(u64),
+}
+
+/// Decodes the event stored at `position`, if `S` reads its type.
+fn decode_for<S: ReadModel>(position: u64, env: Envelope) -> Item {
+    if S::reads(&env.event_type) { Item::Read(recorded::decode(position, env)) } else { Item::NotRead(position) }
+}
+
+fn fold_item<S: ReadModel>(state: &mut S, item: &Item) {
+    match item {
+        Item::NotRead(position) => state.pass(*position),
+        Item::Read(Ok(event)) => {
             for part in &event.passed_over {
                 tracing::error!(position = event.position, stream = %event.stream, "part of a stored event does not decode; passed over: {part}");
             }
             state.apply(event)
         }
-        Err(unreadable) => {
+        Item::Read(Err(unreadable)) => {
             tracing::error!(%unreadable, "a stored event does not decode; passed over");
             state.skip(unreadable);
         }
@@ -90,7 +116,7 @@ pub(super) async fn project<S: ReadModel>(
     let mut sub = log.subscribe(from);
     // Reused: a fresh batch each round costs fresh pages of memory. Events are decoded
     // here, before the write lock is taken, so readers wait only for the fold.
-    let mut batch: Vec<Result<Recorded, Unreadable>> = Vec::with_capacity(PROJECT_BATCH);
+    let mut batch: Vec<Item> = Vec::with_capacity(PROJECT_BATCH);
     loop {
         let first = tokio::select! {
             r = sub.next() => r,
@@ -103,7 +129,7 @@ pub(super) async fn project<S: ReadModel>(
             match next.and_then(|r| Ok((r.position(), r.envelope()?))) {
                 Ok((position, env)) => {
                     last = position;
-                    batch.push(recorded::decode(position, env));
+                    batch.push(decode_for::<S>(position, env));
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "cannot follow the log; read models stop here");
@@ -121,8 +147,8 @@ pub(super) async fn project<S: ReadModel>(
         }
         {
             let mut s = state.write().await;
-            for event in &batch {
-                fold_decoded(&mut *s, event);
+            for item in &batch {
+                fold_item(&mut *s, item);
             }
         }
         metrics.projected.set(last as i64);
