@@ -133,11 +133,12 @@ impl Registration {
         let Import { request_id, tree, origin, units, body } = import;
         let received = units.len() as u64;
         // A no-op (everything already there) answers without writing.
+        // (Every unit already there as sent: nothing to plan, so the tree is not copied.)
         {
             let state = self.core.state.read().await;
-            let (added, unchanged) = plan_import(state.trees.get(tree), &units)?;
-            if added.is_empty() {
-                return Ok(ImportOutcome { received, added: 0, unchanged, position: state.position });
+            let current = state.trees.get(tree);
+            if units.iter().all(|(_, u)| current.get(&u.code) == Some(u)) {
+                return Ok(ImportOutcome { received, added: 0, unchanged: received, position: state.position });
             }
         }
         let mut counts = (0u64, 0u64);
@@ -172,8 +173,8 @@ impl Registration {
         // A mapping already recorded in full answers without writing (a re-import).
         {
             let state = self.core.state.read().await;
-            let mut scratch = state.trees.reorganization.clone();
-            if links.iter().all(|l| scratch.add(l.clone()) == Inserted::Unchanged) {
+            let mapping = &state.trees.reorganization;
+            if links.iter().all(|l| mapping.link(&l.old, &l.new).is_some()) {
                 return Ok(Reorganized { received, added: 0, position: state.position });
             }
         }
